@@ -1,0 +1,81 @@
+"""The `twin` command line (a contract: see DESIGN.md).
+
+Each command group lives in its own module with a `register(app)` function; this module only
+assembles them and maps errors to exit codes: 0 success, 2 bad input, 1 failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from twin.errors import BadInput, TwinError
+
+# One module per command group; adding a group adds a line here and touches no other module.
+COMMAND_MODULES = (
+    "twin.cli.plants_cmd",
+    "twin.cli.data_cmd",
+    "twin.cli.connect_cmd",
+    "twin.cli.model_cmd",
+    "twin.cli.plan_cmd",
+    "twin.cli.runtime_cmd",
+    "twin.cli.room_cmd",
+)
+
+app = typer.Typer(
+    name="twin",
+    help="Industrial process-control digital twin: historian, JEPA world model, constrained planner, guarded write-back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="twin", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BadInput as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except TwinError as exc:
+        err_console.print(f"[bold red]failed:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Where a twin home keeps its things (`--home DIR`, else `TWIN_HOME`, else ./twin-data)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "twin-data"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("TWIN_HOME") or DEFAULT_HOME)
+
+
+@dataclass(frozen=True)
+class Home:
+    """The folder that holds the historian, the state store and the model registry."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: Path | str | None = None) -> Home:
+        path = Path(root) if root is not None else default_home()
+        path = path.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def historian_dir(self, plant: str) -> Path:
+        """Parquet segments of one plant."""
+        return self.root / "historian" / plant
+
+    @property
+    def state_db(self) -> Path:
+        """SQLite state store: proposals, approvals, users, audit."""
+        return self.root / "state.db"
+
+    def models_dir(self, plant: str) -> Path:
+        """Model registry of one plant: one folder per version."""
+        return self.root / "models" / plant
+
+    @property
+    def certs_dir(self) -> Path:
+        """OPC-UA application certificates made by `twin certs`."""
+        return self.root / "certs"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Logs and PID files of background processes (demo, retraining)."""
+        return self.root / "runs"
