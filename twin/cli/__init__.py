@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "twin.cli.plan_cmd",
     "twin.cli.runtime_cmd",
     "twin.cli.room_cmd",
+    "twin.cli.health_cmd",
 )
 
 app = typer.Typer(
