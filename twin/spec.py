@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -48,7 +49,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Range = tuple[float, float]
+# TOML has types: a quoted "5" where a number belongs is an error, not a number, and so is
+# true for a number or 1.5 for an integer. Numbers must be finite (no inf or nan).
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+# Range bounds are checked for finiteness by _check_range, which names both bounds.
+Range = tuple[Annotated[float, Strict()], Annotated[float, Strict()]]
 
 
 def _check_range(value: Range | None) -> Range | None:
@@ -67,9 +74,9 @@ class PlantInfo(_Strict):
     """Plant identifier: letters, digits and underscores; names the historian partition."""
     description: str = ""
     """Free text shown in listings and the control room."""
-    sample_period_s: float = Field(gt=0)
+    sample_period_s: Number = Field(gt=0)
     """Tags are sampled this often, in seconds."""
-    control_interval_s: float = Field(gt=0)
+    control_interval_s: Number = Field(gt=0)
     """A proposal at most this often, in seconds; a whole multiple of sample_period_s."""
 
     @field_validator("name")
@@ -111,7 +118,7 @@ class OpcuaSource(_Strict):
     """Environment variable holding the user name; secrets never live in the file."""
     password_env: str | None = None
     """Environment variable holding the password."""
-    publishing_interval_ms: float | None = Field(default=None, gt=0)
+    publishing_interval_ms: Number | None = Field(default=None, gt=0)
     """Subscription publishing interval; defaults to the sample period."""
 
     @field_validator("endpoint")
@@ -125,13 +132,13 @@ class OpcuaSource(_Strict):
 class ModbusSource(_Strict):
     host: str
     """Device address."""
-    port: int = Field(default=502, ge=1, le=65535)
+    port: Int = Field(default=502, ge=1, le=65535)
     """TCP port."""
-    device_id: int = Field(default=1, ge=0, le=255)
+    device_id: Int = Field(default=1, ge=0, le=255)
     """Unit / slave id."""
     word_order: Literal["big", "little"] = "big"
     """Order of 16-bit words in 32-bit values ("big": high word first)."""
-    timeout_s: float = Field(default=2.0, gt=0)
+    timeout_s: Number = Field(default=2.0, gt=0)
     """Request timeout."""
 
 
@@ -143,13 +150,13 @@ class Sources(_Strict):
 class ModbusAddress(_Strict):
     table: Literal["holding", "input", "coil", "discrete"]
     """Register table."""
-    address: int = Field(ge=0, le=65535)
+    address: Int = Field(ge=0, le=65535)
     """Zero-based register (or bit) address."""
     type: Literal["float32", "int32", "uint32", "int16", "uint16", "bool"] = "float32"
     """Encoding of the value."""
-    scale: float = 1.0
+    scale: Number = 1.0
     """Engineering value = raw * scale + offset."""
-    offset: float = 0.0
+    offset: Number = 0.0
     """See scale."""
     word_order: Literal["big", "little"] | None = None
     """Overrides the source's word order for this tag."""
@@ -186,7 +193,7 @@ class Tag(_Strict):
     """Engineering limits: hard, never crossed by a proposal."""
     operating: Range | None = None
     """Operator limits: soft constraints, editable in the control room; default the limits."""
-    max_move: float | None = Field(default=None, gt=0)
+    max_move: Number | None = Field(default=None, gt=0)
     """Largest change per control interval (required for MVs)."""
 
     @field_validator("name")
@@ -232,22 +239,22 @@ class Tag(_Strict):
 
 
 class Objective(_Strict):
-    setpoints: dict[str, float] = Field(default_factory=dict)
+    setpoints: dict[str, Number] = Field(default_factory=dict)
     """CV targets in engineering units."""
-    weights: dict[str, float] = Field(default_factory=dict)
+    weights: dict[str, Number] = Field(default_factory=dict)
     """Tracking weight per CV (default 1 for CVs with a setpoint)."""
-    move_weights: dict[str, float] = Field(default_factory=dict)
+    move_weights: dict[str, Number] = Field(default_factory=dict)
     """Move-suppression weight per MV (default 0)."""
-    economic: dict[str, float] = Field(default_factory=dict)
+    economic: dict[str, Number] = Field(default_factory=dict)
     """Optional linear economic cost per unit of a tag's value (positive: cheaper when lower)."""
 
 
 class Safety(_Strict):
-    allow_auto: bool = False
+    allow_auto: Bool = False
     """`twin serve --mode auto` refuses unless true (simulators, benchmarks)."""
-    max_staleness_s: float = Field(default=30.0, gt=0)
+    max_staleness_s: Number = Field(default=30.0, gt=0)
     """No proposal or write on data older than this."""
-    proposal_ttl_s: float | None = Field(default=None, gt=0)
+    proposal_ttl_s: Number | None = Field(default=None, gt=0)
     """A proposal expires this long after it is made; default two control intervals."""
 
 
@@ -286,9 +293,9 @@ class PlantSpec(_Strict):
     def _check_sources(self) -> None:
         for i, t in enumerate(self.tags):
             if self.source.opcua is not None and t.opcua is None:
-                raise _KeyedError(f"tags[{i}].opcua", f"tag {t.name!r} has no OPC-UA node id but [source.opcua] is set")
+                raise _KeyedError(f"tags[{i}].opcua", f"tag {t.name!r} has no OPC-UA node id, but the plant has an OPC-UA source (source.opcua)")
             if self.source.modbus is not None and t.modbus is None:
-                raise _KeyedError(f"tags[{i}].modbus", f"tag {t.name!r} has no Modbus address but [source.modbus] is set")
+                raise _KeyedError(f"tags[{i}].modbus", f"tag {t.name!r} has no Modbus address, but the plant has a Modbus source (source.modbus)")
             if t.role == "mv" and t.modbus is not None and t.modbus.table not in ("holding", "coil"):
                 raise _KeyedError(
                     f"tags[{i}].modbus.table",
@@ -388,7 +395,7 @@ class PlantSpec(_Strict):
         if candidate.is_file():
             return candidate
         if self.simulator is not None:
-            raise SpecError(self.path, "simulator.file", f"{candidate} does not exist")
+            raise SpecError(self.path or "<spec>", "simulator.file", f"{candidate} does not exist")
         return None
 
     def resolve(self, relative: str) -> Path:

@@ -13,6 +13,7 @@ import sys
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from twin.errors import BadInput, TwinError
 
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except BadInput as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except TwinError as exc:
-        err_console.print(f"[bold red]failed:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]failed:[/] {escape(str(exc))}", highlight=False)
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
