@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "twin.cli.runtime_cmd",
     "twin.cli.room_cmd",
     "twin.cli.health_cmd",
+    "twin.cli.demo_cmd",
 )
 
 app = typer.Typer(

@@ -1,9 +1,232 @@
-"""Commands of this group are added by the issue that builds them."""
+"""`twin sim`, `twin ingest` and `twin certs`: serving, streaming and securing plant connections."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
 import typer
+from rich.console import Console
+
+from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
+from twin.errors import BadInput
+
+console = Console()
+
+
+class Security(StrEnum):
+    none = "none"
+    sign = "sign"
+    sign_encrypt = "sign-encrypt"
+
+
+class SourceChoice(StrEnum):
+    opcua = "opcua"
+    modbus = "modbus"
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def _parse_start(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--start: {text!r} is not an ISO 8601 time") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def sim_cmd(
+    plant: PlantArg,
+    opcua_port: Annotated[
+        int | None, typer.Option("--opcua-port", help="OPC-UA port (default: the spec's; 0: none).")
+    ] = None,
+    modbus_port: Annotated[
+        int | None,
+        typer.Option("--modbus-port", help="Modbus TCP port (default: the spec's; 0: none)."),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option("--speed", min=0.001, help="Simulated seconds per wall second.")
+    ] = 1.0,
+    scenario: Annotated[
+        str | None, typer.Option("--scenario", help="Disturbance/setpoint scenario of the plant.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Noise seed.")] = 0,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Simulated start time, ISO 8601 (default: now, UTC)."),
+    ] = None,
+    security: Annotated[
+        Security,
+        typer.Option(
+            "--security", help="OPC-UA security: none, sign or sign-encrypt (Basic256Sha256)."
+        ),
+    ] = Security.none,
+    users: Annotated[
+        Path | None,
+        typer.Option(
+            "--users",
+            help="File of name:password (or name:$argon2 hash) lines; default: the spec's username/password env vars.",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    home: HomeOption = None,
+) -> None:
+    """Run a plant's simulator and serve it over OPC-UA and Modbus TCP until Ctrl-C / SIGTERM."""
+    from connectors.certs import make_certificates
+    from connectors.modbus_server import ModbusServeConfig
+    from connectors.opcua_server import OpcuaServeConfig
+    from connectors.simserver import SimServeConfig, SimServer
+    from connectors.users import UserTable
+    from plants.base import Simulation
+
+    spec = spec_of(plant)
+    the_home = home_of(home)
+    table = UserTable.from_file(users) if users is not None else UserTable.from_env(spec)
+    opcua = None
+    if (spec.source.opcua is not None and opcua_port != 0) or opcua_port:
+        url = urlsplit(spec.source.opcua.endpoint) if spec.source.opcua else None
+        port = opcua_port or (url.port if url and url.port else 4840)
+        opcua = OpcuaServeConfig(
+            host=host,
+            port=port,
+            path=(url.path if url and url.path else "/twin/"),
+            security=security.value,
+            users=table,
+        )
+        if security != Security.none:
+            if not table:
+                raise BadInput(
+                    "--security needs users: --users FILE, or set the spec's username/password "
+                    "environment variables"
+                )
+            _, server_pair = make_certificates(the_home.certs_dir)
+            opcua.certificate, opcua.private_key = server_pair.certificate, server_pair.private_key
+    modbus = None
+    if (spec.source.modbus is not None and modbus_port != 0) or modbus_port:
+        src = spec.source.modbus
+        modbus = ModbusServeConfig(
+            host=host,
+            port=modbus_port or (src.port if src else 502),
+            device_id=src.device_id if src else 1,
+            word_order=src.word_order if src else "big",
+        )
+    if opcua is None and modbus is None:
+        raise BadInput(
+            "nothing to serve: give --opcua-port or --modbus-port (the spec has no [source] sections)"
+        )
+    sim = Simulation(spec, seed=seed, scenario=scenario, start=_parse_start(start))
+    config = SimServeConfig(speed=speed, opcua=opcua, modbus=modbus)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        async with SimServer(spec, sim, config) as server:
+            where = []
+            if opcua is not None:
+                where.append(
+                    f"{opcua.endpoint} (security {opcua.security}"
+                    f"{', ' + str(len(table)) + ' user(s)' if table else ', anonymous'})"
+                )
+            if modbus is not None:
+                where.append(f"modbus://{modbus.host}:{modbus.port} device {modbus.device_id}")
+            console.print(
+                f"serving {spec.name} at {speed:g}x: " + "; ".join(where), highlight=False
+            )
+            sys.stdout.flush()
+            await server.run(stop)
+        console.print(f"stopped {spec.name} after {server.step} steps", highlight=False)
+
+    asyncio.run(main())
+
+
+def ingest_cmd(
+    plant: PlantArg,
+    source: Annotated[
+        SourceChoice, typer.Option("--source", help="Which of the spec's sources to read.")
+    ] = SourceChoice.opcua,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", help="Stop after this many seconds (default: until Ctrl-C)."),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Override the port of the spec's source.")
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Stream a live plant into the historian, printing a status line; survives server restarts."""
+    from connectors.factory import SourceKind, make_source
+    from twin.historian import Historian
+    from twin.ingest import IngestStats, ingest
+
+    spec = spec_of(plant)
+    the_home = home_of(home)
+    src: SourceKind = "opcua" if source == SourceChoice.opcua else "modbus"
+
+    async def main() -> IngestStats:
+        live = make_source(spec, src, the_home, port)  # inside the loop: pymodbus binds to it
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        with Historian(the_home.historian_dir(spec.name)) as historian:
+            async with live:
+                console.print(
+                    f"ingesting {spec.name} over {src} into {historian.root}", highlight=False
+                )
+                with console.status("starting ...") as status:
+                    shown = [0]
+
+                    def show(stats: IngestStats, connected: bool) -> None:
+                        status.update(stats.line(connected))
+                        shown[0] += 1
+                        # Without a terminal (a log file), a line every 10 s instead of a live line.
+                        if not console.is_terminal and (shown[0] % 10 == 1 or duration is not None):
+                            console.print(stats.line(connected), highlight=False)
+
+                    return await ingest(
+                        live,
+                        historian,
+                        duration_s=duration,
+                        stop=stop,
+                        on_status=show,
+                        source_name=src,
+                    )
+
+    stats = asyncio.run(main())
+    console.print(
+        f"stored {stats.samples:,} samples ({stats.bad:,} not good), {stats.gaps} gap(s) recorded, "
+        f"{stats.backfilled:,} back-filled",
+        highlight=False,
+    )
+
+
+def certs_cmd(
+    out: Annotated[Path | None, typer.Option("--out", help="Folder (default: HOME/certs).")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Validity in days.")] = 365,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing certificates.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Make self-signed OPC-UA application certificates (client and simulator server)."""
+    from connectors.certs import make_certificates
+
+    folder = out or home_of(home).certs_dir
+    client, server = make_certificates(folder, days=days, overwrite=force)
+    for label, pair in (("client", client), ("server", server)):
+        console.print(f"{label}: {pair.certificate} + {pair.private_key}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the `twin` app."""
+    app.command("sim")(sim_cmd)
+    app.command("ingest")(ingest_cmd)
+    app.command("certs")(certs_cmd)
