@@ -1,0 +1,173 @@
+"""Helpers of the end-to-end tests: a tiny trained twin, a spec on free ports, `twin sim` and
+`twin serve` as real processes, and independent protocol clients that read the plant's MVs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twin.paths import Home
+from twin.spec import PLANTS_DIR, PlantSpec, load_spec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_spec(folder: Path, *, ttl_s: float = 600.0, staleness_s: float = 30.0) -> PlantSpec:
+    """The built-in cstr spec on free ports, with the test's proposal lifetime and staleness."""
+    text = (PLANTS_DIR / "cstr" / "plant.toml").read_text()
+    op, mb = free_port(), free_port()
+    text = text.replace("opc.tcp://127.0.0.1:4840/twin/", f"opc.tcp://127.0.0.1:{op}/twin/")
+    text = text.replace("port = 5020", f"port = {mb}")
+    lines = []
+    for line in text.splitlines():
+        if line.startswith(("max_staleness_s", "proposal_ttl_s")):
+            continue
+        lines.append(line)
+        if line.strip() == "[safety]":
+            lines += [f"max_staleness_s = {staleness_s}", f"proposal_ttl_s = {ttl_s}"]
+    lines += ["", "[simulator]", f'file = "{PLANTS_DIR / "cstr" / "simulator.py"}"']
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plant.toml").write_text("\n".join(lines) + "\n")
+    return load_spec(folder / "plant.toml")
+
+
+def ports(spec: PlantSpec) -> tuple[int, int]:
+    assert spec.source.opcua is not None and spec.source.modbus is not None
+    return int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0]), spec.source.modbus.port
+
+
+def train_tiny(home: Home) -> str:
+    """A deliberately small twin (seconds to train): enough for the runtime to propose with."""
+    from twin.data import DataConfig
+    from twin.generate import generate_into
+    from twin.historian import Historian
+    from twin.model.config import ModelConfig
+    from twin.train import TrainConfig, train_plant
+
+    spec = load_spec("cstr")
+    generate_into(home, spec, hours=2.0, seed=0, progress=False)
+    with Historian(home.historian_dir(spec.name)) as h:
+        start, end = h.time_range()
+        frame = h.read(start, end + (end - start) / 100)
+    shutil.rmtree(home.historian_dir(spec.name))  # the runtime's history starts empty
+    model = ModelConfig(latent_dim=16, hidden=32, action_dim=8, readout_hidden=16,
+                        sigreg_projections=32, sigreg_samples=64)  # fmt: skip
+    train = TrainConfig(epochs=2, steps_per_epoch=5, batch_size=16, max_seconds=10, obs_max_seconds=3,
+                        progress=False, val_anchors=64, min_effective_rank=0.0, min_latent_std=0.0)  # fmt: skip
+    return train_plant(home, spec, model, DataConfig(horizon=5), train, frame=frame)
+
+
+def twin_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "twin.cli", *args]
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+
+
+def start_sim(spec: PlantSpec, log: Path, speed: float = 20.0) -> subprocess.Popen[bytes]:
+    op, mb = ports(spec)
+    proc = start(twin_cmd("sim", str(spec.path), "--opcua-port", str(op), "--modbus-port", str(mb),
+                          "--speed", str(speed)), log)  # fmt: skip
+    wait_for(lambda: _accepts(op) and _accepts(mb), 60, "the simulated plant to listen", proc, log)
+    return proc
+
+
+def start_serve(spec: PlantSpec, home: Path, log: Path, mode: str = "supervised", source: str = "opcua",
+                steps: int | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    args = ["serve", str(spec.path), "--mode", mode, "--source", source, "--home", str(home)]
+    if steps is not None:
+        args += ["--steps", str(steps)]
+    return start(twin_cmd(*args), log)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str,
+             proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> Any:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(
+                f"process exited ({proc.returncode}) waiting for {what}:\n{_tail(log)}"
+            )
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{_tail(log)}")
+
+
+def _tail(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+
+
+# ---- independent clients (not our connectors) --------------------------------------------
+
+
+def read_opcua(spec: PlantSpec, tag: str) -> float:
+    """The tag's value on the plant, read by a plain asyncua client."""
+    from asyncua import Client
+
+    async def go() -> float:
+        async with Client(spec.source.opcua.endpoint, timeout=5) as client:
+            return float(await client.get_node(spec.tag(tag).opcua).read_value())
+
+    return asyncio.run(go())
+
+
+def read_modbus(spec: PlantSpec, tag: str) -> float:
+    """The tag's float32 holding register(s), read by a plain pymodbus client (big word order)."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    addr = spec.tag(tag).modbus
+    src = spec.source.modbus
+
+    async def go() -> float:
+        client = AsyncModbusTcpClient(src.host, port=src.port, timeout=5)
+        await client.connect()
+        try:
+            rr = await client.read_holding_registers(addr.address, count=2, device_id=src.device_id)
+            assert not rr.isError(), rr
+            return struct.unpack(">f", struct.pack(">HH", *rr.registers))[0]
+        finally:
+            client.close()
+
+    return asyncio.run(go())
