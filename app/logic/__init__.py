@@ -1,0 +1,1 @@
+"""Tested logic behind the control-room pages: no Streamlit imports here."""

@@ -1,0 +1,129 @@
+"""Streamlit glue shared by the pages: the cached store, the signed-in user, the chosen plant.
+
+Pages stay thin: they call these helpers and the tested functions in app.logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from app.logic import context
+from app.logic.session import log_in, may
+from twin.auth import AuthError, Role, User
+from twin.paths import Home
+from twin.spec import PlantSpec
+from twin.store import Store
+
+
+def room_config() -> context.RoomConfig:
+    # Read per run (cheap): tests start several rooms on different homes in one process.
+    return context.RoomConfig.from_env()
+
+
+@st.cache_resource
+def _store(path: str) -> Store:
+    # One connection per server process; Store serialises threads behind its own lock.
+    return Store(path)
+
+
+def home() -> Home:
+    return Home.at(room_config().home)
+
+
+def store() -> Store:
+    return _store(str(home().state_db))
+
+
+@st.cache_resource(max_entries=4)
+def model(home_root: str, spec_ref: str, version: str) -> Any:
+    """A model version, loaded once per server (torch loads only on pages that need it)."""
+    from twin import registry
+    from twin.spec import load_spec
+
+    tw = registry.load_version(home_root, load_spec(spec_ref), version)
+    tw.eval()
+    return tw
+
+
+def user() -> User | None:
+    return st.session_state.get("user")
+
+
+def allowed(needed: Role) -> bool:
+    return may(store(), user(), needed)
+
+
+@dataclass(frozen=True)
+class Page:
+    """What every page works on."""
+
+    home: Home
+    store: Store
+    user: User
+    plant: str
+    spec: PlantSpec
+
+
+def page() -> Page:
+    """The page's context; stops the page with a message when there is no plant to show."""
+    u = user()
+    if u is None:
+        st.stop()
+    plant = st.session_state.get("plant")
+    if not plant:
+        st.info(
+            "No plant has data in this twin home yet. Start `twin serve PLANT` or `twin import`."
+        )
+        st.stop()
+    try:
+        spec = context.plant_spec(store(), plant)
+    except Exception as exc:  # a bad spec must not take the whole control room down
+        st.error(f"cannot load the spec of plant {plant!r}: {exc}")
+        st.stop()
+    return Page(home(), store(), u, plant, spec)
+
+
+def login_page() -> None:
+    st.title("Twin control room")
+    st.caption(f"twin home: {room_config().home}")
+    with st.form("login"):
+        name = st.text_input("User name", key="login_name")
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in")
+    if submitted:
+        try:
+            st.session_state["user"] = log_in(store(), name, password)
+        except AuthError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+
+
+def sidebar() -> None:
+    u = user()
+    s = store()
+    plants = context.known_plants(home(), s)
+    cfg_plant = room_config().plant
+    if cfg_plant:
+        try:
+            cfg_plant = context.plant_name(cfg_plant)
+        except Exception as exc:  # a bad --plant must not take the control room down
+            st.sidebar.error(f"--plant {cfg_plant}: {exc}")
+            cfg_plant = None
+    if cfg_plant and cfg_plant not in plants:
+        plants.insert(0, cfg_plant)
+    with st.sidebar:
+        if u is not None:
+            st.markdown(f"Signed in as **{u.name}** ({u.role})")
+        if plants:
+            current = st.session_state.get("plant")
+            if current not in plants:
+                current = cfg_plant if cfg_plant in plants else plants[0]
+            st.session_state["plant"] = st.selectbox("Plant", plants, index=plants.index(current))
+        if st.button("Log out", key="logout"):
+            for k in ("user", "plant"):
+                st.session_state.pop(k, None)
+            st.rerun()
