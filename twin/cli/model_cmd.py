@@ -1,9 +1,272 @@
-"""Commands of this group are added by the issue that builds them."""
+"""`twin train`, `twin evaluate`, `twin models` and `twin steptest`: the twin's life cycle."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from typing import Annotated
+
 import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
+from twin.errors import BadInput
+
+console = Console()
+err = Console(stderr=True)
+
+QUICK_HELP = "Tiny model and a few seconds of training (smoke tests and demos)."
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def evaluation_table(report: dict, title: str) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("model")
+    for h in report["horizons"]:
+        table.add_column(f"NRMSE h{h}", justify="right")
+    for name, res in report["models"].items():
+        table.add_row(name, *[_fmt(res["nrmse"].get(str(h))) for h in report["horizons"]])
+    return table
+
+
+def monitors_table(monitors: dict) -> Table:
+    table = Table(title="monitors", box=box.SIMPLE_HEAD)
+    table.add_column("monitor")
+    table.add_column("value", justify="right")
+    for k, v in monitors.items():
+        if isinstance(v, dict):
+            v = ", ".join(f"h{h}: {x:.2f}" for h, x in v.items())
+        elif isinstance(v, float):
+            v = f"{v:.4g}"
+        table.add_row(k, str(v))
+    return table
+
+
+def train_cmd(
+    plant: PlantArg,
+    epochs: Annotated[
+        int | None,
+        typer.Option("--epochs", min=1, help="Most epochs (early stopping may end sooner)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed", help="Seed: same seed and data, same model.")] = 0,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option("--max-seconds", min=1, help="Wall-clock budget of the JEPA fit."),
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,
+    home: HomeOption = None,
+) -> None:
+    """Train a new twin version from the plant's history; prints the new version id last."""
+    from twin import registry
+    from twin.data import DataConfig
+    from twin.model.config import ModelConfig
+    from twin.train import TrainConfig, resolve_device, train_plant
+
+    spec = spec_of(plant)
+    resolve_device(device)
+    model_cfg, data_cfg, cfg = ModelConfig(), DataConfig(), TrainConfig(device=device, seed=seed)
+    if quick:
+        model_cfg = replace(model_cfg, latent_dim=8, hidden=32, action_dim=8, readout_hidden=16)
+        data_cfg = replace(data_cfg, horizon=5, window_intervals=2)
+        cfg = replace(
+            cfg,
+            epochs=3,
+            steps_per_epoch=5,
+            batch_size=16,
+            max_seconds=5,
+            obs_max_seconds=3,
+            val_anchors=64,
+            min_effective_rank=1.0,
+        )
+    if epochs is not None:
+        cfg = replace(cfg, epochs=epochs)
+    if max_seconds is not None:
+        cfg = replace(cfg, max_seconds=max_seconds, obs_max_seconds=max_seconds)
+    h = home_of(home)
+    version = train_plant(h, spec, model_cfg, data_cfg, cfg)
+    card = registry.load_checkpoint(h, spec, version)["card"]
+    err.print(evaluation_table(card["evaluation"], f"{spec.name} {version} (held-out block)"))
+    active = registry.active_version(h, spec)
+    err.print(
+        f"trained in {card['training']['seconds']} s; active version: {active}", highlight=False
+    )
+    typer.echo(version)
+
+
+def evaluate_cmd(
+    plant: PlantArg,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Model version (default: the active one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Held-out accuracy of a version against persistence, ARX and an observation-space model."""
+    from twin import registry
+    from twin.data import PlantSeries, load_frame
+    from twin.evaluate import Baselines, evaluate
+    from twin.train import torch_threads
+
+    spec = spec_of(plant)
+    h = home_of(home)
+    ckpt = registry.load_checkpoint(h, spec, version)
+    tw = registry._twin_from(ckpt, spec)
+    arx, om = registry.load_baselines(ckpt)
+    data = ckpt["card"]["data"]
+    import pandas as pd
+
+    # The same data window and split as at training time: the held-out block stays held out.
+    end = pd.Timestamp(data["end"]) + pd.Timedelta(seconds=spec.plant.sample_period_s)
+    frame = load_frame(h, spec, pd.Timestamp(data["start"]).to_pydatetime(), end.to_pydatetime())
+    series = PlantSeries(frame, spec, tw.data_config, normalizer=tw.normalizer)
+    with torch_threads(1):
+        report = evaluate(tw, series, Baselines(arx=arx, obs_model=om))
+    report["version"] = ckpt["version"]
+    report["plant"] = spec.name
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    console.print(
+        evaluation_table(
+            report, f"{spec.name} {ckpt['version']} (held-out block, {report['anchors']} anchors)"
+        )
+    )
+    console.print(monitors_table(report["monitors"]))
+
+
+def models_cmd(
+    first: Annotated[
+        str,
+        typer.Argument(metavar="PLANT | promote", help="A plant (list its versions) or `promote`."),
+    ],
+    rest: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[PLANT VERSION]",
+            help="With promote: the plant and the version to make active.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """List a plant's model versions (`twin models PLANT`) or make one active (`twin models promote PLANT V`)."""
+    from twin import registry
+
+    h = home_of(home)
+    rest = rest or []
+    if first == "promote":
+        if len(rest) != 2:
+            raise BadInput("usage: twin models promote PLANT VERSION")
+        spec = spec_of(rest[0])
+        registry.promote(h, spec, rest[1])
+        console.print(f"{spec.name}: {rest[1]} is now the active version", highlight=False)
+        return
+    if rest:
+        raise BadInput(
+            f"unexpected arguments {rest}; usage: twin models PLANT | twin models promote PLANT VERSION"
+        )
+    spec = spec_of(first)
+    rows = registry.list_models(h, spec)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print(f"{spec.name}: no model versions yet (run `twin train {spec.name}`)")
+        return
+    table = Table(title=f"Models of {spec.name}", box=box.SIMPLE_HEAD)
+    for col in (
+        "version",
+        "active",
+        "created",
+        "jepa h1",
+        "jepa h10",
+        "best baseline h10",
+        "eff. rank",
+        "train s",
+    ):
+        table.add_column(col)
+    for r in rows:
+        n = r["nrmse"]
+        base = [n[m].get("10") for m in ("persistence", "arx", "observation_model") if m in n]
+        base = [b for b in base if b is not None]
+        table.add_row(
+            r["version"],
+            "*" if r["active"] else "",
+            (r["created"] or "")[:19],
+            _fmt(n.get("jepa", {}).get("1")),
+            _fmt(n.get("jepa", {}).get("10")),
+            _fmt(min(base) if base else None),
+            _fmt(r["monitors"].get("effective_rank")),
+            str(r["train_seconds"]),
+        )
+    console.print(table)
+
+
+def steptest_cmd(
+    plant: PlantArg,
+    run: Annotated[
+        bool, typer.Option("--run", help="Run it now on the plant's simulator into the historian.")
+    ] = False,
+    kind: Annotated[str, typer.Option("--kind", help="prbs or gbn.")] = "gbn",
+    hours: Annotated[
+        float | None, typer.Option("--hours", help="Duration (default: enough levels per MV).")
+    ] = None,
+    amplitude: Annotated[
+        float, typer.Option("--amplitude", help="Fraction of the operating half-band.")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the signal and the simulator.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the design as JSON.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Design an excitation campaign for each MV (and, with --run on a simulator, run it)."""
+    from twin.steptest import SteptestConfig, design_campaign, run_on_simulator
+
+    spec = spec_of(plant)
+    config = SteptestConfig(kind=kind, hours=hours, amplitude=amplitude, seed=seed)
+    campaign = design_campaign(spec, config)
+    summary = campaign.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        table = Table(
+            title=f"{spec.name}: {kind} campaign, {summary['duration_h']} h, "
+            f"levels held {summary['hold_s']:g} s",
+            box=box.SIMPLE_HEAD,
+        )
+        for col in ("MV", "band", "range used", "moves", "largest move", "max_move"):
+            table.add_column(col)
+        for name, m in summary["mvs"].items():
+            table.add_row(
+                name,
+                f"{m['band'][0]:g} .. {m['band'][1]:g}",
+                f"{m['min']:g} .. {m['max']:g}",
+                str(m["moves"]),
+                f"{m['largest_move']:g}",
+                f"{spec.tag(name).max_move:g}",
+            )
+        err.print(table)
+    if not run:
+        err.print(
+            "design only: add --run to run it on the simulator (a live plant runs it "
+            "through the runtime after approval)"
+        )
+        return
+    start, end = run_on_simulator(home_of(home), spec, campaign, seed=seed)
+    err.print(
+        f"campaign recorded {start.isoformat()} .. {end.isoformat()} and annotated as a campaign",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the `twin` app."""
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("models")(models_cmd)
+    app.command("steptest")(steptest_cmd)

@@ -1,0 +1,68 @@
+"""SIGReg: near zero for Gaussian latents, large for collapsed or anisotropic ones, differentiable."""
+
+from __future__ import annotations
+
+import torch
+
+from twin.model.sigreg import epps_pulley, gaussian_floor, sigreg
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_gaussian_is_near_its_finite_sample_floor():
+    z = torch.randn(1024, 32, generator=_gen(1))
+    value = float(sigreg(z, 128, None, _gen(2)))
+    floor = gaussian_floor(1024)
+    assert value < 3 * floor
+    assert value < 0.005
+
+
+def test_collapsed_constant_and_anisotropic_are_large():
+    g = _gen(3)
+    gauss = float(sigreg(torch.randn(512, 32, generator=g), 128, None, g))
+    collapsed = torch.ones(512, 32) * 0.7  # every latent the same point
+    zeros = torch.zeros(512, 32)
+    line = torch.randn(512, 1, generator=g) * torch.randn(1, 32, generator=g)  # rank one
+    squashed = torch.randn(512, 32, generator=g) * 0.05  # isotropic but far too small
+    stretched = torch.randn(512, 32, generator=g)
+    stretched[:, :4] *= 10.0  # strongly anisotropic
+    for z in (collapsed, zeros, line, squashed, stretched):
+        assert float(sigreg(z, 128, None, g)) > 20 * gauss
+
+
+def test_epps_pulley_matches_closed_form_for_a_point_mass():
+    # ECF of a point mass at 0 is 1: distance = sum_t w(t) (1 - exp(-t^2/2))^2.
+    t = torch.linspace(0, 3, 17, dtype=torch.float64)
+    dt = t[1] - t[0]
+    trap = torch.full_like(t, float(dt))
+    trap[0] = trap[-1] = dt / 2
+    expected = float((2 * trap * torch.exp(-0.5 * t**2) * (1 - torch.exp(-0.5 * t**2)) ** 2).sum())
+    got = float(epps_pulley(torch.zeros(100, 1))[0])
+    assert abs(got - expected) < 1e-5
+
+
+def test_gradients_flow_and_descent_spreads_a_collapsed_cloud():
+    z = (torch.randn(256, 16, generator=_gen(4)) * 0.01).requires_grad_()
+    opt = torch.optim.SGD([z], lr=100.0)
+    start = float(sigreg(z.detach(), 64, None, _gen(5)))
+    for i in range(80):
+        loss = sigreg(z, 64, None, _gen(100 + i))  # fresh projections each step
+        opt.zero_grad()
+        loss.backward()
+        assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+        opt.step()
+    end = float(sigreg(z.detach(), 64, None, _gen(5)))
+    assert end < start / 5
+    assert z.detach().std(0).mean() > 0.3
+
+
+def test_float32_and_fresh_projections():
+    z = torch.randn(300, 8, dtype=torch.float64, generator=_gen(6))
+    a = sigreg(z, 16, None, _gen(7))
+    b = sigreg(z, 16, None, _gen(8))
+    assert a.dtype == torch.float32
+    assert float(a) != float(b)  # different random directions
+    sub = sigreg(torch.randn(5000, 8, generator=_gen(9)), 16, 256, _gen(10))
+    assert torch.isfinite(sub)

@@ -1,0 +1,44 @@
+"""The JEPA twin's architecture and loss settings (one typed config, saved in every checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from twin.errors import BadInput
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the encoder, action encoder, predictor and readout heads, and loss weights."""
+
+    latent_dim: int = 32
+    """Dimension D of the latent z."""
+    hidden: int = 128
+    """Width of the hidden layers of encoder and predictor."""
+    action_dim: int = 16
+    """Width of the action embedding."""
+    readout_hidden: int = 64
+    """Width of the readout heads' hidden layer."""
+    quantiles: tuple[float, ...] = (0.05, 0.95)
+    """Quantile levels of the readout bands."""
+    sigreg_lambda: float = 0.1
+    """Weight of SIGReg in the loss (0.1: enough to keep the latent spread and full-rank, light
+    enough that the few-dimensional plant state need not be padded with noise to look Gaussian)."""
+    sigreg_projections: int = 128
+    """Random 1-D projections drawn afresh every step."""
+    sigreg_samples: int = 256
+    """Latents sampled from the batch for SIGReg (keeps its cost in check)."""
+    w_pred: float = 1.0
+    """Weight of the teacher-forced one-step latent prediction loss."""
+    w_rollout: float = 1.0
+    """Weight of the multi-step latent rollout loss."""
+    w_readout: float = 1.0
+    """Weight of the readout loss (mean squared error + pinball), on encoded and rolled-out latents."""
+    extra: dict = field(default_factory=dict)
+    """Free-form notes stored with the config (not used by the code)."""
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 2 or self.hidden < 4 or self.action_dim < 1:
+            raise BadInput("latent_dim >= 2, hidden >= 4 and action_dim >= 1 are required")
+        if any(not 0 < q < 1 for q in self.quantiles):
+            raise BadInput(f"quantile levels must lie in (0, 1), got {self.quantiles}")

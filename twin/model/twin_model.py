@@ -1,0 +1,171 @@
+"""TwinModel: the world-model verbs in engineering units (normalisation lives inside).
+
+    z  = tw.encode(window, mask)   # (B, W, n_tags) -> (B, D)
+    z1 = tw.predict(z, u)          # u (B, n_mv): MV values held over the next control interval
+    zs = tw.rollout(z, U)          # U (B, H, n_mv) -> (B, H, D)
+    y, q = tw.readout(zs)          # (..., n_cv), (..., n_cv, n_q)
+    tw.ood_score(z) -> (B,)        # squared Mahalanobis distance / D to the training latents
+
+The planner uses only these verbs; all of them are differentiable in U for gradient refinement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from twin.data import DataConfig, Normalizer
+from twin.model.config import ModelConfig
+from twin.model.net import JepaNet
+
+CHECKPOINT_FORMAT = 1
+
+
+class TwinModel(nn.Module):
+    def __init__(
+        self,
+        net: JepaNet,
+        normalizer: Normalizer,
+        tag_roles: dict[str, str],
+        window: int,
+        samples_per_interval: int,
+        data_config: DataConfig,
+        version: str = "",
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.normalizer = normalizer
+        self.tag_names = list(normalizer.tags)
+        self.cv_names = [t for t in self.tag_names if tag_roles[t] == "cv"]
+        self.mv_names = [t for t in self.tag_names if tag_roles[t] == "mv"]
+        self.tag_roles = dict(tag_roles)
+        self.window = window
+        self.samples_per_interval = samples_per_interval
+        self.data_config = data_config
+        self.version = version
+        self.quantile_levels = tuple(net.config.quantiles)
+        f32 = torch.float32
+        self.register_buffer("x_mean", torch.tensor(normalizer.mean, dtype=f32))
+        self.register_buffer("x_std", torch.tensor(normalizer.std, dtype=f32))
+        u_mean, u_std = normalizer.subset(self.mv_names)
+        y_mean, y_std = normalizer.subset(self.cv_names)
+        self.register_buffer("u_mean", torch.tensor(u_mean, dtype=f32))
+        self.register_buffer("u_std", torch.tensor(u_std, dtype=f32))
+        self.register_buffer("y_mean", torch.tensor(y_mean, dtype=f32))
+        self.register_buffer("y_std", torch.tensor(y_std, dtype=f32))
+        d = net.config.latent_dim
+        self.register_buffer("ood_mean", torch.zeros(d))
+        self.register_buffer("ood_prec", torch.eye(d))
+        self.ood_threshold: float = float("inf")
+        self.spec_hash = ""
+        self.metrics: dict[str, Any] = {}
+        self.eval()
+
+    # ---- the verbs ----------------------------------------------------------------------
+
+    def normalise_window(
+        self, window: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, W, n_tags) engineering units -> (B, W, 2 n_tags) encoder input."""
+        window = window.to(self.x_mean.dtype)
+        if window.shape[-2:] != (self.window, len(self.tag_names)):
+            raise ValueError(
+                f"window must be (B, {self.window}, {len(self.tag_names)}) "
+                f"[samples x tags {self.tag_names}], got {tuple(window.shape)}"
+            )
+        ok = torch.isfinite(window)
+        if mask is not None:
+            ok = ok & mask.bool()
+        x = torch.where(ok, (window - self.x_mean) / self.x_std, torch.zeros_like(window))
+        return torch.cat([x, ok.to(x.dtype)], dim=-1)
+
+    def encode(self, window: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """window (B, W, n_tags) eng units, mask (B, W, n_tags) bool (True = measured) -> z (B, D)."""
+        return self.net.encode(self.normalise_window(window, mask))
+
+    def predict(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """z (B, D), u (B, n_mv) absolute MV values held over the next interval -> (B, D)."""
+        return self.net.predict(z, (u.to(z.dtype) - self.u_mean) / self.u_std)
+
+    def rollout(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """z (B, D), U (B, H, n_mv) -> latents after each interval (B, H, D)."""
+        return self.net.rollout(z, (u.to(z.dtype) - self.u_mean) / self.u_std)
+
+    def readout(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (..., D) -> CV means (..., n_cv) and quantiles (..., n_cv, n_q), engineering units."""
+        mean, q = self.net.readout(z)
+        return mean * self.y_std + self.y_mean, q * self.y_std.unsqueeze(
+            -1
+        ) + self.y_mean.unsqueeze(-1)
+
+    def ood_score(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B,) squared Mahalanobis distance to the training latents, per dimension."""
+        d = z - self.ood_mean
+        return torch.einsum("bi,ij,bj->b", d, self.ood_prec, d) / z.shape[-1]
+
+    # ---- calibration and persistence ---------------------------------------------------
+
+    def set_ood_reference(
+        self, z_train: torch.Tensor, z_val: torch.Tensor, quantile: float = 0.995
+    ) -> None:
+        """Fit the latent Gaussian on training latents; threshold = quantile of validation scores."""
+        z = z_train.double()
+        mean = z.mean(0)
+        cov = torch.cov(z.T) + 1e-4 * torch.eye(z.shape[1], dtype=z.dtype)
+        self.ood_mean.copy_(mean.float())
+        self.ood_prec.copy_(torch.linalg.inv(cov).float())
+        scores = self.ood_score(z_val.float())
+        self.ood_threshold = (
+            float(torch.quantile(scores, quantile)) if len(scores) else float("inf")
+        )
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to use the model again, as plain types and tensors."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": self.version,
+            "model_config": asdict(self.net.config),
+            "data_config": asdict(self.data_config),
+            "normalizer": self.normalizer.to_dict(),
+            "tag_roles": self.tag_roles,
+            "window": self.window,
+            "samples_per_interval": self.samples_per_interval,
+            "state_dict": self.state_dict(),
+            "ood_threshold": self.ood_threshold,
+            "spec_hash": self.spec_hash,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> TwinModel:
+        cfg = dict(ckpt["model_config"])
+        cfg["quantiles"] = tuple(cfg["quantiles"])
+        config = ModelConfig(**cfg)
+        normalizer = Normalizer.from_dict(ckpt["normalizer"])
+        roles = ckpt["tag_roles"]
+        n_mv = sum(r == "mv" for r in roles.values())
+        n_cv = sum(r == "cv" for r in roles.values())
+        net = JepaNet(config, ckpt["window"], len(normalizer.tags), n_mv, n_cv)
+        tw = cls(
+            net,
+            normalizer,
+            roles,
+            ckpt["window"],
+            ckpt["samples_per_interval"],
+            DataConfig(**ckpt["data_config"]),
+            ckpt["version"],
+        )
+        tw.load_state_dict(ckpt["state_dict"])
+        tw.ood_threshold = float(ckpt["ood_threshold"])
+        tw.spec_hash = ckpt.get("spec_hash", "")
+        tw.metrics = ckpt.get("metrics", {})
+        tw.eval()
+        return tw
+
+
+def latents_numpy(z: torch.Tensor) -> np.ndarray:
+    return z.detach().cpu().double().numpy()

@@ -1,0 +1,386 @@
+"""Fit one plant's twin: data -> JEPA + baselines -> checks -> registry.
+
+series = PlantSeries(frame, spec, data_cfg)         # windows, normalisation, splits
+net    = fit_jepa(series, model_cfg, train_cfg)     # early-stopped on validation
+tw     = wrap + calibrate OOD on validation latents
+base   = fit_baselines(series, ...)                 # ARX, observation-space model
+report = evaluate(tw, series, base)                 # held-out block
+check_collapse(report) ; registry.save(...)          # fails instead of saving a collapsed model
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from twin.arx import ArxConfig, ArxModel
+from twin.data import DataConfig, NotEnoughData, PlantSeries, load_frame
+from twin.errors import BadInput, TwinError
+from twin.model.config import ModelConfig
+from twin.model.losses import jepa_losses
+from twin.model.net import JepaNet
+from twin.model.obs_model import ObservationModel
+from twin.model.twin_model import TwinModel
+from twin.paths import Home
+from twin.spec import PlantSpec
+
+log = logging.getLogger(__name__)
+
+
+class CollapsedLatent(TwinError):
+    """Training produced a collapsed latent space; nothing was saved."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one training run."""
+
+    epochs: int = 30
+    """Upper bound on epochs (early stopping usually ends sooner)."""
+    steps_per_epoch: int = 40
+    """Optimiser steps per epoch (an epoch is a validation period, not a full data pass)."""
+    batch_size: int = 64
+    """Anchors per step; each brings H+1 encoded windows."""
+    lr: float = 2e-3
+    """AdamW learning rate (cosine-decayed)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    patience: int = 8
+    """Epochs without validation improvement before stopping."""
+    max_seconds: float = 160.0
+    """Wall-clock safety net of the JEPA fit (the step schedule normally ends first; a run
+    cut short by it is not bit-reproducible); the best weights so far are kept."""
+    obs_max_seconds: float = 160.0
+    """Wall-clock budget of the observation-space baseline's fit."""
+    seed: int = 0
+    """Seeds torch, numpy and SIGReg's projections: the same seed and data give the same model."""
+    device: str = "cpu"
+    """cpu or cuda."""
+    threads: int | None = 1
+    """torch CPU threads while training; 1 is fastest for these small matrices on a shared
+    machine (more threads spin against each other); None leaves torch's default."""
+    val_anchors: int = 512
+    """Validation anchors used per evaluation (evenly spaced)."""
+    progress: bool = True
+    """Show progress bars."""
+    min_effective_rank: float = 2.0
+    """Below this effective rank of held-out latents the model is refused as collapsed."""
+    min_latent_std: float = 1e-3
+    """Below this largest per-dimension std of held-out latents the model is refused as collapsed."""
+
+
+@dataclass
+class FitResult:
+    module: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+    best_val: float = math.inf
+    stopped: str = ""
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda: no CUDA device is available here")
+    if name not in ("cpu", "cuda"):
+        raise BadInput(f"--device must be cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with n torch CPU threads, restoring the previous setting after."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _val_anchors(series: PlantSeries, horizon: int, n: int) -> np.ndarray:
+    a = series.anchors("val", horizon)
+    if len(a) == 0:
+        raise NotEnoughData(
+            f"plant {series.spec.name!r}: the validation block ({series.block_size('val')} samples) is "
+            f"shorter than a window plus {horizon} control intervals; record more history"
+        )
+    return a[np.linspace(0, len(a) - 1, min(n, len(a))).astype(int)]
+
+
+def _fit_loop(
+    module: torch.nn.Module,
+    train_anchors: np.ndarray,
+    make_batch: Callable[[np.ndarray], object],
+    loss_fn: Callable[[object], dict[str, torch.Tensor]],
+    val_fn: Callable[[], float],
+    cfg: TrainConfig,
+    max_seconds: float,
+    desc: str,
+) -> FitResult:
+    """Generic loop: AdamW + cosine decay, validation each epoch, early stopping, time budget."""
+    device = resolve_device(cfg.device)
+    rng = np.random.default_rng(cfg.seed)
+    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * cfg.steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
+    res = FitResult(module)
+    best_state, since_best = copy.deepcopy(module.state_dict()), 0
+    t0 = time.perf_counter()
+    bar = tqdm(range(cfg.epochs), desc=desc, disable=not cfg.progress, leave=False)
+    for epoch in bar:
+        module.train()
+        sums: dict[str, float] = {}
+        n_steps = 0
+        for _ in range(cfg.steps_per_epoch):
+            if time.perf_counter() - t0 > max_seconds:
+                break  # the budget holds mid-epoch too; validation still runs below
+            n_steps += 1
+            idx = rng.choice(
+                len(train_anchors), size=min(cfg.batch_size, len(train_anchors)), replace=False
+            )
+            batch = make_batch(np.sort(train_anchors[idx])).to(device)
+            terms = loss_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            res.steps += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+        module.eval()
+        with torch.no_grad():
+            val = val_fn()
+        row = {k: v / max(n_steps, 1) for k, v in sums.items()} | {"val": val, "epoch": epoch}
+        res.history.append(row)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"})
+        if not math.isfinite(res.best_val) or val < res.best_val * (1 - 1e-4):
+            res.best_val, since_best = val, 0
+            best_state = copy.deepcopy(module.state_dict())
+        else:
+            since_best += 1
+        if since_best >= cfg.patience:
+            res.stopped = f"early stop at epoch {epoch} (no validation gain for {cfg.patience})"
+            break
+        if time.perf_counter() - t0 > max_seconds:
+            res.stopped = f"time budget of {max_seconds:.0f} s reached at epoch {epoch}"
+            break
+    else:
+        res.stopped = f"all {cfg.epochs} epochs"
+    module.load_state_dict(best_state)
+    module.eval()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> FitResult:
+    """Train the JEPA on the series' training block; early stopping on validation readout error."""
+    gen = seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    h = series.config.horizon
+    net = JepaNet(
+        model_cfg, series.window, len(series.tag_names), len(series.mv_idx), len(series.cv_idx)
+    ).to(device)
+    train = series.anchors("train", h)
+    if len(train) < cfg.batch_size:
+        raise NotEnoughData(
+            f"plant {series.spec.name!r}: only {len(train)} training windows with a {h}-interval "
+            "horizon; record more history"
+        )
+    val_batch = series.batch(_val_anchors(series, h, cfg.val_anchors), h, future_windows=False).to(
+        device
+    )
+    sig_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
+
+    def val_fn() -> float:
+        z0 = net.encode(val_batch.windows[:, 0])
+        zs = torch.cat([z0.unsqueeze(1), net.rollout(z0, val_batch.actions)], dim=1)
+        mean, _ = net.readout(zs)
+        m = val_batch.target_mask.float()
+        return float(((mean - val_batch.targets) ** 2 * m).sum() / m.sum().clamp_min(1))
+
+    return _fit_loop(
+        net,
+        train,
+        lambda a: series.batch(a, h),
+        lambda b: jepa_losses(net, b, sig_gen),
+        val_fn,
+        cfg,
+        cfg.max_seconds,
+        "jepa",
+    )
+
+
+def fit_observation_model(series: PlantSeries, hidden: int, cfg: TrainConfig) -> FitResult:
+    """Train the observation-space baseline on the same data, horizon and budget rules."""
+    seed_everything(cfg.seed + 1)
+    device = resolve_device(cfg.device)
+    h = series.config.horizon
+    om = ObservationModel(
+        series.window, len(series.tag_names), series.mv_idx, series.spi, hidden
+    ).to(device)
+    train = series.anchors("train", h)
+    val_batch = series.batch(_val_anchors(series, h, cfg.val_anchors), h, future_windows=False).to(
+        device
+    )
+
+    def val_fn() -> float:
+        return float(om.loss(val_batch))
+
+    return _fit_loop(
+        om,
+        train,
+        lambda a: series.batch(a, h, future_windows=False),
+        lambda b: {"total": om.loss(b)},
+        val_fn,
+        cfg,
+        cfg.obs_max_seconds,
+        "observation model",
+    )
+
+
+def param_count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclass
+class TrainOutcome:
+    """Everything a training run produced (before it is saved)."""
+
+    twin: TwinModel
+    arx: ArxModel
+    obs_model: ObservationModel
+    series: PlantSeries
+    report: dict
+    train_info: dict
+
+
+def train_series(
+    series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig, arx_cfg: ArxConfig | None = None
+) -> TrainOutcome:
+    """Fit the JEPA and its baselines on a series, calibrate, evaluate, check for collapse."""
+
+    with torch_threads(cfg.threads):
+        return _train_series(series, model_cfg, cfg, arx_cfg)
+
+
+def _train_series(
+    series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig, arx_cfg: ArxConfig | None
+) -> TrainOutcome:
+    from twin.evaluate import Baselines, collapse_problem, evaluate, latents_of
+
+    spec = series.spec
+    fit = fit_jepa(series, model_cfg, cfg)
+    net = fit.module.cpu()
+    roles = {t.name: t.role for t in spec.tags}
+    tw = TwinModel(net, series.normalizer, roles, series.window, series.spi, series.config)
+    tw.spec_hash = spec.spec_hash()
+    z_train = latents_of(tw, series, "train", max_n=4096)
+    z_val = latents_of(tw, series, "val", max_n=4096)
+    tw.set_ood_reference(z_train, z_val)
+    obs = fit_observation_model(series, model_cfg.hidden, cfg)
+    lo, hi = series.blocks["train"]
+    if arx_cfg is not None:
+        arx = ArxModel.fit_grid(series.raw, spec, arx_cfg, spans=[(lo, hi)])
+    else:
+        arx = ArxModel.select(series.raw, spec, (lo, hi), series.blocks["val"])
+    report = evaluate(tw, series, Baselines(arx=arx, obs_model=obs.module.cpu()))
+    problem = collapse_problem(report["monitors"], cfg.min_effective_rank, cfg.min_latent_std)
+    if problem:
+        raise CollapsedLatent(
+            f"plant {spec.name!r}: the latent space collapsed ({problem}); the model was not saved. "
+            "Try another --seed, more data or a larger sigreg_lambda."
+        )
+    info = {
+        "seconds": round(fit.seconds, 2),
+        "obs_model_seconds": round(obs.seconds, 2),
+        "obs_model_steps": obs.steps,
+        "obs_model_stopped": obs.stopped,
+        "steps": fit.steps,
+        "stopped": fit.stopped,
+        "best_val": fit.best_val,
+        "history": fit.history,
+        "device": cfg.device,
+        "device_name": torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "params": {"jepa": param_count(net), "observation_model": param_count(obs.module)},
+        "seed": cfg.seed,
+        "train_config": asdict(cfg),
+        "arx_config": asdict(arx.config),
+    }
+    tw.metrics = {"evaluation": report, "train": {k: v for k, v in info.items() if k != "history"}}
+    return TrainOutcome(tw, arx, obs.module, series, report, info)
+
+
+def train_plant(
+    home: Home,
+    spec: PlantSpec,
+    model_cfg: ModelConfig | None = None,
+    data_cfg: DataConfig | None = None,
+    cfg: TrainConfig | None = None,
+    frame: pd.DataFrame | None = None,
+) -> str:
+    """Train on the plant's history in the historian (or a given wide frame); returns the new version."""
+    from twin import registry
+
+    model_cfg, data_cfg, cfg = (
+        model_cfg or ModelConfig(),
+        data_cfg or DataConfig(),
+        cfg or TrainConfig(),
+    )
+    if frame is None:
+        frame = load_frame(home, spec)
+    series = PlantSeries(frame, spec, data_cfg)
+    outcome = train_series(series, model_cfg, cfg)
+    version = registry.save(home, spec, outcome)
+    _log_mlflow(spec, version, model_cfg, data_cfg, cfg, outcome)
+    return version
+
+
+def _log_mlflow(
+    spec: PlantSpec,
+    version: str,
+    model_cfg: ModelConfig,
+    data_cfg: DataConfig,
+    cfg: TrainConfig,
+    outcome: TrainOutcome,
+) -> None:
+    """Log the run to MLflow when it is installed and MLFLOW_TRACKING_URI is set; never fail training."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    try:
+        import mlflow
+    except ImportError:
+        log.info("MLFLOW_TRACKING_URI is set but mlflow is not installed; skipping")
+        return
+    mlflow.set_experiment(f"twin-{spec.name}")
+    with mlflow.start_run(run_name=version):
+        mlflow.log_params({f"model.{k}": v for k, v in asdict(model_cfg).items() if k != "extra"})
+        mlflow.log_params({f"data.{k}": v for k, v in asdict(data_cfg).items()})
+        mlflow.log_params({f"train.{k}": v for k, v in asdict(cfg).items()})
+        for name, res in outcome.report["models"].items():
+            for h, v in res["nrmse"].items():
+                if v is not None:
+                    mlflow.log_metric(f"{name}.nrmse.h{h}", v)
+        mlflow.log_metric("train_seconds", outcome.train_info["seconds"])
