@@ -37,8 +37,8 @@ class DemoConfig:
     """Training time budget (the demo must be up within 3 minutes)."""
     scenario: str = "stable"
     """Disturbance scenario the live simulator runs."""
-    speed: float = 3.0
-    """Simulated plant runs this many times faster than real time."""
+    speed: float = 1.0
+    """Simulated plant speed-up; real time leaves a person the whole control interval to review."""
     app_port: int = 8501
     """Control-room port."""
     host: str = "127.0.0.1"
@@ -136,6 +136,8 @@ def run_demo(home: Home, cfg: DemoConfig, console: Console) -> None:
         console.print(f"[bold]demo:[/] trained version {out.strip().splitlines()[-1]}")
     password = _ensure_demo_user(home, cfg)
     services = Services()
+    # `docker stop` and service managers send SIGTERM: stop the children the same way as Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     logs = home.runs_dir / "demo"
     try:
         console.print(f"[bold]demo:[/] starting the simulated plant ({cfg.plant}, scenario {cfg.scenario}, x{cfg.speed:g})")
@@ -160,6 +162,10 @@ def run_demo(home: Home, cfg: DemoConfig, console: Console) -> None:
         console.print("\n[bold]demo:[/] stopping")
     finally:
         services.stop()
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _ensure_demo_user(home: Home, cfg: DemoConfig) -> str:

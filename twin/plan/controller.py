@@ -1,0 +1,272 @@
+"""One decision per control interval: window of recent data -> gate -> plan -> Proposal.
+
+Holds what carries over between decisions: the previous plan (warm start) and the filtered
+output-disturbance estimate (offset-free correction).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import numpy as np
+import torch
+
+from twin.plan.cost import plan_cost
+from twin.plan.gating import gate
+from twin.plan.moves import shift_plan, violations
+from twin.plan.optimizer import Plan, PlanObjective, plan
+from twin.plan.problem import PlanInfeasible, PlanProblem
+from twin.plan.proposal import Band, NoProposal, Proposal
+from twin.plan.settings import PlannerConfig
+from twin.plan.world import WorldModel
+from twin.spec import PlantSpec
+
+log = logging.getLogger(__name__)
+
+Range = tuple[float, float]
+
+
+class PlanningController:
+    """Turns windows of plant data into proposals with one world model and one spec."""
+
+    def __init__(
+        self, model: WorldModel, spec: PlantSpec, config: PlannerConfig | None = None
+    ) -> None:
+        self.model = model
+        self.spec = spec
+        self.config = (config or PlannerConfig()).for_interval(spec.plant.control_interval_s)
+        self.cv_names = list(model.cv_names)
+        self.mv_names = list(model.mv_names)
+        self.tag_names = list(model.tag_names)
+        self._warm: np.ndarray | None = None
+        self._offset: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the warm start and the disturbance estimate (e.g. after a data gap)."""
+        self._warm = None
+        self._offset = None
+
+    def decide(
+        self,
+        window: np.ndarray,
+        data_ts: datetime,
+        now: datetime | None = None,
+        *,
+        setpoints: Mapping[str, float] | None = None,
+        operating: Mapping[str, Range] | None = None,
+    ) -> Proposal | NoProposal:
+        """A proposal from the last `model.window` samples (W, n_tags), NaN where missing."""
+        now = now or data_ts
+        name = self.spec.name
+        blocked = gate(
+            name,
+            model_version=self.model.version or None,
+            data_ts=data_ts,
+            now=now,
+            max_staleness_s=self.spec.safety.max_staleness_s,
+        )
+        if blocked is not None:
+            return blocked
+        window = np.array(window, dtype=float)  # a writable copy for torch
+        latest = _last_finite(window)
+        missing = [
+            n for n in self.cv_names + self.mv_names if not math.isfinite(latest[self._col(n)])
+        ]
+        if missing:
+            self.reset()
+            return NoProposal(name, "missing_data", f"no good recent value of {missing}", data_ts)
+
+        with torch.inference_mode():
+            x = torch.as_tensor(window, dtype=torch.float32)[None]  # (1, W, n_tags)
+            z0 = self.model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (1, D)
+            y0, _ = self.model.readout(z0)  # (1, n_cv)
+            ood = float(self.model.ood_score(z0)[0])
+        threshold = float(self.model.ood_threshold)
+        blocked = gate(
+            name,
+            model_version=self.model.version,
+            data_ts=data_ts,
+            now=now,
+            max_staleness_s=self.spec.safety.max_staleness_s,
+            ood_score=ood,
+            ood_threshold=threshold,
+        )
+        if blocked is not None:
+            self.reset()
+            return blocked
+
+        y_meas = np.array([latest[self._col(n)] for n in self.cv_names])
+        residual = y_meas - y0[0].double().numpy()
+        a = self.config.residual_filter
+        self._offset = residual if self._offset is None else a * residual + (1 - a) * self._offset
+
+        u_now = {n: float(latest[self._col(n)]) for n in self.mv_names}
+        problem = PlanProblem.from_spec(
+            self.spec,
+            u_now,
+            cv_names=self.cv_names,
+            mv_names=self.mv_names,
+            setpoints=setpoints,
+            operating=operating,
+        )
+        warm = None if self._warm is None else shift_plan(self._warm, self.config.blocks)
+        try:
+            result = plan(self.model, z0[0], problem, self.config, self._offset, warm)
+        except PlanInfeasible as exc:
+            self._warm = None
+            return NoProposal(name, "infeasible", str(exc), data_ts)
+        broken = violations(result.u, problem)
+        if broken:  # cannot happen by construction; refuse rather than propose it
+            raise AssertionError(f"planner produced an infeasible plan: {broken}")
+        self._warm = result.u
+        ratio = ood / threshold if math.isfinite(threshold) and threshold > 0 else 0.0
+        return self._proposal(problem, result, data_ts, now, ratio)
+
+    def evaluate(
+        self,
+        window: np.ndarray,
+        values: Mapping[str, float],
+        *,
+        setpoints: Mapping[str, float] | None = None,
+        operating: Mapping[str, Range] | None = None,
+    ) -> dict:
+        """The twin's verdict on engineer-modified MV values held over the horizon.
+
+        Returns {"ok", "reasons", "predicted": {cv: Band}, "cost": {...}}: not ok when the
+        values break a limit or max_move, when a CV band is predicted to cross an operating
+        limit that holding would not cross, or when the plan leaves the twin's known region.
+        """
+        window = np.array(window, dtype=float)
+        latest = _last_finite(window)
+        u_now = {n: float(latest[self._col(n)]) for n in self.mv_names}
+        problem = PlanProblem.from_spec(
+            self.spec,
+            u_now,
+            cv_names=self.cv_names,
+            mv_names=self.mv_names,
+            setpoints=setpoints,
+            operating=operating,
+        )
+        u = np.tile(
+            [float(values.get(n, u_now[n])) for n in self.mv_names], (self.config.horizon, 1)
+        )
+        reasons = violations(u[:1], problem)
+        with torch.inference_mode():
+            x = torch.as_tensor(window, dtype=torch.float32)[None]
+            z0 = self.model.encode(torch.nan_to_num(x), torch.isfinite(x))
+            y0, _ = self.model.readout(z0)
+            offset = (
+                np.array([latest[self._col(n)] for n in self.cv_names]) - y0[0].double().numpy()
+            )
+            obj = PlanObjective(self.model, z0[0], problem, self.config, offset)
+            ut = torch.as_tensor(u)[None]
+            y, q, ratio = obj.predict(ut)
+            terms = plan_cost(y, q, ut.to(obj.dtype), ratio, obj.c, self.config)
+            hold = torch.as_tensor(problem.u_now).expand(1, self.config.horizon, problem.n_mv)
+            y_h, q_h, ratio_h = obj.predict(hold)
+            hold_terms = plan_cost(y_h, q_h, hold.to(obj.dtype), ratio_h, obj.c, self.config)
+        if float(terms["cv_limits"][0]) > max(1e-6, 1.01 * float(hold_terms["cv_limits"][0])):
+            reasons.append("a CV band is predicted to cross an operating limit")
+        if ratio is not None and float(ratio.max()) > 1.0:
+            reasons.append("the plan leaves the region the twin has seen (trust region)")
+        off = torch.as_tensor(offset, dtype=y.dtype)
+        return {
+            "ok": not reasons,
+            "reasons": reasons,
+            "predicted": _bands(
+                problem, (y[0] + off).double().numpy(), (q[0] + off[:, None]).double().numpy()
+            ),
+            "cost": {n: float(v[0]) for n, v in terms.items()},
+        }
+
+    def _col(self, tag: str) -> int:
+        return self.tag_names.index(tag)
+
+    def _proposal(
+        self, problem: PlanProblem, result: Plan, data_ts: datetime, now: datetime, ratio: float
+    ) -> Proposal:
+        levels = tuple(self.model.quantile_levels)
+        return Proposal(
+            plant=self.spec.name,
+            model_version=str(self.model.version),
+            created_at=now,
+            data_ts=data_ts,
+            expires_at=now + timedelta(seconds=self.spec.proposal_ttl_s),
+            current={n: float(problem.u_now[i]) for i, n in enumerate(problem.mv_names)},
+            proposed={n: float(result.u[0, i]) for i, n in enumerate(problem.mv_names)},
+            mv_plan={n: result.u[:, i].tolist() for i, n in enumerate(problem.mv_names)},
+            interval_s=self.spec.plant.control_interval_s,
+            setpoints={
+                n: float(problem.setpoint[i])
+                for i, n in enumerate(problem.cv_names)
+                if math.isfinite(problem.setpoint[i])
+            },
+            predicted=_bands(problem, result.y, result.q),
+            hold=_bands(problem, result.hold_y, result.hold_q),
+            quantile_levels=(float(levels[0]), float(levels[-1])),
+            cost=result.costs,
+            hold_cost=result.hold_costs,
+            margins=_margins(problem, result),
+            ood_score=ratio,
+            notes=_notes(problem, result),
+            plan_ms=result.elapsed_ms,
+        )
+
+
+def _last_finite(window: np.ndarray) -> np.ndarray:
+    """Newest finite value of each column (NaN where a column has none)."""
+    out = np.full(window.shape[1], np.nan)
+    for j in range(window.shape[1]):
+        ok = np.flatnonzero(np.isfinite(window[:, j]))
+        if len(ok):
+            out[j] = window[ok[-1], j]
+    return out
+
+
+def _bands(problem: PlanProblem, y: np.ndarray | None, q: np.ndarray | None) -> dict[str, Band]:
+    if y is None or q is None:
+        return {}
+    return {
+        n: Band(mean=y[:, i].tolist(), lo=q[:, i, 0].tolist(), hi=q[:, i, -1].tolist())
+        for i, n in enumerate(problem.cv_names)
+    }
+
+
+def _margins(problem: PlanProblem, result: Plan) -> dict[str, float]:
+    """Smallest distance of the band to each CV limit and of the plan to each MV limit."""
+    out: dict[str, float] = {}
+    for i, n in enumerate(problem.cv_names):
+        lo, hi = result.q[:, i, 0], result.q[:, i, -1]
+        out[f"{n}.operating_lo"] = float(np.min(lo - problem.cv_op_lo[i]))
+        out[f"{n}.operating_hi"] = float(np.min(problem.cv_op_hi[i] - hi))
+        out[f"{n}.limits_lo"] = float(np.min(lo - problem.cv_eng_lo[i]))
+        out[f"{n}.limits_hi"] = float(np.min(problem.cv_eng_hi[i] - hi))
+    for i, n in enumerate(problem.mv_names):
+        out[f"{n}.lo"] = float(np.min(result.u[:, i] - problem.mv_lo[i]))
+        out[f"{n}.hi"] = float(np.min(problem.mv_hi[i] - result.u[:, i]))
+    return out
+
+
+def _notes(problem: PlanProblem, result: Plan) -> list[str]:
+    """Plain-language warnings: unseen region, predicted limit crossings, unreachable targets."""
+    notes = []
+    trust_binds = result.ood_ratio is not None and float(np.max(result.ood_ratio)) > 0.9
+    for i, n in enumerate(problem.cv_names):
+        sp = problem.setpoint[i]
+        if not math.isfinite(sp) or problem.weight[i] == 0:
+            continue
+        end = result.y[-1, i]
+        if abs(end - sp) > 0.05 * problem.cv_span[i]:
+            if trust_binds:
+                notes.append(
+                    f"target {n}={sp:g} lies outside the region the twin has seen; the plan "
+                    f"keeps to the known region ({n} predicted {end:.4g} at the horizon)"
+                )
+            else:
+                notes.append(f"{n} is predicted at {end:.4g} at the horizon, not its target {sp:g}")
+    if result.costs.get("cv_limits", 0.0) > 1e-6:
+        notes.append("the band of a CV is predicted to cross an operating limit")
+    return notes

@@ -1,0 +1,52 @@
+"""When not to propose: stale data, a plant outside what the twin has seen, no trusted model."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from twin.plan.proposal import NoProposal
+
+
+def gate(
+    plant: str,
+    *,
+    model_version: str | None,
+    data_ts: datetime | None,
+    now: datetime,
+    max_staleness_s: float,
+    ood_score: float | None = None,
+    ood_threshold: float | None = None,
+) -> NoProposal | None:
+    """The reason no proposal may be made, or None when planning may go ahead.
+
+    Checked in the order an engineer would fix them: a model, then data, then its age, then
+    whether the plant is in a state the model knows.
+    """
+    if not model_version:
+        return NoProposal(
+            plant,
+            "no_model",
+            f"no active twin for plant {plant!r} (train one with `twin train {plant}`)",
+            data_ts,
+        )
+    if data_ts is None:
+        return NoProposal(plant, "no_data", f"no data for plant {plant!r} in the historian")
+    age_s = (now - data_ts).total_seconds()
+    if age_s > max_staleness_s:
+        return NoProposal(
+            plant,
+            "stale",
+            f"newest data is {age_s:.0f} s old, more than max_staleness_s={max_staleness_s:g}",
+            data_ts,
+        )
+    if ood_score is not None and ood_threshold is not None and math.isfinite(ood_threshold):
+        if not math.isfinite(ood_score) or ood_score > ood_threshold:
+            return NoProposal(
+                plant,
+                "ood",
+                f"the plant is out of the twin's distribution (OOD score {ood_score:.3g} > "
+                f"threshold {ood_threshold:.3g}); the twin has not seen this state",
+                data_ts,
+            )
+    return None

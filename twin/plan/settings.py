@@ -1,0 +1,73 @@
+"""The planner's one typed config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """How hard and how far the planner searches; validated on construction."""
+
+    blocks: tuple[int, ...] = (1, 1, 3, 5)
+    """Move blocks in control intervals: a move at the start of each, held within it. Their sum
+    is the horizon; short blocks first because only the first move is ever written."""
+    min_horizon_s: float = 200.0
+    """The horizon is extended (by a last, long block) to cover at least this many seconds: a
+    plant with slow or inverse-response dynamics needs to see past its first reactions."""
+    population: int = 96
+    """CEM candidates per iteration (batched through the rollout)."""
+    elites: int = 10
+    """CEM candidates the next sampling distribution is fitted to."""
+    cem_iterations: int = 3
+    """CEM iterations before refinement."""
+    cem_init_std: float = 0.3
+    """Initial CEM std of each block's MV target, in units of half the MV's range."""
+    cem_momentum: float = 0.1
+    """Weight of the previous mean and std when refitting CEM (damps jitter)."""
+    refine_iterations: int = 3
+    """L-BFGS-B iterations of the scipy refinement (gradients by autograd through the rollout)."""
+    cv_limit_weight: float = 1000.0
+    """Penalty weight on a quantile crossing a CV operating limit (fraction of span, squared)."""
+    cv_hard_weight: float = 100000.0
+    """Penalty weight on a quantile crossing a CV engineering limit."""
+    trust_weight: float = 10.0
+    """Penalty weight on predicted latents whose OOD score exceeds the trust bound."""
+    trust_slack: float = 2.5
+    """Trust bound as a multiple of the twin's OOD threshold: latents rolled out by the
+    predictor score higher than encoded ones even where the plant is well known, so only clear
+    excursions are penalised."""
+    residual_filter: float = 0.6
+    """Weight of the newest measured residual in the offset-free correction (1: no filtering)."""
+    seed: int = 0
+    """Seed of the sampling generator (decisions are reproducible)."""
+
+    def __post_init__(self) -> None:
+        if not self.blocks or any(b < 1 for b in self.blocks):
+            raise ValueError(f"blocks {self.blocks} must be positive interval counts")
+        if self.population < 2 or not 1 <= self.elites < self.population:
+            raise ValueError(
+                f"need population >= 2 and 1 <= elites < population, got "
+                f"{self.population} and {self.elites}"
+            )
+        if self.cem_iterations < 0 or self.refine_iterations < 0:
+            raise ValueError("iteration counts must not be negative")
+        if not 0 < self.residual_filter <= 1:
+            raise ValueError(f"residual_filter {self.residual_filter} must lie in (0, 1]")
+        if self.trust_slack < 1:
+            raise ValueError(f"trust_slack {self.trust_slack} must be at least 1")
+        if not 0 <= self.cem_momentum < 1:
+            raise ValueError(f"cem_momentum {self.cem_momentum} must lie in [0, 1)")
+
+    def for_interval(self, control_interval_s: float) -> PlannerConfig:
+        """This config with a last block added so that the horizon spans min_horizon_s."""
+        needed = math.ceil(self.min_horizon_s / control_interval_s - 1e-9)
+        if needed <= self.horizon:
+            return self
+        return replace(self, blocks=(*self.blocks, needed - self.horizon))
+
+    @property
+    def horizon(self) -> int:
+        """Control intervals predicted ahead."""
+        return sum(self.blocks)

@@ -1,0 +1,35 @@
+"""The few verbs of a world model the planner uses (the JEPA twin, an ARX model, a toy)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+
+class WorldModel(Protocol):
+    """Anything with these verbs can be planned on; everything is in engineering units."""
+
+    cv_names: list[str] | tuple[str, ...]
+    mv_names: list[str] | tuple[str, ...]
+    tag_names: list[str] | tuple[str, ...]
+    quantile_levels: list[float] | tuple[float, ...]
+    window: int
+    version: str
+    ood_threshold: float
+
+    def encode(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, W, n_tags) values and presence mask -> latent (B, D)."""
+        ...
+
+    def rollout(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Latent (B, D) and absolute MV values (B, H, n_mv) -> latents (B, H, D)."""
+        ...
+
+    def readout(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents (..., D) -> CV means (..., n_cv) and quantiles (..., n_cv, n_q)."""
+        ...
+
+    def ood_score(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (B, D) -> out-of-distribution score (B,); above ood_threshold is unseen."""
+        ...
