@@ -1,0 +1,312 @@
+"""The pieces of the served-loop benchmark: a cstr spec on free ports, one closed loop run over
+OPC-UA (`twin sim` + `twin serve --mode auto` as real processes), the same loop in-process, and
+the one tracking-cost definition both are scored with.
+
+Over the served loop's first (warm-up) intervals the in-process plant replays the MVs the
+served plant received, so when scoring starts both plants are in the same state (same scenario,
+seed and plant clock); from then on the in-process planner decides every control interval with
+the same twin, setpoints (the spec's) and operator limits, seeing only the samples the runtime
+had. What is left to differ is what the protocols and the wall clock add: a move reaches the
+served plant after planning (`speed` x its wall time, in plant time), and values cross OPC-UA.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twin.paths import Home
+from twin.spec import PLANTS_DIR, PlantSpec, load_spec
+
+log = logging.getLogger(__name__)
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+"""Plant-clock start of both loops: aligned to the control interval, as the runtime counts it."""
+
+
+# ---- the one cost definition -------------------------------------------------------------
+
+
+def tracking_cost(
+    frame: pd.DataFrame, spec: PlantSpec, t0: datetime, t1: datetime
+) -> dict[str, float]:
+    """Integrated squared tracking error of the *measured* CVs against the spec's setpoints.
+
+    frame: wide, DatetimeIndex UTC (plant clock), one column per tag. Scored samples are those
+    with t0 < ts <= t1 (the plant's response to the decisions made from t0 on); each counts
+    sample_period_s. Returns {"cost", "samples", "<cv>": per-CV cost}.
+    """
+    dt = spec.plant.sample_period_s
+    window = frame[(frame.index > t0) & (frame.index <= t1)]
+    out: dict[str, float] = {"cost": 0.0, "samples": float(len(window))}
+    for cv, sp in spec.objective.setpoints.items():
+        w = spec.objective.weights.get(cv, 1.0)
+        if w == 0 or cv not in window:
+            continue
+        err = window[cv].to_numpy(dtype=float) - float(sp)
+        part = w * float(np.nansum(err**2)) * dt
+        out[cv] = part
+        out["cost"] += part
+        out["samples"] = float(np.isfinite(err).sum())
+    return out
+
+
+# ---- the spec on free ports --------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spec_on_free_ports(folder: Path) -> PlantSpec:
+    """The built-in cstr spec, unchanged but for its ports; its simulator by absolute path."""
+    text = (PLANTS_DIR / "cstr" / "plant.toml").read_text(encoding="utf-8")
+    op, mb = free_port(), free_port()
+    text = text.replace("opc.tcp://127.0.0.1:4840/twin/", f"opc.tcp://127.0.0.1:{op}/twin/")
+    text = text.replace("port = 5020", f"port = {mb}")
+    text += f'\n[simulator]\nfile = "{PLANTS_DIR / "cstr" / "simulator.py"}"\n'
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plant.toml").write_text(text, encoding="utf-8")
+    return load_spec(folder / "plant.toml")
+
+
+def _ports(spec: PlantSpec) -> tuple[int, int]:
+    assert spec.source.opcua is not None and spec.source.modbus is not None
+    return int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0]), spec.source.modbus.port
+
+
+# ---- the loop over OPC-UA ------------------------------------------------------------------
+
+
+@dataclass
+class LoopRun:
+    """One closed loop: measured data on the plant clock and the decisions taken."""
+
+    frame: pd.DataFrame
+    """Wide, DatetimeIndex UTC: measured values of every tag at each sample instant."""
+    decisions: list[datetime]
+    """Plant instants (data_ts) at which a decision was made, in order."""
+    proposed: list[dict[str, float]] = field(default_factory=list)
+    """The planner's MV values at each decision."""
+    first_data: datetime | None = None
+    """First sample the controller had (the runtime's first ingested sample)."""
+    plan_ms: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    """Proposal statuses (served loop): written, refused, expired, ..."""
+    status_list: list[str] = field(default_factory=list)
+    """The status of each decision, in order."""
+    wall_s: float = 0.0
+
+
+def _twin(*args: str) -> list[str]:
+    return [sys.executable, "-m", "twin.cli", *args]
+
+
+def _start(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    out = log_path.open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(path: Path) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
+
+
+def _wait(check, timeout: float, what: str, proc: subprocess.Popen[bytes], log_path: Path):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}) waiting for {what}:\n{_tail(log_path)}")  # fmt: skip
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{_tail(log_path)}")
+
+
+def run_served(
+    models: Path, run_dir: Path, *, scenario: str, seed: int, speed: float, intervals: int
+) -> LoopRun:
+    """`twin sim --speed X` and `twin serve --mode auto --steps intervals+1` as processes.
+
+    The runtime is started first and the simulator once the runtime has loaded its twin, so the
+    first control intervals of the scenario are not spent importing torch.
+    """
+    from twin.historian import Historian
+    from twin.store import Store
+
+    spec = spec_on_free_ports(run_dir / "spec")
+    home = Home.at(run_dir / "home")
+    shutil.copytree(models, home.models_dir(spec.name))
+    op, mb = _ports(spec)
+    serve_log, sim_log = run_dir / "serve.log", run_dir / "sim.log"
+    began = time.monotonic()
+    serve = _start(_twin("serve", str(spec.path), "--mode", "auto", "--source", "opcua",
+                         "--steps", str(intervals + 1), "--home", str(home.root)), serve_log)  # fmt: skip
+    sim = None
+    store = Store.open(home)
+    try:
+
+        def loaded() -> bool:
+            status = store.get_status(spec.name)
+            return status is not None and status.model_version is not None
+
+        _wait(loaded, 120, "the runtime to load its twin", serve, serve_log)
+        sim = _start(_twin("sim", str(spec.path), "--opcua-port", str(op), "--modbus-port", str(mb),
+                           "--speed", str(speed), "--scenario", scenario, "--seed", str(seed),
+                           "--start", START.isoformat(), "--home", str(home.root)), sim_log)  # fmt: skip
+        budget = 120 + 3 * (intervals + 2) * spec.plant.control_interval_s / speed
+        _wait(lambda: serve.poll() is not None or None, budget, "`twin serve` to finish", sim, sim_log)  # fmt: skip
+        if serve.returncode != 0:
+            raise RuntimeError(f"`twin serve` failed ({serve.returncode}):\n{_tail(serve_log)}")
+        records = sorted(store.list_proposals(spec.name, limit=10_000), key=lambda p: p.data_ts)
+    finally:
+        _stop(serve)
+        if sim is not None:
+            _stop(sim)
+        store.close()
+    with Historian(home.historian_dir(spec.name)) as h:
+        first, last = h.time_range()
+        frame = h.read(first, last + timedelta(seconds=1))
+    statuses: dict[str, int] = {}
+    for p in records:
+        statuses[p.status] = statuses.get(p.status, 0) + 1
+    return LoopRun(
+        frame=frame,
+        decisions=[p.data_ts for p in records],
+        proposed=[dict(p.mv_values) for p in records],
+        first_data=first,
+        plan_ms=[float(p.payload.get("plan_ms", math.nan)) for p in records],
+        statuses=statuses,
+        status_list=[p.status for p in records],
+        wall_s=time.monotonic() - began,
+    )
+
+
+# ---- the same loop in-process ------------------------------------------------------------
+
+
+def run_inprocess(
+    spec: PlantSpec,
+    twin,  # type: ignore[no-untyped-def]
+    *,
+    scenario: str,
+    seed: int,
+    decisions: list[datetime],
+    first_data: datetime | None,
+    end: datetime,
+    replay: pd.DataFrame | None = None,
+    own_from: datetime | None = None,
+) -> LoopRun:
+    """The Simulation of the same scenario and seed, the same planner deciding at `decisions`.
+
+    Before `own_from` the plant is driven with the MV values of `replay` (the served loop's
+    measured frame), so both loops stand in the same plant state when scoring starts; the
+    planner still decides at those instants (its warm start and disturbance estimate build up
+    as the runtime's did) but its moves are not applied. Samples before `first_data` are hidden
+    from the planner (NaN: the runtime never had them). From `own_from` on each decision is
+    applied at its own instant: the plant clock stands still while an in-process planner thinks.
+    """
+    from plants.base import Simulation
+    from twin.plan.controller import PlanningController
+    from twin.plan.proposal import Proposal
+
+    sim = Simulation(spec, seed=seed, scenario=scenario, start=START)
+    controller = PlanningController(twin, spec)
+    names = controller.tag_names
+    mvs = [t.name for t in spec.mvs]
+    operating = {t.name: t.operating_limits for t in spec.tags}
+    # The simulator server publishes its first instant noise-free (true outputs, MVs as set).
+    times, rows = [sim.time], [{**sim.true_outputs(), **sim.mv}]
+    held = None
+    if replay is not None and own_from is not None:
+        # OPC-UA reports by exception: an MV appears only when it changes; it holds in between.
+        held = replay[mvs].reindex(replay.index.union([START])).sort_index()
+        held.loc[START] = [sim.mv[n] for n in mvs]
+        held = held.ffill()
+    due = sorted(decisions)
+    run = LoopRun(frame=pd.DataFrame(), decisions=[], first_data=first_data)
+    while sim.time < end:
+        own = held is None or own_from is None or sim.time >= own_from
+        while due and due[0] <= sim.time:
+            at = due.pop(0)
+            if at < sim.time:
+                continue  # an instant between samples the runtime saw: nothing to decide on
+            window = np.full((twin.window, len(names)), math.nan)  # NaN: never seen
+            recent = list(zip(times, rows, strict=True))[-twin.window :]
+            for i, (t, r) in enumerate(recent, start=twin.window - len(recent)):
+                if first_data is None or t >= first_data:
+                    window[i] = [r.get(n, math.nan) for n in names]
+            out = controller.decide(window, sim.time, operating=operating)
+            if not own:
+                continue
+            run.decisions.append(sim.time)
+            if isinstance(out, Proposal):
+                run.proposed.append(dict(out.proposed))
+                run.plan_ms.append(out.plan_ms)
+                applied = sim.set_mvs(dict(out.proposed))
+                # Stamped like the simulator server stamps a write: at the last sample instant.
+                rows[-1] = {**rows[-1], **applied}
+                run.statuses["written"] = run.statuses.get("written", 0) + 1
+            else:
+                run.statuses[out.code] = run.statuses.get(out.code, 0) + 1
+        if not own:
+            # A write lands between two steps and the server stamps it with the last sample
+            # instant: the MV the served plant held over the next step is the newest value
+            # stamped at or before now.
+            at = held.index[held.index <= sim.time][-1]
+            sim.set_mvs({n: float(held.loc[at, n]) for n in mvs})
+        values = sim.step()
+        rows.append({**values, **sim.mv})  # MVs as applied, as the simulator serves them
+        times.append(sim.time)
+    run.frame = pd.DataFrame(rows, index=pd.DatetimeIndex(times, name="timestamp"))
+    return run
+
+
+def move_delays_s(run: LoopRun, mv: str, tol: float = 1e-3) -> list[float]:
+    """Plant seconds from each decision to the sample instant its MV value is stamped at.
+
+    A write is stamped with the plant's last sample instant and acts over the steps after it:
+    0 s means the move acted from the decision instant on, as in-process; 5 s one sample late.
+
+    tol is absolute (engineering units): MVs cross OPC-UA as float32 (~3e-5 K at 300 K).
+    """
+    out = []
+    series = run.frame[mv].dropna()
+    for at, proposed in zip(run.decisions, run.proposed, strict=False):
+        want = proposed.get(mv)
+        before = series[series.index < at]
+        if want is None or not len(before) or abs(before.iloc[-1] - want) <= tol:
+            continue  # no move: nothing to time
+        after = series[series.index >= at]
+        hit = after[np.isclose(after.to_numpy(), want, rtol=0, atol=tol)]
+        if len(hit):
+            out.append((hit.index[0] - at).total_seconds())
+    return out
