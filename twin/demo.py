@@ -37,8 +37,9 @@ class DemoConfig:
     """Training time budget (the demo must be up within 3 minutes)."""
     scenario: str = "stable"
     """Disturbance scenario the live simulator runs."""
-    speed: float = 1.0
-    """Simulated plant speed-up; real time leaves a person the whole control interval to review."""
+    speed: float = 2.0
+    """Simulated plant speed-up: x2 fills the twin's 90 s input window in 45 s, so a proposal is
+    pending about a minute after the control room is up, and each one stays 30 s for review."""
     app_port: int = 8501
     """Control-room port."""
     host: str = "127.0.0.1"
@@ -137,7 +138,9 @@ def run_demo(home: Home, cfg: DemoConfig, console: Console) -> None:
     password = _ensure_demo_user(home, cfg)
     services = Services()
     # `docker stop` and service managers send SIGTERM: stop the children the same way as Ctrl-C.
+    # SIGINT explicitly too: a shell that starts the demo in the background sets SIGINT to ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     logs = home.runs_dir / "demo"
     try:
         console.print(f"[bold]demo:[/] starting the simulated plant ({cfg.plant}, scenario {cfg.scenario}, x{cfg.speed:g})")
