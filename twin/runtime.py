@@ -83,7 +83,10 @@ class PlantClock:
     Between samples the clock advances at the rate the plant's timestamps have been advancing
     against the wall clock (1 for a real plant, 20 for a simulator at --speed 20; never below
     1, so that a silent plant ages its data at least as fast as real time). A timestamp that
-    goes back (a restarted simulator) resets it.
+    goes back (a restarted simulator) resets it. Until the rate is `measured` (samples spanning
+    1 s of wall time) the clock is only a lower bound: an accelerated plant that fell silent then
+    would age its data at wall speed, many times slower than on its own clock, so the runtime
+    neither proposes nor writes on an unmeasured clock.
     """
 
     def __init__(self, window_s: float = 10.0) -> None:
@@ -92,6 +95,7 @@ class PlantClock:
         self._last_mono = 0.0
         self._points: deque[tuple[float, datetime]] = deque()
         self.rate = 1.0
+        self.measured = False
 
     def observe(self, ts: datetime, mono: float | None = None) -> None:
         mono = time.monotonic() if mono is None else mono
@@ -106,6 +110,7 @@ class PlantClock:
         m0, t0 = self._points[0]
         if mono - m0 >= 1.0:
             self.rate = max(1.0, (ts - t0).total_seconds() / (mono - m0))
+            self.measured = True
 
     def mark_gap(self) -> None:
         """An outage: re-estimate the rate from fresh points once data flows again."""
@@ -115,6 +120,7 @@ class PlantClock:
         self.last_ts = None
         self._points.clear()
         self.rate = 1.0
+        self.measured = False
 
     def now(self, mono: float | None = None) -> datetime | None:
         if self.last_ts is None:
@@ -468,6 +474,11 @@ class Runtime:
         if now is None or data_ts is None:
             self._no_proposal("no_data", "no live data yet")
             return
+        if not self.clock.measured:
+            # Proposing now would invite an approval that the guard (and the staleness watch)
+            # could only time at wall speed if the plant went silent: measure the rate first.
+            self._no_proposal("no_data", "still measuring how fast the plant's clock runs")
+            return
         age = (now - data_ts).total_seconds()
         if age > spec.safety.max_staleness_s:
             self._no_proposal(
@@ -572,7 +583,9 @@ class Runtime:
         if self.config.mode == "advisory":
             reasons.append("the runtime is in advisory mode: nothing is ever written")
         now = self._now()
-        if self.config.mode != "advisory" and (self._reconcile_pending or now is None):
+        if self.config.mode != "advisory" and (
+            self._reconcile_pending or now is None or not self.clock.measured
+        ):
             return  # decided once the plant clock is known and interrupted writes are settled
         if self.store.list_steptests(spec.name, status="running"):
             reasons.append("a step test is running")
@@ -789,7 +802,7 @@ class Runtime:
         if not running:
             approved = self.store.list_steptests(spec.name, status="approved")
             now = self._now()
-            if not approved or now is None or self._reconcile_pending:
+            if not approved or now is None or self._reconcile_pending or not self.clock.measured:
                 return
             cid = approved[0].id
             with self.store.write() as c:

@@ -1,5 +1,6 @@
 """Pieces of the serve loop that need no plant: the plant clock, live values, interval counting."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -20,9 +21,37 @@ def test_plant_clock_follows_an_accelerated_plant() -> None:
     assert clock.now() is None
     for i in range(20):  # 5 s samples arriving every 0.25 s of wall time: 20x
         clock.observe(T0 + timedelta(seconds=5 * i), mono=100.0 + 0.25 * i)
-    assert clock.rate == pytest.approx(20.0)
+    assert clock.rate == pytest.approx(20.0) and clock.measured
     # 1 wall second after the last sample the plant is 20 s further on.
     assert clock.now(mono=100.0 + 0.25 * 19 + 1.0) == T0 + timedelta(seconds=95 + 20)
+
+
+def test_plant_clock_is_unmeasured_until_a_second_of_samples() -> None:
+    clock = PlantClock()
+    for i in range(4):  # 15 s of a 20x plant in 0.75 s of wall time: too little to time it by
+        clock.observe(T0 + timedelta(seconds=5 * i), mono=100.0 + 0.25 * i)
+    assert clock.rate == 1.0 and not clock.measured
+    clock.observe(T0 + timedelta(seconds=20), mono=101.0)
+    assert clock.measured and clock.rate == pytest.approx(20.0)
+    clock.mark_gap()  # an outage keeps the measured rate: a silent plant ages on its own clock
+    assert clock.measured and clock.now(mono=102.5) == T0 + timedelta(seconds=50)
+    clock.reset()
+    assert not clock.measured
+
+
+def test_no_proposal_before_the_plant_clock_is_measured(tmp_path) -> None:
+    # The first control interval can end within a wall second of the first data at 20x; a
+    # proposal then, and a plant dying right after it, would age the data at wall speed.
+    calls = []
+    spec = load_spec("cstr")
+    rt = Runtime(spec, Home.at(tmp_path), RuntimeConfig(), proposer=lambda *a: calls.append(a))
+    rt._historian = Historian(tmp_path / "hist")
+    for k in range(2 * spec.plant.samples_per_interval + 1):  # all at once: no wall time passes
+        rt._on_batch(_batch(spec, k))
+    assert rt._tick_due.is_set() and not rt.clock.measured
+    asyncio.run(rt._control_step())
+    assert calls == [] and "measuring" in rt.last_reason
+    rt._historian.close()
 
 
 def test_plant_clock_never_runs_slower_than_real_time() -> None:
