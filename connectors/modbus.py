@@ -161,6 +161,19 @@ class _Device:
         return rr
 
 
+def _honour_swallowed_cancel() -> None:
+    """Re-raise a cancellation of the polling task that pymodbus dropped.
+
+    pymodbus awaits each response with `asyncio.wait_for`; on Python 3.11, when the response
+    arrives in the same loop turn as a cancellation of our task, wait_for returns the response
+    and the CancelledError is lost (the task stays "cancelling"). The polling loop would then
+    run on forever and whoever cancelled it (`twin ingest` stopping) would wait forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _describe(tag: Tag) -> str:
     assert tag.modbus is not None
     m = tag.modbus
@@ -280,6 +293,7 @@ class ModbusSource:
     async def batches(self) -> AsyncIterator[list[Sample]]:
         next_at = time.monotonic()
         while not self._closing:
+            _honour_swallowed_cancel()
             delay = next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -101,11 +101,23 @@ async def ingest(
                 break
     finally:
         stopped.cancel()
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
+        await _cancel_and_wait(consumer)
         _record_outages(source, historian, stats, source_name)
     return stats
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has ended (its own errors propagate).
+
+    A library may drop a cancellation: on Python 3.11 `asyncio.wait_for` returns a result that
+    arrived in the same loop turn as the cancel and swallows the CancelledError. The consumer
+    would then poll on and `twin ingest` never stop, so it is cancelled again until it ends.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _consume(
