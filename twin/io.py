@@ -252,24 +252,6 @@ def import_file(historian: Historian, spec: PlantSpec, path: Path | str) -> Impo
 # ---- export ------------------------------------------------------------------------------
 
 
-def parse_time(value: str, option: str) -> datetime:
-    """A CLI time (ISO 8601, naive = UTC, or epoch seconds) -> aware UTC datetime."""
-    text = value.strip()
-    try:
-        ts = pd.Timestamp(float(text), unit="s", tz="UTC")
-    except ValueError:
-        try:
-            ts = pd.Timestamp(text)
-        except ValueError as exc:
-            raise BadInput(
-                f"{option} {value!r}: not a time (use ISO 8601 like 2024-05-01T12:00:00Z, or epoch seconds)"
-            ) from exc
-    if ts is pd.NaT:
-        raise BadInput(f"{option} {value!r}: not a time")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
-
-
 def export_file(
     historian: Historian,
     spec: PlantSpec,

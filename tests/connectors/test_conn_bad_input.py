@@ -97,7 +97,7 @@ def test_cli_exit_codes_name_the_problem(
     assert main(["sim", str(spec.path), "--scenario", "nope", "--home", str(tmp_path / "h")]) == 2
     assert "has no scenario 'nope'" in capsys.readouterr().err
     assert main(["sim", str(spec.path), "--start", "yesterday", "--home", str(tmp_path / "h")]) == 2
-    assert "--start: 'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
+    assert "--start 'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("protocol", ["opcua", "modbus"])

@@ -70,7 +70,7 @@ limits = [0.0, 1.0]
 @pytest.fixture
 def node_peer(tmp_path: Path):  # noqa: ANN201
     if shutil.which("node") is None or not (PEERS / "node_modules" / "node-opcua").is_dir():
-        pytest.skip(
+        pytest.fail(
             "node-opcua not installed: run `npm install` in tests/peers (scripts/setup.sh --test does)"
         )
     from conn_helpers import free_port

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 
-from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
+from twin.cli.common import HomeOption, PlantArg, home_of, parse_optional_time, spec_of
 from twin.errors import BadInput
 
 console = Console()
@@ -36,15 +35,6 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-
-def _parse_start(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadInput(f"--start: {text!r} is not an ISO 8601 time") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def sim_cmd(
@@ -126,7 +116,7 @@ def sim_cmd(
         raise BadInput(
             "nothing to serve: give --opcua-port or --modbus-port (the spec has no [source] sections)"
         )
-    sim = Simulation(spec, seed=seed, scenario=scenario, start=_parse_start(start))
+    sim = Simulation(spec, seed=seed, scenario=scenario, start=parse_optional_time(start, "--start"))
     config = SimServeConfig(speed=speed, opcua=opcua, modbus=modbus)
 
     async def main() -> None:

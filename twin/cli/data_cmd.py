@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
+from twin.cli.common import HomeOption, PlantArg, home_of, parse_time, spec_of
 from twin.errors import BadInput
 
 console = Console()
@@ -61,7 +61,7 @@ def export_cmd(
 ) -> None:
     """Export a time window of the plant's history in the import format."""
     from twin.historian import Historian
-    from twin.io import export_file, parse_time
+    from twin.io import export_file
 
     spec = spec_of(plant)
     t0, t1 = parse_time(start, "--start"), parse_time(end, "--end")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -12,8 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from plants import has_simulator, list_plants, load_plant_model
-from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
-from twin.errors import BadInput
+from twin.cli.common import HomeOption, PlantArg, home_of, parse_optional_time, spec_of
 from twin.spec import PlantSpec
 
 console = Console()
@@ -57,18 +55,6 @@ def scenarios_table(spec: PlantSpec) -> Table:
         table.add_row(name, scenario.description)
     return table
 
-
-def _parse_start(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadInput(
-            f"--start {text!r} is not an ISO 8601 time (e.g. 2026-01-01T00:00:00Z)"
-        ) from None
-    # A time without a zone is taken as UTC: every timestamp in the project is UTC.
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def register(app: typer.Typer) -> None:
@@ -126,7 +112,7 @@ def register(app: typer.Typer) -> None:
             excitation,  # type: ignore[arg-type]  # GenerateConfig names a bad value
             scenario,
             seed,
-            _parse_start(start),
+            parse_optional_time(start, "--start"),
             band,  # type: ignore[arg-type]
         )
         where = home_of(home)
