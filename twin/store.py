@@ -370,6 +370,16 @@ def _steptest(row: sqlite3.Row) -> StepTestRecord:
 # ---- the store -------------------------------------------------------------------------
 
 
+def _select(table: str, **equal: Any) -> tuple[str, tuple[Any, ...]]:
+    """`SELECT * FROM table` filtered by column = value for every value that is not None.
+
+    Column names come from our own keyword arguments, never from user input.
+    """
+    given = {col: val for col, val in equal.items() if val is not None}
+    where = " AND ".join(f"{col} = ?" for col in given) or "1=1"
+    return f"SELECT * FROM {table} WHERE {where}", tuple(given.values())
+
+
 class Store:
     """The state store of one twin home. Safe to open from several processes at once."""
 
@@ -519,16 +529,8 @@ class Store:
         self, plant: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[ProposalRecord]:
         """Newest first."""
-        sql, params = "SELECT * FROM proposals WHERE 1=1", []
-        if plant is not None:
-            sql += " AND plant = ?"
-            params.append(plant)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        return [_proposal(r) for r in self.query(sql, tuple(params))]
+        sql, params = _select("proposals", plant=plant, status=status)
+        return [_proposal(r) for r in self.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
 
     def pending_proposal(self, plant: str) -> ProposalRecord | None:
         rows = self.list_proposals(plant, status=PROPOSAL_OPEN, limit=1)
@@ -588,15 +590,10 @@ class Store:
         self, *, decision_id: int | None = None, campaign_id: int | None = None,
         step: int | None = None, plant: str | None = None, limit: int = 1000,
     ) -> list[WriteRecord]:  # fmt: skip
-        sql, params = "SELECT * FROM writes WHERE 1=1", cast(list[Any], [])
-        for col, val in (("decision_id", decision_id), ("campaign_id", campaign_id),
-                         ("step", step), ("plant", plant)):  # fmt: skip
-            if val is not None:
-                sql += f" AND {col} = ?"
-                params.append(val)
-        sql += " ORDER BY id DESC LIMIT ?"
-        params.append(limit)
-        return [_write(r) for r in self.query(sql, tuple(params))]
+        sql, params = _select(
+            "writes", decision_id=decision_id, campaign_id=campaign_id, step=step, plant=plant
+        )
+        return [_write(r) for r in self.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
 
     def open_write_intents(self, plant: str) -> list[WriteRecord]:
         """Writes recorded as intended but never completed: a crash between intent and result."""
@@ -708,11 +705,5 @@ class Store:
     def list_steptests(
         self, plant: str | None = None, status: str | None = None
     ) -> list[StepTestRecord]:
-        sql, params = "SELECT * FROM steptests WHERE 1=1", []
-        if plant is not None:
-            sql += " AND plant = ?"
-            params.append(plant)
-        if status is not None:
-            sql += " AND status = ?"
-            params.append(status)
-        return [_steptest(r) for r in self.query(sql + " ORDER BY id", tuple(params))]
+        sql, params = _select("steptests", plant=plant, status=status)
+        return [_steptest(r) for r in self.query(sql + " ORDER BY id", params)]
