@@ -10,7 +10,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from plants import has_simulator, list_plants, load_plant_model
 from twin.cli.common import HomeOption, PlantArg, home_of, parse_optional_time, spec_of
 from twin.spec import PlantSpec
 
@@ -28,6 +27,8 @@ def _sources_cell(spec: PlantSpec) -> str:
 
 
 def plants_table(specs: list[PlantSpec]) -> Table:
+    from plants import has_simulator  # scipy loads only for commands that simulate
+
     """The listing as a rich table (one row per plant)."""
     table = Table(title="Plants", box=box.SIMPLE_HEAD)
     table.add_column("name", no_wrap=True)
@@ -47,6 +48,8 @@ def plants_table(specs: list[PlantSpec]) -> Table:
 
 
 def scenarios_table(spec: PlantSpec) -> Table:
+    from plants import load_plant_model
+
     """The simulator's scenarios of one plant: name and description."""
     table = Table(title=f"Scenarios of {spec.name}", box=box.SIMPLE_HEAD)
     table.add_column("scenario", no_wrap=True)
@@ -73,6 +76,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """List plants: name, description, tags, sample period, sources, simulator."""
+        from plants import has_simulator, list_plants
+
         specs = [spec_of(p) for p in (plants or list_plants())]
         console.print(plants_table(specs))
         if scenarios:
