@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from room_plant import PASSWORDS, LivePlant, read_opcua, start_live_plant, wait_for
 
 from twin import api
@@ -152,8 +153,12 @@ def test_approved_proposal_is_written_to_the_opcua_server(plant: LivePlant, brow
             if not button.count():
                 return None
             shown = page.locator('[data-testid="stMetric"]').filter(has_text="Proposal").first
-            pid = int(shown.locator('[data-testid="stMetricValue"]').inner_text().strip("# \n"))
-            button.click()
+            try:  # the page may rerun on a newer proposal between render and click: try again
+                value = shown.locator('[data-testid="stMetricValue"]').inner_text(timeout=5_000)
+                pid = int(value.strip("# \n"))
+                button.click(timeout=5_000)
+            except PlaywrightTimeout:
+                return None
             # A newer proposal may supersede this one between render and click: try the next.
             d = wait_for(lambda: store.get_decision(pid) or _closed(store, pid), 10, "the decision")
             decision = d if not isinstance(d, str) else None
@@ -188,15 +193,19 @@ def test_modification_outside_limits_is_refused(plant: LivePlant, browser_page) 
         tab = page.get_by_role("tab", name="Modify")
         if not tab.count():
             return False
-        tab.click()
-        box = page.get_by_label(re.compile(r"^Tc \["))
-        box.fill("330")
-        box.press("Enter")
-        page.get_by_role("button", name="Evaluate with the twin").click()
-        msg = page.get_by_text(re.compile(r"Tc: 330 is outside the operator/engineering limits"))
+        # A new proposal may supersede the shown one mid-way (the plant runs at x5): the page
+        # reruns, the form goes away, and the whole attempt starts again on the new proposal.
         try:
+            tab.click(timeout=5_000)
+            box = page.get_by_label(re.compile(r"^Tc \["))
+            box.fill("330", timeout=5_000)
+            box.press("Enter", timeout=5_000)
+            page.get_by_role("button", name="Evaluate with the twin").click(timeout=5_000)
+            msg = page.get_by_text(
+                re.compile(r"Tc: 330 is outside the operator/engineering limits")
+            )
             msg.first.wait_for(timeout=5_000)
-        except Exception:
+        except PlaywrightTimeout:
             return False
         return True
 
