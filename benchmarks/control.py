@@ -313,8 +313,13 @@ def chart(runs: dict[str, dict[str, Run]], path: Path) -> None:
                 col=1,
             )
         fig.update_layout(title=key, height=260 * len(rows), xaxis_title="minutes")
-        parts.append(fig.to_html(full_html=False, include_plotlyjs="cdn" if not parts else False))
-    path.write_text("<html><body>" + "\n".join(parts) + "</body></html>", encoding="utf-8")
+        # plotly.js inline, once: the page opens on a plant network with no internet access.
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
+    path.write_text(
+        '<html><head><meta charset="utf-8"><title>closed-loop control benchmark</title></head>'
+        "<body>" + "\n".join(parts) + "</body></html>",
+        encoding="utf-8",
+    )
 
 
 def print_table(results: dict, console: Console) -> None:

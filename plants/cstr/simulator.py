@@ -91,6 +91,22 @@ class CstrModel(PlantModel):
         dtj = (float(u[0]) - tj) / JACKET_TAU_S
         return np.array([dca, dtemp, dtj])
 
+    def derivatives_batch(
+        self, t: float, x: np.ndarray, u: np.ndarray, d: np.ndarray
+    ) -> np.ndarray:
+        ca, temp, tj = x[:, 0], x[:, 1], x[:, 2]
+        tf, caf, ua_factor = float(d[0]), float(d[1]), float(d[2])
+        with np.errstate(over="ignore"):
+            reaction = K0_PER_S * np.exp(-E_OVER_R_K / temp) * ca
+        dca = DILUTION_PER_S * (caf - ca) - reaction
+        dtemp = (
+            DILUTION_PER_S * (tf - temp)
+            + HEAT_RISE_K_L_PER_MOL * reaction
+            + ua_factor * COOLING_PER_S * (tj - temp)
+        )
+        dtj = (u[:, 0] - tj) / JACKET_TAU_S
+        return np.stack([dca, dtemp, dtj], axis=1)
+
     def outputs(self, x: np.ndarray, u: np.ndarray, d: np.ndarray) -> dict[str, float]:
         return {
             "Ca": float(x[0]),

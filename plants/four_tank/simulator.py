@@ -107,10 +107,44 @@ class FourTankModel(PlantModel):
             ]
         )
 
+    def derivatives_batch(
+        self, t: float, x: np.ndarray, u: np.ndarray, d: np.ndarray
+    ) -> np.ndarray:
+        def drain(area: float, level: np.ndarray) -> np.ndarray:
+            return area * _SQRT_2G * np.sqrt(np.maximum(level, 0.0))
+
+        q_pump1 = max(float(d[3]), 0.0) * K1_CM3_PER_V_S * np.maximum(u[:, 0], 0.0)
+        q_pump2 = K2_CM3_PER_V_S * np.maximum(u[:, 1], 0.0)
+        drain3, drain4 = drain(OUTLET_CM2[2], x[:, 2]), drain(OUTLET_CM2[3], x[:, 3])
+        inflow = np.stack(
+            [
+                GAMMA1 * q_pump1 + drain3,
+                GAMMA2 * q_pump2 + drain4,
+                (1.0 - GAMMA2) * q_pump2 + max(float(d[0]), 0.0),
+                (1.0 - GAMMA1) * q_pump1 + max(float(d[1]), 0.0),
+            ],
+            axis=1,
+        )
+        outflow = np.stack(
+            [
+                drain(OUTLET_CM2[0] + max(float(d[2]), 0.0), x[:, 0]),
+                drain(OUTLET_CM2[1], x[:, 1]),
+                drain3,
+                drain4,
+            ],
+            axis=1,
+        )
+        net = inflow - outflow
+        spill = np.where(x >= TANK_HEIGHT_CM, np.maximum(net, 0.0), 0.0)
+        return (net - spill) / np.asarray(A_CM2)
+
     def project(self, x: np.ndarray) -> np.ndarray:
         if np.all((x >= 0.0) & (x <= TANK_HEIGHT_CM)):
             return x
         return np.clip(x, 0.0, TANK_HEIGHT_CM)
+
+    def project_batch(self, x: np.ndarray) -> np.ndarray:
+        return self.project(x)
 
     def sensor_range(self, tag: str) -> tuple[float, float] | None:
         # A level transmitter spans the tank: it cannot read below empty or above full.

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from plants import load_plant_model
-from plants.base import Simulation
+from plants.base import Simulation, integrate
 from tests.plan.toy import toy_spec
 from twin.arx import ArxModel
 from twin.baselines.arx_world import ArxWorld
@@ -29,6 +29,37 @@ def test_oracle_lowers_the_coolant_to_raise_concentration() -> None:
     assert move["Tc"] < tc  # colder jacket, less reaction, more A left
     assert tc - move["Tc"] <= tag.max_move + 1e-9
     assert tag.operating_limits[0] <= move["Tc"] <= tag.operating_limits[1]
+
+
+@pytest.mark.timeout(300)
+def test_oracle_keeps_the_temperature_limit_near_ignition() -> None:
+    """Near the ignition point, with a target on the unstable middle branch, the oracle's whole
+    plan keeps the reactor under its operating limit at every sample (a hard constraint), where
+    simply pushing the coolant up would run away."""
+    spec = load_spec("cstr")
+    sim = Simulation(spec, seed=0, noise=False, mvs={"Tc": 303.0})
+    model, x, d = sim.model, sim.x.copy(), sim.disturbances()
+    oracle = OracleNMPC(spec, model)
+    oracle.decide(x, d, sim.mv, {"Ca": 0.5})
+    assert oracle.last_feasible
+    t_hi = spec.tag("T").operating_limits[1]
+
+    def peak_temperature(plan: np.ndarray) -> float:
+        xs, peak = x.copy(), float(x[1])
+        for u in np.repeat(plan, spec.plant.samples_per_interval):
+            xs = integrate(model, xs, np.array([u]), d, 0.0, spec.plant.sample_period_s)
+            peak = max(peak, float(xs[1]))
+        return peak
+
+    plan = oracle._warm[:, 0]
+    assert len(plan) >= 20  # at least 20 intervals: sees further than the planner's 10
+    assert peak_temperature(plan) <= t_hi + 0.05
+    assert peak_temperature(np.full(len(plan), 304.0)) > t_hi + 20.0  # the limit binds here
+    tag = spec.tag("Tc")
+    assert np.all(np.abs(np.diff(np.concatenate([[303.0], plan]))) <= tag.max_move + 1e-9)
+    assert np.all(
+        (plan >= tag.operating_limits[0] - 1e-9) & (plan <= tag.operating_limits[1] + 1e-9)
+    )
 
 
 def _linear_frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
