@@ -35,6 +35,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from plants import load_plant_model  # noqa: E402
 from plants.base import Simulation  # noqa: E402
 from twin.baselines.arx_world import ArxWorld  # noqa: E402
 from twin.baselines.hold import HoldController  # noqa: E402
@@ -394,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
         results["config"].setdefault("horizon_intervals", {})[case.plant] = (
             PlannerConfig().for_interval(spec.plant.control_interval_s).horizon
         )
+        oracle = OracleNMPC(spec, load_plant_model(spec))
+        results["config"].setdefault("oracle", {})[case.plant] = {
+            "horizon_intervals": oracle.horizon,
+            "blocks": list(oracle.blocks),
+            "cv_limit_points_per_interval": oracle.points_per_interval,
+            "optimiser": "candidate batch + SLSQP, CV operating limits as hard constraints",
+        }
         rows, runs[case.key] = {}, {}
         for ctl in args.controllers.split(","):
             run = run_scenario(case, spec, ctl, twin, arx)
@@ -410,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and out.is_file():  # a partial run updates its scenarios, keeps the others
         previous = json.loads(out.read_text(encoding="utf-8"))
         previous["scenarios"].update(results["scenarios"])
-        for key in ("twins", "horizon_intervals"):
+        for key in ("twins", "horizon_intervals", "oracle"):
             previous["config"].setdefault(key, {}).update(results["config"].get(key, {}))
         results = previous
     out.write_text(json.dumps(results, indent=2), encoding="utf-8")

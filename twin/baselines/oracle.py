@@ -117,7 +117,7 @@ class OracleNMPC:
         low, high = end.copy(), end.copy()
         xs = np.tile(np.asarray(x, dtype=float), (b, 1))
         alive = np.ones(b, dtype=bool)
-        points = self._points_per_interval
+        points = self.points_per_interval
         step = self.dt / points
         for k in range(h):
             samples = []
@@ -133,7 +133,7 @@ class OracleNMPC:
         return end, low, high
 
     @property
-    def _points_per_interval(self) -> int:
+    def points_per_interval(self) -> int:
         """Evenly spaced samples checked per control interval: the most that divide the
         interval's samples without exceeding `max_points_per_interval`."""
         cap = max(1, min(self.samples, self.config.max_points_per_interval))

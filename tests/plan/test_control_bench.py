@@ -1,0 +1,83 @@
+"""The closed-loop benchmark's scoring (benchmarks/control.py): what it counts is what the
+closing figures claim, so violations, crossings, MV breaches and ratios are checked on runs
+whose answers are known, and a short oracle run on cstr/hard is scored end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin.spec import load_spec
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "control.py"
+_spec = importlib.util.spec_from_file_location("bench_control", _PATH)
+assert _spec is not None and _spec.loader is not None
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_control"] = bench
+_spec.loader.exec_module(bench)
+
+
+def _run(ca: list[float], temp: list[float], tc: list[tuple[float, float]]) -> bench.Run:
+    run = bench.Run(
+        t_s=[5.0 * (k + 1) for k in range(len(ca))],
+        y={"Ca": ca, "T": temp},
+        sp={"Ca": [0.85] * len(ca), "T": [math.nan] * len(ca)},
+        u={"Tc": [b for _, b in tc]},
+    )
+    run.moves = [{"prev.Tc": a, "Tc": b} for a, b in tc]
+    run.plan_ms = [10.0, 30.0]
+    run.plan_cpu_ms = [10.0, 30.0]
+    return run
+
+
+def test_score_counts_what_it_claims() -> None:
+    spec = load_spec("cstr")  # T operating [300, 360], engineering [280, 400]; Tc op [288, 304]
+    run = _run(
+        ca=[0.85, 0.95, 0.75, 0.85],
+        temp=[350.0, 365.0, 410.0, 355.0],
+        tc=[(300.0, 302.0), (302.0, 305.0), (305.0, 300.0)],
+    )
+    s = bench.score(run, spec)
+    # Squared Ca error times the 5 s sample period (T has no setpoint: not tracked).
+    assert s["cost"] == pytest.approx(5.0 * (0.1**2 + 0.1**2))
+    assert s["cv_violations"] == 2  # 365 and 410 K above the 360 K operating limit
+    assert s["cv_worst"] == pytest.approx(50.0)
+    assert s["cv_limit_crossings"] == 1  # 410 K above the 400 K engineering limit
+    # 302 -> 305: above the 304 K operator limit and a 3 K move (max_move 2); 305 -> 300: 5 K.
+    assert s["mv_violations"] == 2
+    assert s["total_move"] == pytest.approx(10.0)
+    assert s["max_T"] == 410.0
+
+
+def test_ratios_are_against_the_oracle_hold_and_linear_mpc() -> None:
+    table = {
+        "jepa": {"cost": 3.0},
+        "oracle": {"cost": 2.0},
+        "linear_mpc": {"cost": 4.0},
+        "hold": {"cost": 12.0},
+    }
+    bench.with_ratios(table)
+    assert table["jepa"]["ratio_to_oracle"] == pytest.approx(1.5)
+    assert table["jepa"]["ratio_to_hold"] == pytest.approx(0.25)
+    assert table["jepa"]["ratio_to_linear_mpc"] == pytest.approx(0.75)
+    assert table["oracle"]["ratio_to_oracle"] == 1.0
+
+
+@pytest.mark.timeout(300)
+def test_oracle_on_the_hard_scenario_keeps_every_limit() -> None:
+    """The first minutes of cstr/hard: the setpoint jumps toward the unstable middle branch at
+    5 min; the oracle moves the coolant up within max_move and keeps T under 360 K."""
+    spec = load_spec("cstr")
+    case = bench.BenchScenario("cstr", "hard", 9.0)
+    run = bench.run_scenario(case, spec, "oracle", None, None)
+    s = bench.score(run, spec)
+    assert s["mv_violations"] == 0
+    assert s["cv_violations"] == 0 and s["cv_limit_crossings"] == 0
+    assert s["decisions"] == 18
+    ca = np.array(run.y["Ca"])
+    assert ca[-1] < ca[len(ca) // 2] - 0.02  # it does move toward the 0.6 mol/L target
