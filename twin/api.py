@@ -20,7 +20,15 @@ from twin.auth import Role, User, require
 from twin.errors import BadInput
 from twin.guard import effective_limits
 from twin.spec import PlantSpec, load_spec
-from twin.store import PROPOSAL_OPEN, ProposalRecord, Store, iso, now_utc, to_json
+from twin.store import (
+    PROPOSAL_OPEN,
+    ProposalRecord,
+    Store,
+    inserted_id,
+    iso,
+    now_utc,
+    to_json,
+)
 from twin.users import create_user, set_disabled, set_role
 
 # A modification's re-evaluation by the twin: given the modified MV values, returns the
@@ -107,16 +115,17 @@ def _decide(
             (p.id, kind, who, iso(now_utc()), to_json(values) if values is not None else None,
              note, to_json(evaluation) if evaluation is not None else None),
         )  # fmt: skip
+        decision_id = inserted_id(cur)
         c.execute(
             "UPDATE proposals SET status = ?, status_reason = ? WHERE id = ?", (status, note, p.id)
         )
         store.audit(
             c, user=who, kind=kind, plant=p.plant, subject=f"proposal:{p.id}",
             what={"proposed": p.mv_values, "values": dict(values) if values else None,
-                  "evaluation": evaluation, "decision_id": cur.lastrowid},
+                  "evaluation": evaluation, "decision_id": decision_id},
             why=note,
         )  # fmt: skip
-        return int(cur.lastrowid)
+        return decision_id
 
 
 def _check_not_expired(store: Store, p: ProposalRecord) -> None:
@@ -255,7 +264,7 @@ def request_steptest(
             "VALUES (?, ?, 'requested', ?, ?, ?)",
             (spec.name, to_json(dict(design)), who.name, iso(now_utc()), note),
         )
-        cid = int(cur.lastrowid)
+        cid = inserted_id(cur)
         store.audit(c, user=who.name, kind="steptest_request", plant=spec.name, subject=f"steptest:{cid}",
                     what={"moves": len(moves), "duration_s": moves[-1]["at_s"] if moves else 0}, why=note)  # fmt: skip
         return cid
@@ -374,7 +383,7 @@ def mark_incident(
             "INSERT INTO incidents (plant, start, end, title, notes, user, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (plant, iso(start), iso(end), title, notes, who.name, iso(now_utc())),
         )
-        iid = int(cur.lastrowid)
+        iid = inserted_id(cur)
         store.audit(c, user=who.name, kind="incident", plant=plant, subject=f"incident:{iid}",
                     what={"start": iso(start), "end": iso(end), "title": title}, why=notes)  # fmt: skip
         return iid

@@ -56,8 +56,12 @@ def versions(home: Home | Path | str, plant: str | PlantSpec) -> list[str]:
     d = _home(home).models_dir(_plant_name(plant))
     if not d.is_dir():
         return []
-    found = [p.name for p in d.iterdir() if VERSION.match(p.name) and (p / "model.pt").is_file()]
-    return sorted(found, key=lambda v: int(VERSION.match(v).group(1)))
+    found = [
+        (int(m.group(1)), p.name)
+        for p in d.iterdir()
+        if (m := VERSION.match(p.name)) and (p / "model.pt").is_file()
+    ]
+    return [name for _, name in sorted(found, key=lambda f: f[0])]
 
 
 def active_version(home: Home | Path | str, plant: str | PlantSpec) -> str | None:

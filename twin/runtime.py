@@ -35,7 +35,7 @@ from twin.guard import GuardDecision, check_write
 from twin.paths import Home
 from twin.sample import Quality, Sample
 from twin.spec import PlantSpec
-from twin.store import ProposalRecord, Store, iso, now_utc
+from twin.store import ProposalRecord, Store, inserted_id, iso, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -654,7 +654,7 @@ class Runtime:
                         iso(now_utc()),
                     ),
                 )
-                ids[tag] = int(cur.lastrowid)
+                ids[tag] = inserted_id(cur)
             if decision_id is not None:
                 taken = c.execute(
                     "UPDATE decisions SET applied = 'writing' WHERE id = ? AND applied IS NULL",

@@ -20,11 +20,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from twin.errors import BadInput
-from twin.excitation import ExcitationConfig, design, hold_intervals, mv_bands
+from twin.excitation import ExcitationConfig, Kind, design, hold_intervals, mv_bands
 from twin.paths import Home
 from twin.spec import PlantSpec
 
 log = logging.getLogger(__name__)
+
+SIGNALS: dict[str, Kind] = {"prbs": "prbs", "gbn": "gbn"}
+"""The excitation kinds a step test may use, by the name given to --kind."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class SteptestConfig:
     """Seeds the signal (and the simulator's noise when run)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("prbs", "gbn"):
+        if self.kind not in SIGNALS:
             raise BadInput(f"--kind {self.kind!r} must be prbs or gbn")
         if self.hours is not None and not (math.isfinite(self.hours) and self.hours > 0):
             raise BadInput(f"--hours {self.hours} must be a positive number")
@@ -123,7 +126,12 @@ def design_campaign(
     else:
         n = max(round(3600 / interval), config.levels * hold)
     schedule = design(
-        spec, n, config.kind, np.random.default_rng([config.seed, 7]), start=start, config=exc
+        spec,
+        n,
+        SIGNALS[config.kind],
+        np.random.default_rng([config.seed, 7]),
+        start=start,
+        config=exc,
     )
     return Campaign(
         spec.name,

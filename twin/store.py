@@ -62,6 +62,14 @@ class StoreConfig:
     """How long a writer waits for another process's transaction before giving up."""
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The row id of the INSERT `cur` just ran."""
+    # typeshed types lastrowid as optional: it is None only on a cursor that never executed.
+    if cur.lastrowid is None:
+        raise StoreError("the database returned no row id for an INSERT")
+    return cur.lastrowid
+
+
 def iso(ts: datetime | None) -> str | None:
     """One text form for every timestamp (UTC, microseconds) so that text order is time order."""
     if ts is None:
@@ -509,7 +517,7 @@ class Store:
                 (plant, iso(now_utc()), iso(data_ts), iso(expires_at), model_version, mode,
                  status, to_json(mv_values), to_json(payload)),
             )  # fmt: skip
-            pid = int(cur.lastrowid)
+            pid = inserted_id(cur)
             self.audit(
                 c, user=actor, kind="proposal", plant=plant, subject=f"proposal:{pid}",
                 what={"mv_values": mv_values, "data_ts": iso(data_ts), "expires_at": iso(expires_at),
@@ -530,7 +538,9 @@ class Store:
     ) -> list[ProposalRecord]:
         """Newest first."""
         sql, params = _select("proposals", plant=plant, status=status)
-        return [_proposal(r) for r in self.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
+        return [
+            _proposal(r) for r in self.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        ]
 
     def pending_proposal(self, plant: str) -> ProposalRecord | None:
         rows = self.list_proposals(plant, status=PROPOSAL_OPEN, limit=1)

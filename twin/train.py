@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from twin.arx import ArxConfig, ArxModel
-from twin.data import DataConfig, NotEnoughData, PlantSeries, load_frame
+from twin.data import Batch, DataConfig, NotEnoughData, PlantSeries, load_frame
 from twin.errors import BadInput, TwinError
 from twin.model.config import ModelConfig
 from twin.model.losses import jepa_losses
@@ -80,9 +81,12 @@ class TrainConfig:
     """Below this largest per-dimension std of held-out latents the model is refused as collapsed."""
 
 
+M = TypeVar("M", bound=torch.nn.Module)
+
+
 @dataclass
-class FitResult:
-    module: torch.nn.Module
+class FitResult(Generic[M]):
+    module: M
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
@@ -127,15 +131,15 @@ def _val_anchors(series: PlantSeries, horizon: int, n: int) -> np.ndarray:
 
 
 def _fit_loop(
-    module: torch.nn.Module,
+    module: M,
     train_anchors: np.ndarray,
-    make_batch: Callable[[np.ndarray], object],
-    loss_fn: Callable[[object], dict[str, torch.Tensor]],
+    make_batch: Callable[[np.ndarray], Batch],
+    loss_fn: Callable[[Batch], dict[str, torch.Tensor]],
     val_fn: Callable[[], float],
     cfg: TrainConfig,
     max_seconds: float,
     desc: str,
-) -> FitResult:
+) -> FitResult[M]:
     """Generic loop: AdamW + cosine decay, validation each epoch, early stopping, time budget."""
     device = resolve_device(cfg.device)
     rng = np.random.default_rng(cfg.seed)
@@ -194,7 +198,7 @@ def _fit_loop(
     return res
 
 
-def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> FitResult:
+def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> FitResult[JepaNet]:
     """Train the JEPA on the series' training block; early stopping on validation readout error."""
     gen = seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -232,7 +236,9 @@ def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> F
     )
 
 
-def fit_observation_model(series: PlantSeries, hidden: int, cfg: TrainConfig) -> FitResult:
+def fit_observation_model(
+    series: PlantSeries, hidden: int, cfg: TrainConfig
+) -> FitResult[ObservationModel]:
     """Train the observation-space baseline on the same data, horizon and budget rules."""
     seed_everything(cfg.seed + 1)
     device = resolve_device(cfg.device)

@@ -28,6 +28,14 @@ class StepDesign:
     """How many times the up-back-down-back cycle is run."""
 
 
+def max_amplitude(spec: PlantSpec, mv: str) -> float:
+    """The largest step the design allows on an MV: its max_move."""
+    max_move = spec.tag(mv).max_move
+    if max_move is None:  # the spec requires max_move of every MV, so this is not one
+        raise BadInput(f"step test: {mv!r} is not an MV of {spec.name!r}")
+    return max_move
+
+
 def design_moves(spec: PlantSpec, d: StepDesign,
                  operating: dict[str, tuple[float, float]] | None = None) -> dict:  # fmt: skip
     """The campaign design dict twin.api.request_steptest takes."""

@@ -8,6 +8,7 @@ import streamlit as st
 from app import charts, ui
 from app.logic import context, decide, trends
 from app.logic import proposals as pv
+from app.logic.whatif import Evaluation
 from twin import api
 from twin.auth import Role
 from twin.errors import TwinError
@@ -54,22 +55,24 @@ def approve_controls(prop, view: pv.ProposalView) -> None:
                 model = ui.model(str(p.home.root), context.spec_ref(p.store, p.plant),
                                  prop.model_version)  # fmt: skip
                 with context.historian(p.home, p.plant) as h:
-                    ev = decide.evaluate(model, h, p.spec, p.store, prop, values)
+                    evaluation = decide.evaluate(model, h, p.spec, p.store, prop, values)
             except TwinError as exc:
                 say("error", str(exc))
             else:
-                st.session_state[ev_key] = ev
-        ev = st.session_state.get(ev_key)
+                st.session_state[ev_key] = evaluation
+        ev: Evaluation | None = st.session_state.get(ev_key)
         if ev is not None:
             if ev.ok:
                 st.success(f"The twin accepts {ev.values}.")
             else:
                 st.error("The twin refuses the modified plan: " + "; ".join(ev.reasons))
             bands = trends.limit_bands(p.spec, api.operator_limits(p.store, p.spec))
-            for cv in ev.rollout.cv if ev.rollout else []:
-                st.plotly_chart(
-                    charts.rollout_figure(ev.rollout, cv, bands[cv]), key=f"mod-fig-{pid}-{cv}"
-                )
+            rollout = ev.rollout
+            if rollout is not None:
+                for cv in rollout.cv:
+                    st.plotly_chart(
+                        charts.rollout_figure(rollout, cv, bands[cv]), key=f"mod-fig-{pid}-{cv}"
+                    )
             same = raw == {k: f"{v:.6g}" for k, v in ev.values.items()} or all(
                 _same(raw[k], v) for k, v in ev.values.items())  # fmt: skip
             if st.button("Approve modified values", type="primary", key=f"mod-approve-{pid}",

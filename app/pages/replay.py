@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import streamlit as st
 
 from app import charts, ui
@@ -64,6 +65,7 @@ from_here = what = None
 if version is not None:
     model = ui.model(str(p.home.root), context.spec_ref(p.store, p.plant), version)
     horizon = whatif.DEFAULT_HORIZON
+    window: np.ndarray | None
     try:
         with context.historian(p.home, p.plant) as h:
             window = whatif.window_at(h, p.spec, list(model.tag_names), int(model.window), at)

@@ -43,9 +43,9 @@ else:
 
     if len(names) >= 2:
         st.subheader("Compare two versions")
-        c = st.columns(2)
-        a = c[0].selectbox("A", names, index=len(names) - 2, key="cmp-a")
-        b = c[1].selectbox("B", names, index=len(names) - 1, key="cmp-b")
+        col_a, col_b = st.columns(2)
+        a = col_a.selectbox("A", names, index=len(names) - 2, key="cmp-a")
+        b = col_b.selectbox("B", names, index=len(names) - 1, key="cmp-b")
         cmp = training.compare(p.home, p.plant, a, b)
         st.dataframe(cmp, hide_index=True)
         if not cmp.empty and a != b:
@@ -68,12 +68,12 @@ else:
 st.subheader("Retrain")
 runs = training.list_runs(p.home, p.plant)
 if ui.allowed(Role.ENGINEER):
-    c = st.columns(3)
-    epochs = c[0].number_input("Max epochs", 1, 500, 40, key="train-epochs")
-    seed = c[1].number_input("Seed", 0, 10_000, 0, key="train-seed")
+    col_epochs, col_seed, col_start = st.columns(3)
+    epochs = col_epochs.number_input("Max epochs", 1, 500, 40, key="train-epochs")
+    seed = col_seed.number_input("Seed", 0, 10_000, 0, key="train-seed")
     quick = st.checkbox("Quick (tiny model, seconds: a smoke test)", key="train-quick")
     busy = any(training.progress(r).running for r in runs)
-    if c[2].button("Start training in the background", key="train-start", disabled=busy):
+    if col_start.button("Start training in the background", key="train-start", disabled=busy):
         run = training.start_training(
             p.home, p.plant, p.user.name, None if quick else int(epochs), int(seed), quick
         )
@@ -120,13 +120,13 @@ if campaigns:
                  hide_index=True)  # fmt: skip
 if ui.allowed(Role.ENGINEER) and p.spec.mvs:
     with st.form("steptest"):
-        c = st.columns(4)
-        mv = c[0].selectbox("MV", [t.name for t in p.spec.mvs])
-        t = p.spec.tag(mv)
+        col_mv, col_centre, col_amp, col_hold = st.columns(4)
+        mv = col_mv.selectbox("MV", [t.name for t in p.spec.mvs])
         lo, hi = api.operator_limits(p.store, p.spec)[mv]
-        centre = c[1].number_input("Centre", float(lo), float(hi), float((lo + hi) / 2))
-        amp = c[2].number_input("Step size", 0.0, float(t.max_move), float(t.max_move) / 2)
-        hold = c[3].number_input("Hold (control intervals)", 1, 100, 6)
+        max_amp = steptest.max_amplitude(p.spec, mv)
+        centre = col_centre.number_input("Centre", float(lo), float(hi), float((lo + hi) / 2))
+        amp = col_amp.number_input("Step size", 0.0, float(max_amp), float(max_amp) / 2)
+        hold = col_hold.number_input("Hold (control intervals)", 1, 100, 6)
         note = st.text_input("Note")
         if st.form_submit_button("Request step test"):
             try:
@@ -139,15 +139,15 @@ if ui.allowed(Role.ENGINEER) and p.spec.mvs:
                 st.success(f"Step test {cid} requested; an engineer approves it before it runs.")
     pending = [c for c in campaigns if c.status == "requested"]
     running = [c for c in campaigns if c.status in ("requested", "approved", "running")]
-    c = st.columns(2)
-    if pending and c[0].button(f"Approve step test {pending[0].id}", key="st-approve"):
+    col_approve, col_abort = st.columns(2)
+    if pending and col_approve.button(f"Approve step test {pending[0].id}", key="st-approve"):
         try:
             api.approve_steptest(p.store, p.user, pending[0].id)
         except TwinError as exc:
             st.error(str(exc))
         else:
             st.rerun()
-    if running and c[1].button(f"Abort step test {running[0].id}", key="st-abort"):
+    if running and col_abort.button(f"Abort step test {running[0].id}", key="st-abort"):
         try:
             api.abort_steptest(p.store, p.user, running[0].id, "aborted from the control room")
         except TwinError as exc:

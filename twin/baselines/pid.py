@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin.errors import BadInput
 from twin.spec import PlantSpec
 
 
@@ -27,6 +28,8 @@ class Loop:
     """Proportional gain, MV units per CV unit (sign included)."""
     ti_s: float
     """Integral time, seconds."""
+    max_move: float
+    """Largest MV change per control interval, from the spec."""
 
 
 def steady_gains(model, spec: PlantSpec, rel_step: float = 0.01) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -80,8 +83,15 @@ class PidController:
         for i, j in enumerate(pair(gains)):
             k = gains[i, j]
             kc = tau / (k * (tau + theta))  # SIMC with tau_c = tau
+            mv = model.mv_names[j]
+            max_move = spec.tag(mv).max_move
+            if max_move is None:
+                raise BadInput(
+                    f"plant {spec.name!r}: the simulator's MV {mv!r} has no max_move in the spec "
+                    "(is it an MV there?)"
+                )
             self.loops.append(
-                Loop(cvs[i], model.mv_names[j], float(kc), min(tau, 4 * (tau + theta)))
+                Loop(cvs[i], mv, float(kc), min(tau, 4 * (tau + theta)), float(max_move))
             )
         self.dt = spec.plant.control_interval_s
         self._last_error: dict[str, float] = {}
@@ -100,6 +110,6 @@ class PidController:
             u = u_now[loop.mv]
             # The limits and max_move hold whatever the loop asks, as for every controller.
             out[loop.mv] = float(
-                np.clip(u + move, max(lo, u - tag.max_move), min(hi, u + tag.max_move))
+                np.clip(u + move, max(lo, u - loop.max_move), min(hi, u + loop.max_move))
             )
         return out

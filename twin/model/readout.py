@@ -14,6 +14,9 @@ class ReadoutHead(nn.Module):
     cross the mean whatever the weights.
     """
 
+    sign: torch.Tensor
+    """(n_q,) buffer: -1 below the median, +1 above it, 0 at it."""
+
     def __init__(
         self, latent_dim: int, hidden: int, n_cv: int, quantiles: tuple[float, ...]
     ) -> None:

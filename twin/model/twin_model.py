@@ -11,6 +11,7 @@ The planner uses only these verbs; all of them are differentiable in U for gradi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -26,11 +27,29 @@ CHECKPOINT_FORMAT = 1
 
 
 class TwinModel(nn.Module):
+    # Buffers (registered in __init__, saved in the state dict); declared for the type checker.
+    x_mean: torch.Tensor
+    """(n_tags,) training mean of every tag, engineering units."""
+    x_std: torch.Tensor
+    """(n_tags,) training std of every tag."""
+    u_mean: torch.Tensor
+    """(n_mv,) the MV entries of x_mean."""
+    u_std: torch.Tensor
+    """(n_mv,) the MV entries of x_std."""
+    y_mean: torch.Tensor
+    """(n_cv,) the CV entries of x_mean."""
+    y_std: torch.Tensor
+    """(n_cv,) the CV entries of x_std."""
+    ood_mean: torch.Tensor
+    """(D,) mean of the training latents."""
+    ood_prec: torch.Tensor
+    """(D, D) precision matrix of the training latents."""
+
     def __init__(
         self,
         net: JepaNet,
         normalizer: Normalizer,
-        tag_roles: dict[str, str],
+        tag_roles: Mapping[str, str],
         window: int,
         samples_per_interval: int,
         data_config: DataConfig,

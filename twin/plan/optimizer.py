@@ -81,8 +81,9 @@ class PlanObjective:
         # predictor score higher than encoded ones even where the plant is well known.
         self.bound = config.trust_slack
 
-    def predict(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """MV values (B, H, n_mv) -> y (B, H, n_cv), q (B, H, n_cv, n_q), ood ratio (B, H)."""
+    def predict(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """MV values (B, H, n_mv) -> y (B, H, n_cv), q (B, H, n_cv, n_q), ood ratio (B, H)
+        (None when the model has no finite OOD threshold)."""
         b, h, _ = u.shape
         zs = self.model.rollout(self.z0.expand(b, -1), u.to(self.dtype))  # (B, H, D)
         y, q = self.model.readout(zs)

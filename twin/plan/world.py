@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -10,13 +11,22 @@ import torch
 class WorldModel(Protocol):
     """Anything with these verbs can be planned on; everything is in engineering units."""
 
-    cv_names: list[str] | tuple[str, ...]
-    mv_names: list[str] | tuple[str, ...]
-    tag_names: list[str] | tuple[str, ...]
-    quantile_levels: list[float] | tuple[float, ...]
-    window: int
-    version: str
-    ood_threshold: float
+    # Read-only properties, so that a plain attribute of any sequence type conforms (a
+    # mutable protocol attribute would have to match its type exactly).
+    @property
+    def cv_names(self) -> Sequence[str]: ...
+    @property
+    def mv_names(self) -> Sequence[str]: ...
+    @property
+    def tag_names(self) -> Sequence[str]: ...
+    @property
+    def quantile_levels(self) -> Sequence[float]: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def ood_threshold(self) -> float: ...
 
     def encode(self, window: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, W, n_tags) values and presence mask -> latent (B, D)."""
