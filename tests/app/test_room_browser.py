@@ -247,10 +247,20 @@ def test_incident_is_marked_and_its_report_exports(
     page.get_by_label("Notes").fill("Tc stepped during the approval test")
     page.get_by_role("button", name="Mark this window as an incident").click()
     page.get_by_text(re.compile(r"Incident \d+ marked")).wait_for()
-    with page.expect_download(timeout=60_000) as dl:
-        page.get_by_role("button", name="Export HTML report").click()
     path = tmp_path / "report.html"
-    dl.value.save_as(path)
+
+    def export() -> bool:
+        # A click that lands while the page reruns (after marking the incident) is lost with the
+        # old DOM; the report itself takes seconds (plotly.js inline). Click again if so.
+        try:
+            with page.expect_download(timeout=40_000) as dl:
+                page.get_by_role("button", name="Export HTML report").click(timeout=10_000)
+            dl.value.save_as(path)
+        except PlaywrightTimeout:
+            return False
+        return True
+
+    wait_for(export, 150, "the HTML report download")
     html = path.read_text()
     assert html.startswith("<!DOCTYPE html>") and "Browser-test incident" in html
     assert "Plotly.newPlot" in html and re.search(r"<script[^>]*\bsrc=", html) is None
