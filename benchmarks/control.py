@@ -109,15 +109,8 @@ def prepare_twin(spec: PlantSpec, config: BenchConfig):  # type: ignore[no-untyp
     # Epochs and early stopping end training, never the clock: a time budget that binds
     # makes the twin, and every figure after it, depend on how busy the machine was.
     cfg = TrainConfig(epochs=60, patience=12, max_seconds=3600.0, obs_max_seconds=3600.0)
-    active = registry.active_version(home, spec)
-    trained_with = (
-        registry.load_checkpoint(home, spec)
-        .get("card", {})
-        .get("training", {})
-        .get("train_config", {})
-        if active is not None
-        else {}
-    )
+    ckpt = registry.load_checkpoint(home, spec) if registry.active_version(home, spec) else {}
+    trained_with = ckpt.get("card", {}).get("training", {}).get("train_config", {})
     wanted = {k: getattr(cfg, k) for k in ("epochs", "patience", "max_seconds", "seed")}
     if any(trained_with.get(k) != v for k, v in wanted.items()):  # none yet, or made otherwise
         scenario = dict(config.training_scenarios).get(spec.name)
@@ -126,7 +119,7 @@ def prepare_twin(spec: PlantSpec, config: BenchConfig):  # type: ignore[no-untyp
         )
         frame = long.pivot_table(index="ts", columns="tag", values="value", aggfunc="last")
         registry.promote(home, spec, train_plant(home, spec, cfg=cfg, frame=frame))
-    ckpt = registry.load_checkpoint(home, spec)
+        ckpt = registry.load_checkpoint(home, spec)
     twin = registry.load_active(home, spec)
     arx, _ = registry.load_baselines(ckpt)
     training = ckpt.get("card", {}).get("training", {})

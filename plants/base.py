@@ -12,7 +12,7 @@ import bisect
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -198,7 +198,9 @@ _E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 4
 
 
 def _rk45(
-    model: PlantModel,
+    f: Callable[[float, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    project: Callable[[np.ndarray], np.ndarray],
+    max_step_s: float,
     x: np.ndarray,
     u: np.ndarray,
     d: np.ndarray,
@@ -207,10 +209,13 @@ def _rk45(
     rtol: float,
     atol: float,
 ) -> np.ndarray:
-    """Adaptive Dormand-Prince over [t0, t0 + dt]; steps shrink where the plant is fast."""
-    f = model.derivatives
+    """Adaptive Dormand-Prince over [t0, t0 + dt]; steps shrink where the plant is fast.
+
+    x is one state (n,) or a batch (B, n) under its MVs; a batch shares one step size, set by
+    its least smooth row (the error norm is the largest row's).
+    """
     t, t_end = t0, t0 + dt
-    h = min(dt, model.max_step_s)
+    h = min(dt, max_step_s)
     k0 = f(t, x, u, d)
     while t_end - t > 1e-12 * max(1.0, abs(t_end)):
         h = min(h, t_end - t)
@@ -223,15 +228,15 @@ def _rk45(
         ks.append(k_new)
         err_vec = h * sum(e * k for e, k in zip(_E, ks, strict=False))
         scale = atol + rtol * np.maximum(np.abs(x), np.abs(x_new))
-        err = float(np.sqrt(np.mean((err_vec / scale) ** 2)))
+        err = float(np.sqrt(np.mean((err_vec / scale) ** 2, axis=-1)).max())
         if err <= 1.0 and np.all(np.isfinite(x_new)):
             t += h
-            x = model.project(x_new)
+            x = project(x_new)
             k0 = k_new if x is x_new else f(t, x, u, d)
             factor = 5.0 if err == 0.0 else min(5.0, 0.9 * err**-0.2)
         else:
             factor = 0.2 if not np.isfinite(err) else max(0.2, 0.9 * err**-0.2)
-        h = min(h * factor, model.max_step_s)
+        h = min(h * factor, max_step_s)
         if h < 1e-9 * dt:
             raise RuntimeError(
                 f"step size underflow at t={t:.6g} s: the plant state {x} is not integrable"
@@ -268,7 +273,7 @@ def integrate(
         if not sol.success:
             raise RuntimeError(f"integration failed at t={t0}: {sol.message}")
         return model.project(sol.y[:, -1])
-    return _rk45(model, x, u, d, t0, dt, rtol, atol)
+    return _rk45(model.derivatives, model.project, model.max_step_s, x, u, d, t0, dt, rtol, atol)
 
 
 def integrate_batch(
@@ -286,35 +291,10 @@ def integrate_batch(
     The batch shares one step size, set by its least smooth row, so every row is at least as
     accurate as it would be alone. Raises RuntimeError where a row cannot be integrated.
     """
-    f = model.derivatives_batch
     x = np.asarray(x, dtype=float)
-    t, t_end = t0, t0 + dt
-    h = min(dt, model.max_step_s)
-    k0 = f(t, x, u, d)
-    while t_end - t > 1e-12 * max(1.0, abs(t_end)):
-        h = min(h, t_end - t)
-        ks = [k0]
-        for i in range(1, 6):
-            xi = x + h * sum(a * k for a, k in zip(_A[i], ks, strict=False))
-            ks.append(f(t + _C[i] * h, xi, u, d))
-        x_new = x + h * sum(b * k for b, k in zip(_B, ks, strict=False))
-        k_new = f(t + h, x_new, u, d)
-        ks.append(k_new)
-        err_vec = h * sum(e * k for e, k in zip(_E, ks, strict=False))
-        scale = atol + rtol * np.maximum(np.abs(x), np.abs(x_new))
-        with np.errstate(invalid="ignore", over="ignore"):
-            err = float(np.sqrt(np.mean((err_vec / scale) ** 2, axis=1)).max())
-        if err <= 1.0 and np.all(np.isfinite(x_new)):
-            t += h
-            x = model.project_batch(x_new)
-            k0 = f(t, x, u, d)
-            factor = 5.0 if err == 0.0 else min(5.0, 0.9 * err**-0.2)
-        else:
-            factor = 0.2 if not np.isfinite(err) else max(0.2, 0.9 * err**-0.2)
-        h = min(h * factor, model.max_step_s)
-        if h < 1e-9 * dt:
-            raise RuntimeError(f"step size underflow at t={t:.6g} s: a batch row is not integrable")
-    return x
+    return _rk45(
+        model.derivatives_batch, model.project_batch, model.max_step_s, x, u, d, t0, dt, rtol, atol
+    )
 
 
 # ---- a running plant -------------------------------------------------------------------

@@ -231,9 +231,9 @@ class OracleNMPC:
         #    each of a ladder of MV levels, and random move sequences.
         starts = self._starts(problem, step, n_blocks)
         costs, margin = score(starts)
-        inside = margin.min(axis=1, initial=0.0) >= -self.config.feasibility_tol
-        order = np.lexsort((costs, ~inside))
-        best_start = starts[order[0]]
+        ranks = [self._rank(cost, m) for cost, m in zip(costs, margin, strict=True)]
+        first = min(range(len(starts)), key=ranks.__getitem__)
+        best, best_rank = starts[first], ranks[first]
         # 2. SLSQP from the best: hard CV constraints where the start keeps inside them; where
         #    nothing tried does, the penalised cost alone (its penalty grows with the crossing).
         tri = np.kron(np.tril(np.ones((n_blocks, n_blocks))), np.diag(step))
@@ -245,27 +245,24 @@ class OracleNMPC:
             ]
         )
         constraints = [{"type": "ineq", "fun": lambda v: lin @ v + lin_b, "jac": lambda v: lin}]
-        if inside[order[0]] and limited.any():
+        if best_rank[0] == 0 and limited.any():
             constraints.append(
                 {"type": "ineq", "fun": lambda v: evaluate(v).g, "jac": lambda v: evaluate(v).g_jac}
             )
         result = scipy.optimize.minimize(
             lambda v: evaluate(v).cost,
-            best_start,
+            best,
             jac=lambda v: evaluate(v).grad,
             method="SLSQP",
-            bounds=[(-1.0, 1.0)] * best_start.size,
+            bounds=[(-1.0, 1.0)] * best.size,
             constraints=constraints,
             options={"maxiter": self.config.max_iterations, "ftol": 1e-9},
         )
         final = np.clip(result.x, -1.0, 1.0)
         e = evaluate(final)
-        best = (
-            final
-            if self._rank(e) <= (0 if inside[order[0]] else 1, costs[order[0]])
-            else best_start
-        )
-        self.last_feasible = bool(inside[order[0]]) or self._rank(e)[0] == 0
+        if (final_rank := self._rank(e.cost, e.g)) <= best_rank:
+            best, best_rank = final, final_rank
+        self.last_feasible = best_rank[0] == 0
         u_blocks = project(plans(best[None])[0][block_starts], problem)
         self._warm = u_blocks[self._index]
         return {n: float(u_blocks[0, i]) for i, n in enumerate(self.mv_names)}
@@ -275,8 +272,7 @@ class OracleNMPC:
         n_mv = problem.n_mv
         rows = [np.zeros((n_blocks, n_mv))]
         if self._warm is not None:
-            warm = project(shift_plan(self._warm, self.blocks), problem)
-            rows.append(np.diff(np.vstack([problem.u_now, warm]), axis=0) / step)
+            rows.append(self._moves_toward(problem, shift_plan(self._warm, self.blocks), step))
         for level in np.linspace(0.0, 1.0, self.config.ladder):
             target = problem.mv_lo + level * (problem.mv_hi - problem.mv_lo)
             rows.append(self._moves_toward(problem, np.tile(target, (n_blocks, 1)), step))
@@ -292,7 +288,7 @@ class OracleNMPC:
         u_blocks = project(targets, problem)
         return np.diff(np.vstack([problem.u_now, u_blocks]), axis=0) / step
 
-    def _rank(self, e: _Eval) -> tuple[int, float]:
+    def _rank(self, cost: float, margin: np.ndarray) -> tuple[int, float]:
         """Plans inside the limits first, then by cost (which penalises any crossing)."""
-        inside = e.g.size == 0 or float(e.g.min()) >= -self.config.feasibility_tol
-        return (0 if inside else 1, e.cost if math.isfinite(e.cost) else _BIG)
+        inside = margin.size == 0 or float(margin.min()) >= -self.config.feasibility_tol
+        return (0 if inside else 1, float(cost) if math.isfinite(cost) else _BIG)

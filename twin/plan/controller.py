@@ -104,14 +104,7 @@ class PlanningController:
         self._offset = residual if self._offset is None else a * residual + (1 - a) * self._offset
 
         u_now = {n: float(latest[self._col(n)]) for n in self.mv_names}
-        problem = PlanProblem.from_spec(
-            self.spec,
-            u_now,
-            cv_names=self.cv_names,
-            mv_names=self.mv_names,
-            setpoints=setpoints,
-            operating=operating,
-        )
+        problem = self._problem(u_now, setpoints, operating)
         warm = None if self._warm is None else shift_plan(self._warm, self.config.blocks)
         try:
             result = plan(self.model, z0[0], problem, self.config, self._offset, warm)
@@ -142,14 +135,7 @@ class PlanningController:
         window = np.array(window, dtype=float)
         latest = _last_finite(window)
         u_now = {n: float(latest[self._col(n)]) for n in self.mv_names}
-        problem = PlanProblem.from_spec(
-            self.spec,
-            u_now,
-            cv_names=self.cv_names,
-            mv_names=self.mv_names,
-            setpoints=setpoints,
-            operating=operating,
-        )
+        problem = self._problem(u_now, setpoints, operating)
         u = np.tile(
             [float(values.get(n, u_now[n])) for n in self.mv_names], (self.config.horizon, 1)
         )
@@ -181,6 +167,21 @@ class PlanningController:
             ),
             "cost": {n: float(v[0]) for n, v in terms.items()},
         }
+
+    def _problem(
+        self,
+        u_now: Mapping[str, float],
+        setpoints: Mapping[str, float] | None,
+        operating: Mapping[str, Range] | None,
+    ) -> PlanProblem:
+        return PlanProblem.from_spec(
+            self.spec,
+            u_now,
+            cv_names=self.cv_names,
+            mv_names=self.mv_names,
+            setpoints=setpoints,
+            operating=operating,
+        )
 
     def _col(self, tag: str) -> int:
         return self.tag_names.index(tag)
