@@ -69,11 +69,12 @@ class Services:
                 raise TwinError(f"demo: the {name} process stopped with exit code {code}; see its log")
 
     def stop(self) -> None:
+        # One at a time, each gone before the next is signalled: the runtime closes its OPC-UA
+        # session while the simulated plant still answers (together, asyncua logs a traceback).
+        deadline = time.monotonic() + 15
         for _name, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _name, proc in reversed(self.procs):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
