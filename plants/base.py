@@ -163,6 +163,24 @@ class PlantModel(ABC):
         """Keep a state physical after an integration step (e.g. levels inside the tank)."""
         return x
 
+    def advance(
+        self,
+        x: np.ndarray,
+        u: np.ndarray,
+        d: np.ndarray,
+        t0: float,
+        dt: float,
+        method: Integrator,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """The state after dt seconds from x at t0 with u and d held: `integrate` by default.
+
+        A plant that is a sampled-data system rather than an ODE (a wrapped stepping model
+        with its own regulatory layer and noise, like tep) steps itself here; rng is the
+        simulation's seeded generator, so such a plant stays deterministic per seed.
+        """
+        return integrate(self, x, u, d, t0, dt, method)
+
     def derivatives_batch(
         self, t: float, x: np.ndarray, u: np.ndarray, d: np.ndarray
     ) -> np.ndarray:
@@ -439,7 +457,9 @@ class Simulation:
     def advance(self) -> None:
         """Integrate one sample period with the MVs and disturbances of its start."""
         d = self.disturbances()
-        self.x = integrate(self.model, self.x, self.u, d, self.elapsed_s, self.dt, self.integrator)
+        self.x = self.model.advance(
+            self.x, self.u, d, self.elapsed_s, self.dt, self.integrator, self.rng
+        )
         self.k += 1
 
     def step(self) -> dict[str, float]:
