@@ -1,7 +1,7 @@
 """One decision per control interval: window of recent data -> gate -> plan -> Proposal.
 
-Holds what carries over between decisions: the previous plan (warm start) and the filtered
-output-disturbance estimate (offset-free correction).
+Holds what carries over between decisions: the previous plan (warm start) and the disturbance
+observer (offset-free correction, twin.plan.observer).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from twin.plan.cost import plan_cost
 from twin.plan.gating import gate
 from twin.plan.moves import shift_plan, violations
+from twin.plan.observer import DisturbanceObserver, ObserverGains
 from twin.plan.optimizer import Plan, PlanObjective, plan
 from twin.plan.problem import PlanInfeasible, PlanProblem
 from twin.plan.proposal import Band, NoProposal, Proposal
@@ -30,10 +31,19 @@ Range = tuple[float, float]
 
 
 class PlanningController:
-    """Turns windows of plant data into proposals with one world model and one spec."""
+    """Turns windows of plant data into proposals with one world model and one spec.
+
+    `config.hard_operating` makes the CV operating limits hard (the runtime's auto mode);
+    `observer_gains` are the disturbance observer's gains fitted on the twin's validation block
+    (twin.plan.observer.fit_gains); without them the config's constant gains are used.
+    """
 
     def __init__(
-        self, model: WorldModel, spec: PlantSpec, config: PlannerConfig | None = None
+        self,
+        model: WorldModel,
+        spec: PlantSpec,
+        config: PlannerConfig | None = None,
+        observer_gains: ObserverGains | None = None,
     ) -> None:
         self.model = model
         self.spec = spec
@@ -41,13 +51,16 @@ class PlanningController:
         self.cv_names = list(model.cv_names)
         self.mv_names = list(model.mv_names)
         self.tag_names = list(model.tag_names)
+        gains = observer_gains or ObserverGains.constant(
+            self.config.observer_latent_gain, self.config.observer_output_gain
+        )
+        self.observer = DisturbanceObserver(gains, spec.plant.control_interval_s)
         self._warm: np.ndarray | None = None
-        self._offset: np.ndarray | None = None
 
     def reset(self) -> None:
         """Forget the warm start and the disturbance estimate (e.g. after a data gap)."""
         self._warm = None
-        self._offset = None
+        self.observer.reset()
 
     def decide(
         self,
@@ -82,7 +95,6 @@ class PlanningController:
         with torch.inference_mode():
             x = torch.as_tensor(window, dtype=torch.float32)[None]  # (1, W, n_tags)
             z0 = self.model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (1, D)
-            y0, _ = self.model.readout(z0)  # (1, n_cv)
             ood = float(self.model.ood_score(z0)[0])
         threshold = float(self.model.ood_threshold)
         blocked = gate(
@@ -99,18 +111,23 @@ class PlanningController:
             return blocked
 
         y_meas = np.array([latest[self._col(n)] for n in self.cv_names])
-        residual = y_meas - y0[0].double().numpy()
-        a = self.config.residual_filter
-        self._offset = residual if self._offset is None else a * residual + (1 - a) * self._offset
-
         u_now = {n: float(latest[self._col(n)]) for n in self.mv_names}
+        with torch.inference_mode():
+            # The MVs read now are the ones held over the interval that just ended.
+            held = np.array([u_now[n] for n in self.mv_names])
+            est = self.observer.update(self.model, z0, y_meas, held, data_ts)
         problem = self._problem(u_now, setpoints, operating)
         warm = None if self._warm is None else shift_plan(self._warm, self.config.blocks)
         try:
-            result = plan(self.model, z0[0], problem, self.config, self._offset, warm)
+            result = plan(
+                self.model, z0[0], problem, self.config, est.output, warm, latent=est.latent
+            )
         except PlanInfeasible as exc:
             self._warm = None
             return NoProposal(name, "infeasible", str(exc), data_ts)
+        if result.refusal is not None:
+            self._warm = None
+            return NoProposal(name, "cv_limit", result.refusal, data_ts)
         broken = violations(result.u, problem)
         if broken:  # cannot happen by construction; refuse rather than propose it
             raise AssertionError(f"planner produced an infeasible plan: {broken}")
@@ -129,8 +146,9 @@ class PlanningController:
         """The twin's verdict on engineer-modified MV values held over the horizon.
 
         Returns {"ok", "reasons", "predicted": {cv: Band}, "cost": {...}}: not ok when the
-        values break a limit or max_move, when a CV band is predicted to cross an operating
-        limit that holding would not cross, or when the plan leaves the twin's known region.
+        values break a limit or max_move, when a CV band is predicted to cross a hard limit
+        (engineering; operating too in auto mode), or an operating limit that holding would not
+        cross, or when the plan leaves the twin's known region.
         """
         window = np.array(window, dtype=float)
         latest = _last_finite(window)
@@ -143,18 +161,26 @@ class PlanningController:
         with torch.inference_mode():
             x = torch.as_tensor(window, dtype=torch.float32)[None]
             z0 = self.model.encode(torch.nan_to_num(x), torch.isfinite(x))
-            y0, _ = self.model.readout(z0)
-            offset = (
-                np.array([latest[self._col(n)] for n in self.cv_names]) - y0[0].double().numpy()
-            )
-            obj = PlanObjective(self.model, z0[0], problem, self.config, offset)
+            y_meas = np.array([latest[self._col(n)] for n in self.cv_names])
+            est = self.observer.current(self.model, z0, y_meas)
+            offset = est.output
+            obj = PlanObjective(self.model, z0[0], problem, self.config, offset, est.latent)
             ut = torch.as_tensor(u)[None]
             y, q, ratio = obj.predict(ut)
             terms = plan_cost(y, q, ut.to(obj.dtype), ratio, obj.c, self.config)
+            off_np = offset[None, :]
+            crossing = obj.limits.describe(
+                problem.cv_names,
+                q[0, ..., 0].double().numpy() + off_np,
+                q[0, ..., -1].double().numpy() + off_np,
+                problem.interval_s,
+            )
             hold = torch.as_tensor(problem.u_now).expand(1, self.config.horizon, problem.n_mv)
             y_h, q_h, ratio_h = obj.predict(hold)
             hold_terms = plan_cost(y_h, q_h, hold.to(obj.dtype), ratio_h, obj.c, self.config)
-        if float(terms["cv_limits"][0]) > max(1e-6, 1.01 * float(hold_terms["cv_limits"][0])):
+        if crossing is not None:
+            reasons.append(f"the predicted band crosses a hard limit: {crossing}")
+        elif float(terms["cv_limits"][0]) > max(1e-6, 1.01 * float(hold_terms["cv_limits"][0])):
             reasons.append("a CV band is predicted to cross an operating limit")
         if ratio is not None and float(ratio.max()) > 1.0:
             reasons.append("the plan leaves the region the twin has seen (trust region)")

@@ -85,7 +85,10 @@ def plan_cost(
     ).sum(dim=(1, 2))
     over_op = torch.relu(q_hi - c.cv_op_hi) + torch.relu(c.cv_op_lo - q_lo)
     over_eng = torch.relu(q_hi - c.cv_eng_hi) + torch.relu(c.cv_eng_lo - q_lo)
-    cv_limits = config.cv_limit_weight * (over_op / c.cv_span).square().sum(dim=(1, 2))
+    # In auto mode the operating limits are hard: the feasibility filter (twin.plan.limits)
+    # decides, and the penalty only steers the search toward the feasible side.
+    op_weight = config.cv_hard_weight if config.hard_operating else config.cv_limit_weight
+    cv_limits = op_weight * (over_op / c.cv_span).square().sum(dim=(1, 2))
     cv_limits = cv_limits + config.cv_hard_weight * (over_eng / c.cv_span).square().sum(dim=(1, 2))
     if ood_ratio is None:
         trust = torch.zeros_like(tracking)

@@ -2,6 +2,11 @@
 
 A plain function of the world model's verbs (`rollout`, `readout`, `ood_score`), so a toy linear
 model, an ARX model and the JEPA twin are all planned on by the same code.
+
+Hard CV limits (twin.plan.limits) are constraints, not only penalties: candidates whose band
+crosses one rank behind every candidate that does not, the refined plan is kept only if it
+crosses nothing the sampled best did not, and the final plan is checked once more. When no plan
+(holding included) keeps the band inside, the Plan says so and no proposal is made.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import scipy.optimize
 import torch
 
 from twin.plan.cost import CostTensors, plan_cost
+from twin.plan.limits import HardLimits
 from twin.plan.moves import decode, expand, hold_decision, project, to_decision
+from twin.plan.observer import rollout_disturbed
 from twin.plan.problem import PlanProblem
 from twin.plan.settings import PlannerConfig
 from twin.plan.world import WorldModel
@@ -56,6 +63,10 @@ class Plan:
     """Predicted CV means if nothing moves (H, n_cv), offset-corrected."""
     hold_q: np.ndarray | None = None
     """Predicted CV quantiles if nothing moves (H, n_cv, n_q), offset-corrected."""
+    refusal: str | None = None
+    """Why no plan may be proposed: every plan found, holding included, has a band crossing a
+    hard CV limit (the worst crossing of the best plan and of holding, in words). None: the plan
+    keeps every hard limit."""
 
 
 class PlanObjective:
@@ -68,13 +79,16 @@ class PlanObjective:
         problem: PlanProblem,
         config: PlannerConfig,
         offset: np.ndarray,
+        latent: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.z0 = z0.reshape(1, -1)  # (1, D)
         self.dtype = z0.dtype
         self.problem = problem
         self.config = config
+        self.latent = None if latent is None else latent.to(self.dtype)
         self.c = CostTensors.of(problem, torch.as_tensor(offset), dtype=self.dtype)
+        self.limits = HardLimits.of(problem, config.hard_operating)
         threshold = float(getattr(model, "ood_threshold", math.inf) or math.inf)
         self.threshold = threshold if math.isfinite(threshold) and threshold > 0 else None
         # The trust bound: the twin's threshold times a slack, because latents rolled out by the
@@ -85,7 +99,7 @@ class PlanObjective:
         """MV values (B, H, n_mv) -> y (B, H, n_cv), q (B, H, n_cv, n_q), ood ratio (B, H)
         (None when the model has no finite OOD threshold)."""
         b, h, _ = u.shape
-        zs = self.model.rollout(self.z0.expand(b, -1), u.to(self.dtype))  # (B, H, D)
+        zs = rollout_disturbed(self.model, self.z0.expand(b, -1), u.to(self.dtype), self.latent)
         y, q = self.model.readout(zs)
         ratio = None
         if self.threshold is not None:
@@ -93,11 +107,16 @@ class PlanObjective:
             ratio = ratio / self.bound
         return y, q, ratio
 
-    def terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Decision variables (B, K, n_mv) -> cost terms (each (B,)) and MV values (B, H, n_mv)."""
+    def crossing(self, q: torch.Tensor) -> torch.Tensor:
+        """Hard-limit crossing (B,) of uncorrected quantiles (B, H, n_cv, n_q); 0: feasible."""
+        return self.limits.crossing(q[..., 0] + self.c.offset, q[..., -1] + self.c.offset)
+
+    def terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Decision variables (B, K, n_mv) -> cost terms (each (B,)), MV values (B, H, n_mv) and
+        the hard-limit crossing (B,)."""
         u = expand(decode(x, self.problem), self.config.blocks)  # (B, H, n_mv)
         y, q, ratio = self.predict(u)
-        return plan_cost(y, q, u, ratio, self.c, self.config), u
+        return plan_cost(y, q, u, ratio, self.c, self.config), u, self.crossing(q)
 
 
 def plan(
@@ -107,17 +126,20 @@ def plan(
     config: PlannerConfig,
     offset: np.ndarray | None = None,
     warm_blocks: np.ndarray | None = None,
+    latent: torch.Tensor | None = None,
 ) -> Plan:
     """One planning decision from the current latent.
 
-    z0: current latent (D,) or (1, D); offset: measured CV minus readout of z0 (n_cv,), added
-    to every prediction (offset-free control); warm_blocks: a previous block plan (K, n_mv) to
-    start the search from. Raises PlanInfeasible when the MV limits cannot be met from u_now.
+    z0: current latent (D,) or (1, D); offset: output disturbance (n_cv,) added to every
+    predicted CV and quantile; latent: latent disturbance (D,) added after every predicted
+    interval (both from twin.plan.observer; offset-free control); warm_blocks: a previous block
+    plan (K, n_mv) to start the search from. Raises PlanInfeasible when the MV limits cannot be
+    met from u_now; a plan whose band crosses a hard CV limit comes back with `refusal` set.
     """
     start = time.perf_counter()
     problem.check_feasible()
     offset = np.zeros(problem.n_cv) if offset is None else np.asarray(offset, dtype=float)
-    obj = PlanObjective(model, z0.detach(), problem, config, offset)
+    obj = PlanObjective(model, z0.detach(), problem, config, offset, latent)
     k, n_mv = len(config.blocks), problem.n_mv
     gen = torch.Generator().manual_seed(config.seed)
 
@@ -126,24 +148,38 @@ def plan(
         x0 = hold_x
         if warm_blocks is not None:
             x0 = torch.as_tensor(to_decision(project(warm_blocks, problem), problem))
-        best_x, best_cost = _cem(obj, x0, hold_x, config, gen)
+        best = _cem(obj, x0, hold_x, config, gen)
 
-    refined_x, refined_cost = _refine(obj, best_x, best_cost, config)
-    refined = refined_cost < best_cost
-    x = refined_x if refined else best_x
+    x, refined = _refine(obj, best, config), False
+    if x is None:
+        x = best.x
+    else:
+        refined = True
 
     with torch.inference_mode():
         u_blocks = project(decode(x[None].double(), problem)[0].numpy(), problem)
-        u_feasible = expand(torch.as_tensor(u_blocks)[None], config.blocks)  # (1, H, n_mv)
+        hold_blocks = project(np.tile(problem.u_now, (k, 1)), problem)
         hold = torch.as_tensor(problem.u_now).expand(1, config.horizon, n_mv)
-        both = torch.cat([u_feasible, hold]).to(obj.dtype)  # (2, H, n_mv): plan and hold
-        y2, q2, ratio2 = obj.predict(both)
-        terms2 = plan_cost(y2, q2, both, ratio2, obj.c, config)
-        y, q, y_h, q_h = y2[:1], q2[:1], y2[1:], q2[1:]
-        ratio = None if ratio2 is None else ratio2[:1]
-        terms = {n: v[:1] for n, v in terms2.items()}
-        hold_terms = {n: v[1:] for n, v in terms2.items()}
+        candidates = [torch.as_tensor(b)[None] for b in (u_blocks, hold_blocks)]
+        plans = expand(torch.cat(candidates), config.blocks)  # (2, H, n_mv)
+        every = torch.cat([plans, hold]).to(obj.dtype)  # plan, hold inside bounds, true hold
+        y3, q3, ratio3 = obj.predict(every)
+        terms3 = plan_cost(y3, q3, every, ratio3, obj.c, config)
+        crossing = obj.crossing(q3)
+        # The final check: a plan that crosses a hard limit where holding does not is
+        # replaced by holding (float64 projection or refinement may have nudged it over).
+        pick = 1 if float(crossing[0]) > 0 and float(crossing[1]) == 0 else 0
+        if pick:
+            u_blocks = hold_blocks
+        y, q, y_h, q_h = y3[pick : pick + 1], q3[pick : pick + 1], y3[2:], q3[2:]
+        ratio = None if ratio3 is None else ratio3[pick : pick + 1]
+        terms = {n: v[pick : pick + 1] for n, v in terms3.items()}
+        hold_terms = {n: v[2:] for n, v in terms3.items()}
+        refusal = None
+        if float(crossing[pick]) > 0:
+            refusal = _refusal(obj, q3[pick], q3[1], offset)
     off = torch.as_tensor(offset, dtype=y.dtype)
+    u_feasible = plans[pick : pick + 1]
     return Plan(
         u=u_feasible[0].numpy().astype(float),
         u_blocks=u_blocks,
@@ -151,13 +187,45 @@ def plan(
         q=(q[0] + off[:, None]).double().numpy(),
         ood_ratio=None if ratio is None else ratio[0].double().numpy(),
         costs={n: float(v[0]) for n, v in terms.items()},
-        cem_cost=float(best_cost),
-        refined=refined,
+        cem_cost=float(best.cost),
+        refined=refined and pick == 0,
         elapsed_ms=1000.0 * (time.perf_counter() - start),
         hold_costs={n: float(v[0]) for n, v in hold_terms.items()},
         hold_y=(y_h[0] + off).double().numpy(),
         hold_q=(q_h[0] + off[:, None]).double().numpy(),
+        refusal=refusal,
     )
+
+
+def _refusal(
+    obj: PlanObjective, q_plan: torch.Tensor, q_hold: torch.Tensor, off: np.ndarray
+) -> str:
+    """Why nothing may be proposed: the worst crossing of the best plan and of holding."""
+    names, dt = obj.problem.cv_names, obj.problem.interval_s
+    plan_says, hold_says = (
+        obj.limits.describe(
+            names, q[..., 0].double().numpy() + off, q[..., -1].double().numpy() + off, dt
+        )
+        for q in (q_plan, q_hold)
+    )
+    return (
+        f"no plan keeps the predicted band inside the hard CV limits: with the best plan "
+        f"{plan_says}; holding (within the MV limits), {hold_says}"
+    )
+
+
+@dataclass
+class _Best:
+    """The best candidate so far: feasible ones (crossing 0) first, then by cost."""
+
+    x: torch.Tensor
+    cost: float
+    crossing: float
+
+    def beaten_by(self, cost: float, crossing: float) -> bool:
+        if crossing > 0 or self.crossing > 0:
+            return crossing < self.crossing or (crossing == self.crossing and cost < self.cost)
+        return cost < self.cost
 
 
 def _cem(
@@ -166,13 +234,17 @@ def _cem(
     hold_x: torch.Tensor,
     config: PlannerConfig,
     gen: torch.Generator,
-) -> tuple[torch.Tensor, float]:
-    """Cross-entropy search around x0 (K, n_mv); returns the best candidate and its cost."""
+) -> _Best:
+    """Cross-entropy search around x0 (K, n_mv); returns the best candidate found.
+
+    Candidates that keep the hard CV limits rank ahead of every one that does not (those by how
+    far they cross), so the elites leave an infeasible region by the shortest way.
+    """
     mean = x0.to(obj.dtype)
     std = torch.full_like(mean, config.cem_init_std)
     # Always score the warm start and "hold" so that the search can only improve on them.
     fixed = torch.stack([mean, hold_x.to(obj.dtype)])
-    best_x, best_cost = mean, math.inf
+    best = _Best(mean, math.inf, math.inf)
     for it in range(config.cem_iterations):
         noise = torch.randn(
             (config.population, *mean.shape), generator=gen, dtype=torch.float64
@@ -180,29 +252,37 @@ def _cem(
         x = (mean + std * noise).clamp(-1.0, 1.0)  # (P, K, n_mv)
         if it == 0:
             x[: len(fixed)] = fixed
-        x[-1] = best_x if math.isfinite(best_cost) else mean
-        total = obj.terms(x)[0]["total"]
-        total = torch.nan_to_num(total, nan=math.inf)
-        costs, order = torch.sort(total)
-        if float(costs[0]) < best_cost:
-            best_cost, best_x = float(costs[0]), x[order[0]].clone()
+        x[-1] = best.x
+        terms, _, crossing = obj.terms(x)
+        total = torch.nan_to_num(terms["total"].double(), nan=math.inf)
+        crossing = torch.nan_to_num(crossing.double(), nan=math.inf)
+        feasible = crossing <= 0
+        worst = float(total[feasible & torch.isfinite(total)].max()) if feasible.any() else 0.0
+        rank = torch.where(feasible, total, abs(worst) + 1.0 + crossing * 1e6)
+        order = torch.argsort(rank)
+        top = int(order[0])
+        if best.beaten_by(float(total[top]), float(crossing[top])):
+            best = _Best(x[top].clone(), float(total[top]), float(crossing[top]))
         elite = x[order[: config.elites]]  # (E, K, n_mv)
         m = config.cem_momentum
         mean = m * mean + (1 - m) * elite.mean(dim=0)
         std = (m * std + (1 - m) * elite.std(dim=0)).clamp_min(MIN_STD)
-    if not math.isfinite(best_cost):
-        best_x = x0.to(obj.dtype)
+    if not math.isfinite(best.cost):
         with torch.inference_mode():
-            best_cost = float(obj.terms(best_x[None])[0]["total"][0])
-    return best_x, best_cost
+            terms, _, crossing = obj.terms(best.x[None])
+        best = _Best(best.x, float(terms["total"][0]), float(crossing[0]))
+    return best
 
 
-def _refine(
-    obj: PlanObjective, x0: torch.Tensor, start_cost: float, config: PlannerConfig
-) -> tuple[torch.Tensor, float]:
-    """A few L-BFGS-B iterations on x in [-1, 1] with autograd gradients through the rollout."""
+def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Tensor | None:
+    """A few L-BFGS-B iterations on x in [-1, 1] with autograd gradients through the rollout.
+
+    The refinement minimises the penalised cost; its result is kept only if it beats the
+    sampled best on the hard limits first and the cost second (None otherwise).
+    """
     if config.refine_iterations == 0:
-        return x0, math.inf
+        return None
+    x0, start_cost = start.x, start.cost
     shape = x0.shape
     # L-BFGS-B's stopping tests are absolute: scale the cost to about 1 at the start so that a
     # plant whose costs are small numbers still gets its iterations.
@@ -236,6 +316,8 @@ def _refine(
         },
     )
     if not math.isfinite(float(result.fun)):
-        return x0, math.inf
+        return None
     x = torch.as_tensor((result.x / w).reshape(shape), dtype=obj.dtype)
-    return x, float(result.fun) / scale
+    with torch.inference_mode():
+        terms, _, crossing = obj.terms(x[None])
+    return x if start.beaten_by(float(terms["total"][0]), float(crossing[0])) else None

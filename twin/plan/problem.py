@@ -55,6 +55,8 @@ class PlanProblem:
     """Linear economic cost per unit of each CV (0: none)."""
     economic_mv: np.ndarray
     """Linear economic cost per unit of each MV (0: none)."""
+    interval_s: float = 1.0
+    """Length of one predicted interval (the control interval), s."""
 
     @property
     def n_mv(self) -> int:
@@ -144,5 +146,6 @@ class PlanProblem:
             cv_eng_hi=cv_eng[:, 1],
             economic_cv=np.array([econ.get(n, 0.0) for n in cv_names], dtype=float),
             economic_mv=np.array([econ.get(n, 0.0) for n in mv_names], dtype=float),
+            interval_s=spec.plant.control_interval_s,
         )
         return problem

@@ -106,7 +106,8 @@ class NoProposal:
 
     plant: str
     code: str
-    """Machine-readable reason: no_model, no_data, stale, ood, missing_data, infeasible."""
+    """Machine-readable reason: no_model, no_data, stale, ood, missing_data, infeasible, cv_limit
+    (every plan, holding included, has a band crossing a hard CV limit)."""
     reason: str
     """The reason in words, shown to the engineer."""
     data_ts: datetime | None = None

@@ -38,8 +38,15 @@ class PlannerConfig:
     """Trust bound as a multiple of the twin's OOD threshold: latents rolled out by the
     predictor score higher than encoded ones even where the plant is well known, so only clear
     excursions are penalised."""
-    residual_filter: float = 0.6
-    """Weight of the newest measured residual in the offset-free correction (1: no filtering)."""
+    hard_operating: bool = False
+    """CV operating limits are hard, like the engineering limits: no proposal whose predicted
+    band crosses one. The runtime sets this in `auto` mode (safety rule 4); otherwise they are
+    soft, a penalty the engineer sees in the proposal's margins."""
+    observer_latent_gain: float = 0.3
+    """Kalman gain of the latent disturbance state when the twin brings no gains fitted on its
+    validation block (twin.plan.observer.fit_gains); 0 turns that state off."""
+    observer_output_gain: float = 0.6
+    """Kalman gain of the output disturbance state when no fitted gains are given."""
     seed: int = 0
     """Seed of the sampling generator (decisions are reproducible)."""
 
@@ -53,8 +60,9 @@ class PlannerConfig:
             )
         if self.cem_iterations < 0 or self.refine_iterations < 0:
             raise ValueError("iteration counts must not be negative")
-        if not 0 < self.residual_filter <= 1:
-            raise ValueError(f"residual_filter {self.residual_filter} must lie in (0, 1]")
+        for name in ("observer_latent_gain", "observer_output_gain"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} {getattr(self, name)} must lie in [0, 1]")
         if self.trust_slack < 1:
             raise ValueError(f"trust_slack {self.trust_slack} must be at least 1")
         if not 0 <= self.cem_momentum < 1:

@@ -1,0 +1,81 @@
+"""The disturbance observer on the toy linear model, where the answers are exact: a constant
+disturbance the model does not know leaves no steady-state offset with it (and a known one
+without it), and the gains fitted on data are the Kalman gains of the data's noise."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from tests.plan.toy import ToyLinearModel, toy_spec
+from twin.plan.controller import PlanningController
+from twin.plan.observer import ObserverGains, fit_gains, kalman_gain
+from twin.plan.proposal import Proposal
+from twin.plan.settings import PlannerConfig
+
+TS = datetime(2026, 1, 1, tzinfo=UTC)
+A, B, W, SP = 0.8, 2.0, 1.0, 12.0
+FAST = PlannerConfig(population=32, elites=4, cem_iterations=2)
+
+
+def _closed_loop(gains: ObserverGains, decisions: int = 30) -> list[float]:
+    """Plant y+ = 0.8 y + 2u + 1 under a planner whose model lacks the +1; y after each interval."""
+    spec = toy_spec(
+        [{"name": "y", "limits": [-100.0, 100.0]}],
+        [{"name": "u", "limits": [-10.0, 10.0], "max_move": 1.0}],
+        {"setpoints": {"y": SP}, "move_weights": {"u": 0.01}},
+    )
+    model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+    ctl = PlanningController(model, spec, FAST, observer_gains=gains)
+    y, u, ys = 0.0, 0.0, []
+    for k in range(decisions):
+        out = ctl.decide(np.tile([y, u], (3, 1)), TS + timedelta(seconds=10 * k))
+        assert isinstance(out, Proposal), out
+        u = out.proposed["u"]
+        y = A * y + B * u + W
+        ys.append(y)
+    return ys
+
+
+def test_a_constant_unmeasured_disturbance_leaves_no_offset() -> None:
+    ys = _closed_loop(ObserverGains(np.array([0.5]), np.array([0.5]), "test"))
+    assert ys[-1] == pytest.approx(SP, abs=1e-3)
+    assert max(abs(y - SP) for y in ys[-5:]) < 1e-3
+
+
+def test_without_the_observer_the_same_disturbance_leaves_an_offset() -> None:
+    # The model's steady state is y = 10u, the plant's y = 10u + 5: the plan aims short.
+    ys = _closed_loop(ObserverGains(np.array([0.0]), np.array([0.0]), "off"))
+    assert ys[-1] - SP > 1.0 and abs(ys[-1] - ys[-2]) < 1e-3
+
+
+def test_fitted_gains_are_the_kalman_gains_of_the_data() -> None:
+    # A static plant y = 2u + d + v: d a random walk (increments var q), v white (var r).
+    rng = np.random.default_rng(0)
+    q, r, n = 0.05**2, 0.1**2, 6000
+    u = np.repeat(rng.uniform(-3, 3, n // 5 + 1), 5)[:n]
+    d = np.cumsum(rng.normal(scale=np.sqrt(q), size=n))
+    y = B * u + d + rng.normal(scale=np.sqrt(r), size=n)
+    model = ToyLinearModel(np.zeros((1, 1)), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+    gains = fit_gains(model, np.column_stack([y, u]), samples_per_interval=1)
+    expected = kalman_gain(q, r)
+    assert 0.3 < expected < 0.5
+    assert gains.latent[0] == pytest.approx(expected, abs=0.06)
+    assert gains.output[0] == pytest.approx(expected, abs=0.06)
+    assert "held-out control intervals" in gains.source
+    # White noise alone: no drift to follow, the gain is (close to) zero, or the floor.
+    quiet = np.column_stack([B * u + rng.normal(scale=0.1, size=n), u])
+    assert fit_gains(model, quiet, 1).latent[0] < 0.1
+    assert fit_gains(model, quiet, 1, min_gain=0.2).latent[0] == pytest.approx(0.2)
+
+
+def test_gains_round_trip_and_too_little_data_is_named() -> None:
+    g = ObserverGains(np.array([0.1, 0.2]), np.array([0.3]), "fitted")
+    back = ObserverGains.from_dict(g.to_dict())
+    assert np.array_equal(back.latent, g.latent) and np.array_equal(back.output, g.output)
+    assert back.source == "fitted"
+    model = ToyLinearModel(np.zeros((1, 1)), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+    with pytest.raises(ValueError, match="at least 6 control intervals"):
+        fit_gains(model, np.zeros((7, 2)), samples_per_interval=1)
