@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from twin.keyfiles import write_private
+
 CLIENT_URI = "urn:twin:client"
 """Application URI of our OPC-UA client (must match its certificate)."""
 SERVER_URI = "urn:twin:sim"
@@ -58,9 +60,9 @@ def _make(
         key, common_name, {"organizationName": "plant-twin"}, names, [usage], days=days
     )
     pair.certificate.parent.mkdir(parents=True, exist_ok=True)
+    # The key first, born 0600: a certificate on disk always has its key beside it.
+    write_private(pair.private_key, dump_private_key_as_pem(key), replace=True)
     pair.certificate.write_bytes(cert.public_bytes(serialization.Encoding.DER))
-    pair.private_key.write_bytes(dump_private_key_as_pem(key))
-    pair.private_key.chmod(0o600)
 
 
 def make_certificates(

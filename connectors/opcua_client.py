@@ -21,6 +21,7 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 
 from connectors.certs import CLIENT_URI
 from connectors.errors import AccessDenied, TagConfigError
+from connectors.trust import Certificate, TrustList, require_trusted
 from twin.errors import BadInput, ConnectionLost
 from twin.paths import Home
 from twin.spec import PlantSpec, Tag
@@ -55,7 +56,15 @@ class OpcuaConnection:
     private_key: Path | None = None
     """Client private key."""
     server_certificate: Path | None = None
-    """Server certificate to trust; None takes the one the server's endpoint offers."""
+    """Server certificate pinned in the spec; None: the one offered must be in `trust_dir`."""
+    trust_dir: Path | None = None
+    """Trusted server certificates (`twin certs trust FILE`)."""
+    rejected_dir: Path | None = None
+    """Where an unknown server certificate is kept so that it can be inspected and trusted."""
+    allow_plaintext_password: bool = False
+    """Send credentials over security None (the spec must say so)."""
+    spec_file: Path | None = None
+    """The plant spec these settings came from (named in refusals)."""
     username: str | None = None
     """User name (from the environment variable the spec names)."""
     password: str | None = None
@@ -88,14 +97,19 @@ class OpcuaConnection:
             server_certificate=spec.resolve(src.server_certificate)
             if src.server_certificate
             else None,
+            trust_dir=home.trust_dir if home is not None else None,
+            rejected_dir=home.rejected_dir if home is not None else None,
             username=username or None,
             password=password if username else None,
+            allow_plaintext_password=src.allow_plaintext_password,
+            spec_file=spec.path,
             publishing_interval_ms=src.publishing_interval_ms,
         )
 
 
 async def open_client(conn: OpcuaConnection, auto_reconnect: bool = True) -> Client:
     """A connected client; asyncua's supervisor reconnects it and restores its subscriptions."""
+    _refuse_plaintext_password(conn)
     client = Client(
         conn.endpoint,
         timeout=conn.timeout_s,
@@ -128,10 +142,55 @@ async def open_client(conn: OpcuaConnection, auto_reconnect: bool = True) -> Cli
                 f"{conn.endpoint} offers no endpoint for security {conn.security}; "
                 "it requires another security mode"
             ) from None
+        if "certificate mismatch" in str(exc):
+            # The session answered with another certificate than the trusted one: an impostor.
+            raise AccessDenied(
+                f"{conn.endpoint} answered with another certificate than the trusted one; refused"
+            ) from None
         raise
     except (OSError, TimeoutError, ConnectionError) as exc:
         raise ConnectionLost(f"cannot reach {conn.endpoint}: {exc or type(exc).__name__}") from None
     return client
+
+
+def _refuse_plaintext_password(conn: OpcuaConnection) -> None:
+    if conn.security != "None" or not conn.username or conn.allow_plaintext_password:
+        return
+    where = f" of {conn.spec_file}" if conn.spec_file else ""
+    raise AccessDenied(
+        f"{conn.endpoint}: refused to send user {conn.username!r}'s password over security "
+        f"None, where it would travel in clear text; use Basic256Sha256_SignAndEncrypt, or "
+        f"set allow_plaintext_password = true in [source.opcua]{where} (an isolated lab only)"
+    )
+
+
+def _leading_der(blob: bytes) -> bytes:
+    """The first certificate of a DER chain (servers may send the chain concatenated)."""
+    if len(blob) < 2 or blob[1] < 0x80:
+        return blob[: 2 + (blob[1] if len(blob) > 1 else 0)]
+    n = blob[1] & 0x7F
+    return blob[: 2 + n + int.from_bytes(blob[2 : 2 + n], "big")]
+
+
+async def _trusted_server_certificate(
+    client: Client, conn: OpcuaConnection, mode: ua.MessageSecurityMode
+) -> bytes:
+    """The server's certificate, accepted only when pinned or in the trust list.
+
+    GetEndpoints runs over an unsecured channel, so what it returns is only a candidate; the
+    secure channel is then opened with the trusted copy, which an impostor cannot answer to.
+    """
+    endpoints = await client.connect_and_get_server_endpoints()
+    endpoint = Client.find_endpoint(endpoints, mode, SecurityPolicyBasic256Sha256.URI)
+    offered = Certificate(_leading_der(endpoint.ServerCertificate or b""))
+    trusted = require_trusted(
+        offered,
+        conn.endpoint,
+        pinned=conn.server_certificate,
+        trust=TrustList(conn.trust_dir) if conn.trust_dir is not None else None,
+        rejected=conn.rejected_dir,
+    )
+    return trusted.der
 
 
 async def _set_security(client: Client, conn: OpcuaConnection) -> None:
@@ -150,7 +209,7 @@ async def _set_security(client: Client, conn: OpcuaConnection) -> None:
             SecurityPolicyBasic256Sha256,
             certificate=str(conn.certificate),
             private_key=str(conn.private_key),
-            server_certificate=str(conn.server_certificate) if conn.server_certificate else None,
+            server_certificate=await _trusted_server_certificate(client, conn, mode),
             mode=mode,
         )
     except ua.UaError as exc:

@@ -48,3 +48,25 @@ class Home:
     def runs_dir(self) -> Path:
         """Logs and PID files of background processes (demo, retraining)."""
         return self.root / "runs"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Audit HMAC keys (`TWIN_KEYS_DIR` puts them outside the home, e.g. another owner's folder)."""
+        env = os.environ.get("TWIN_KEYS_DIR")
+        return Path(env).expanduser() if env else self.root / "keys"
+
+    @property
+    def audit_anchor(self) -> Path:
+        """Append-only file of audit heads (`TWIN_AUDIT_ANCHOR` moves it, e.g. to an append-only mount)."""
+        env = os.environ.get("TWIN_AUDIT_ANCHOR")
+        return Path(env).expanduser() if env else self.root / "audit.anchor"
+
+    @property
+    def trust_dir(self) -> Path:
+        """OPC-UA server certificates trusted by `twin certs trust`."""
+        return self.certs_dir / "trusted"
+
+    @property
+    def rejected_dir(self) -> Path:
+        """OPC-UA server certificates refused as unknown, kept so they can be inspected and trusted."""
+        return self.certs_dir / "rejected"

@@ -113,7 +113,9 @@ class OpcuaSource(_Strict):
     private_key: str | None = None
     """Client private key (PEM), relative to the spec file."""
     server_certificate: str | None = None
-    """Server certificate to trust, relative to the spec file."""
+    """Server certificate to trust (pinned), relative to the spec file; else the home's trust list."""
+    allow_plaintext_password: Bool = False
+    """Send the user name and password over security None, in clear text (an isolated lab only)."""
     username_env: str | None = None
     """Environment variable holding the user name; secrets never live in the file."""
     password_env: str | None = None

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from twin.cli.common import HomeOption, PlantArg, home_of, parse_optional_time, spec_of
 from twin.errors import BadInput
+from twin.paths import Home
 
 console = Console()
 
@@ -34,7 +35,6 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
 
 
 def sim_cmd(
@@ -103,6 +103,7 @@ def sim_cmd(
                 )
             _, server_pair = make_certificates(the_home.certs_dir)
             opcua.certificate, opcua.private_key = server_pair.certificate, server_pair.private_key
+            _trust_simulator(the_home, server_pair.certificate)
     modbus = None
     if (spec.source.modbus is not None and modbus_port != 0) or modbus_port:
         src = spec.source.modbus
@@ -116,7 +117,9 @@ def sim_cmd(
         raise BadInput(
             "nothing to serve: give --opcua-port or --modbus-port (the spec has no [source] sections)"
         )
-    sim = Simulation(spec, seed=seed, scenario=scenario, start=parse_optional_time(start, "--start"))
+    sim = Simulation(
+        spec, seed=seed, scenario=scenario, start=parse_optional_time(start, "--start")
+    )
     config = SimServeConfig(speed=speed, opcua=opcua, modbus=modbus)
 
     async def main() -> None:
@@ -201,22 +204,59 @@ def ingest_cmd(
 
 
 def certs_cmd(
+    ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("--out", help="Folder (default: HOME/certs).")] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="Validity in days.")] = 365,
     force: Annotated[bool, typer.Option("--force", help="Replace existing certificates.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Make self-signed OPC-UA application certificates (client and simulator server)."""
-    from connectors.certs import make_certificates
+    """Make self-signed OPC-UA application certificates (client and simulator server) and the audit key.
 
-    folder = out or home_of(home).certs_dir
+    The simulator's own server certificate is trusted in this home, so `twin sim --security`
+    and `twin ingest` work together; any other server's certificate needs `twin certs trust`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from connectors.certs import make_certificates
+    from twin.audit import ensure_key
+    from twin.audit_keys import AuditFiles
+
+    the_home = home_of(home)
+    folder = out or the_home.certs_dir
     client, server = make_certificates(folder, days=days, overwrite=force)
     for label, pair in (("client", client), ("server", server)):
         console.print(f"{label}: {pair.certificate} + {pair.private_key}", highlight=False)
+    _trust_simulator(the_home, server.certificate)
+    files = AuditFiles.of_home(the_home)
+    key_id = ensure_key(files)
+    console.print(f"audit key: {key_id} in {files.keys_dir}", highlight=False)
+
+
+def _trust_simulator(home: Home, certificate: Path) -> None:
+    from connectors.trust import Certificate, TrustList
+
+    cert = Certificate.load(certificate)
+    path = TrustList(home.trust_dir).add(cert)
+    console.print(f"trusted (simulator): {path}", highlight=False)
+
+
+def certs_trust_cmd(
+    file: Annotated[Path, typer.Argument(help="Server certificate, PEM or DER.")],
+    home: HomeOption = None,
+) -> None:
+    """Trust an OPC-UA server's certificate; compare its fingerprint with the plant's first."""
+    from connectors.trust import Certificate, TrustList
+
+    cert = Certificate.load(file)
+    path = TrustList(home_of(home).trust_dir).add(cert)
+    console.print(f"trusted {cert.subject}\nSHA-256 {cert.fingerprint}\nas {path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the `twin` app."""
     app.command("sim")(sim_cmd)
     app.command("ingest")(ingest_cmd)
-    app.command("certs")(certs_cmd)
+    certs = typer.Typer(help="OPC-UA certificates, their trust list, and the audit key.")
+    certs.callback(invoke_without_command=True)(certs_cmd)
+    certs.command("trust")(certs_trust_cmd)
+    app.add_typer(certs, name="certs")

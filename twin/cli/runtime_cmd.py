@@ -24,9 +24,12 @@ def register(app: typer.Typer) -> None:
     users.command("add")(users_add)
     users.command("list")(users_list)
     app.add_typer(users, name="users")
-    audit = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+    audit = typer.Typer(
+        help="The append-only audit log: hash-chained, keyed, anchored.", no_args_is_help=True
+    )
     audit.command("verify")(audit_verify)
     audit.command("export")(audit_export)
+    audit.command("rotate-key")(audit_rotate_key)
     app.add_typer(audit, name="audit")
 
 
@@ -38,8 +41,8 @@ def serve(
     home: HomeOption = None,
 ) -> None:
     """Run beside a plant: ingest, a proposal every control interval, guarded write-back of approvals."""
-    from twin.runtime import RuntimeConfig
-    from twin.runtime import serve as run_serve
+    from twin.serve import RuntimeConfig
+    from twin.serve import serve as run_serve
 
     spec = spec_of(plant)
     config = RuntimeConfig(mode=mode, source=source, steps=steps)  # type: ignore[arg-type]
@@ -63,7 +66,7 @@ def users_add(
     home: HomeOption = None,
 ) -> None:
     """Add a user. Whoever can run this command owns the state store, so it needs no log-in."""
-    from twin.store import Store
+    from twin.state import Store
     from twin.users import create_user
 
     if password_env:
@@ -80,7 +83,7 @@ def users_add(
 
 def users_list(home: HomeOption = None) -> None:
     """List users and their roles."""
-    from twin.store import Store
+    from twin.state import Store
 
     with Store.open(home_of(home)) as store:
         table = Table("name", "role", "created", "by", "disabled")
@@ -91,15 +94,15 @@ def users_list(home: HomeOption = None) -> None:
 
 
 def audit_verify(home: HomeOption = None) -> None:
-    """Recompute the hash chain; names the first broken entry (exit code 1 when broken)."""
+    """Check the chain, keys, MACs, length and anchor; names the first bad entry (exit 1)."""
     from twin import audit
-    from twin.store import Store
+    from twin.state import Store
 
     with Store.open(home_of(home)) as store:
         result = audit.verify(store)
     if not result.ok:
         raise TwinError(str(result))
-    console.print(str(result))
+    console.print(str(result), soft_wrap=True, highlight=False)
 
 
 def audit_export(
@@ -113,8 +116,21 @@ def audit_export(
 ) -> None:
     """Write the audit log (with its hashes) as CSV."""
     from twin import audit
-    from twin.store import Store
+    from twin.state import Store
 
     with Store.open(home_of(home)) as store:
         n = audit.export_csv(store, out, user=user, kind=kind, plant=plant)
     console.print(f"wrote {n} audit entries to {out}")
+
+
+def audit_rotate_key(
+    why: Annotated[str, typer.Option(help="Reason, recorded in the audit log.")] = "",
+    home: HomeOption = None,
+) -> None:
+    """Start a new audit key; the hand-over is itself an entry, MAC-ed with the old key."""
+    from twin import audit
+    from twin.state import Store
+
+    with Store.open(home_of(home)) as store, store.write() as c:
+        new = audit.rotate_key(c, user=f"cli:{getpass.getuser()}", why=why)
+    console.print(f"rotated the audit key: new entries are keyed with {new}", highlight=False)
