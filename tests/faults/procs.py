@@ -1,0 +1,80 @@
+"""Real processes of the faults suite: a tiny trained twin of the mixer, and `twin serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from twin.paths import Home
+from twin.spec import PlantSpec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def train_tiny(home: Path, spec: PlantSpec) -> Path:
+    """A deliberately small twin of the mixer (seconds to train); returns its models folder."""
+    from twin.data import DataConfig
+    from twin.generate import generate_into
+    from twin.model.config import ModelConfig
+    from twin.train import TrainConfig, train_plant
+
+    h = Home.at(home)
+    generate_into(h, spec, hours=2.0, seed=0, progress=False)
+    model = ModelConfig(
+        latent_dim=16,
+        hidden=32,
+        action_dim=8,
+        readout_hidden=16,
+        sigreg_projections=32,
+        sigreg_samples=64,
+    )
+    train = TrainConfig(
+        epochs=3,
+        steps_per_epoch=8,
+        batch_size=16,
+        max_seconds=20,
+        obs_max_seconds=5,
+        progress=False,
+        val_anchors=64,
+        min_effective_rank=0.0,
+        min_latent_std=0.0,
+    )
+    train_plant(h, spec, model, DataConfig(horizon=5), train)
+    return h.models_dir(spec.name)
+
+
+def install_models(models: Path, home: Path, plant: str) -> None:
+    """A fresh home holding only the trained twin: the runtime's history starts empty."""
+    shutil.copytree(models, Home.at(home).models_dir(plant))
+
+
+def start_serve(
+    spec: PlantSpec, home: Path, log: Path, *, mode: str = "auto"
+) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "twin.cli", "serve", str(spec.path), "--mode", mode]
+    args += ["--source", "opcua", "--home", str(home)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    out = log.open("ab")
+    return subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
