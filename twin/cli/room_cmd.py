@@ -23,11 +23,15 @@ def register(app: typer.Typer) -> None:
     app.command("app")(room)
 
 
-def streamlit_command(host: str, port: int) -> list[str]:
-    """The Streamlit server command: headless, no usage statistics, no file watcher."""
+def streamlit_command(host: str, port: int, tls: tuple[Path, Path] | None = None) -> list[str]:
+    """The Streamlit server command: headless, no usage statistics, no file watcher.
+
+    `tls` (certificate, key) serves HTTPS with Streamlit's own server.sslCertFile/sslKeyFile.
+    """
     import app as room_pkg
 
     main = Path(room_pkg.__file__).resolve().parent / "main.py"
+    https = ["--server.sslCertFile", str(tls[0]), "--server.sslKeyFile", str(tls[1])] if tls else []
     return [
         sys.executable, "-m", "streamlit", "run", str(main),
         "--server.headless", "true",
@@ -40,6 +44,7 @@ def streamlit_command(host: str, port: int) -> list[str]:
         # ISA-101: a grey interface, so that colour means an abnormal state and nothing else.
         "--theme.base", "light",
         "--theme.primaryColor", "#5a5a5a",
+        *https,
     ]  # fmt: skip
 
 
@@ -49,17 +54,29 @@ def room(
     plant: Annotated[
         str | None, typer.Option(help="Plant shown first (default: the first with data).")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="HTTPS certificate (PEM); needs --tls-key.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="HTTPS private key (PEM); needs --tls-cert.")
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """The control room (Streamlit): trends, proposals, the twin, replay, audit, limits."""
+    """The control room (Streamlit): trends, proposals, the twin, replay, audit, limits.
+
+    On a plant network serve it over HTTPS (--tls-cert/--tls-key), or behind a reverse proxy
+    that terminates TLS and authenticates users (docs/security.md).
+    """
     if not 1 <= port <= 65535:
         raise BadInput(f"--port {port}: must be 1-65535")
+    tls = _tls_files(tls_cert, tls_key)
     h = home_of(home)
     env = {**os.environ, "TWIN_HOME": str(h.root), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     if plant:
         env["TWIN_PLANT"] = plant
-    console.print(f"control room on http://{host}:{port}/ (home {h.root}); Ctrl-C stops")
-    proc = subprocess.Popen(streamlit_command(host, port), env=env)
+    scheme = "https" if tls else "http"
+    console.print(f"control room on {scheme}://{host}:{port}/ (home {h.root}); Ctrl-C stops")
+    proc = subprocess.Popen(streamlit_command(host, port, tls), env=env)
 
     def stop(signum: int, _frame: object) -> None:
         # Pass the stop on to Streamlit and let it shut down its sessions itself.
@@ -82,3 +99,15 @@ def room(
             signal.signal(s, handler)
     if code not in (0, -signal.SIGTERM, -signal.SIGINT):
         raise typer.Exit(code=1)
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
+    """Both files or neither; each must be readable, so Streamlit does not fail later."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise BadInput("--tls-cert and --tls-key go together: give both, or neither")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            raise BadInput(f"{option} {path}: no such file")
+    return cert.resolve(), key.resolve()
