@@ -103,7 +103,7 @@ class ClosedLoopPlant:
             self.origin_s += dt_s  # a plant that is down still ages on the clock
             return
         self.controller.setpoints = setpoints
-        for _ in range(steps):
+        for done in range(1, steps + 1):
             action, _ = self.controller.compute_action(self.measurements, time=self.process.time)
             result = self.process.advance(
                 action, control_interval=CONTROL_PERIOD_H, disturbances=idv
@@ -113,6 +113,8 @@ class ClosedLoopPlant:
             if status["terminated"]:
                 self.trip = Trip(self.time_s, int(status["code"]), str(status["message"]))
                 log.warning("tep shut down at %.2f h: %s", self.time_s / 3600, self.trip.reason)
+                # The clock still reaches the end of the period, so the caller's time holds.
+                self.origin_s += (steps - done) * CONTROL_PERIOD_H * 3600.0
                 break
         self.cost_per_h = float(result.objective_terms["operating_cost_measured_per_hour"])
 
