@@ -1,10 +1,20 @@
-"""Prediction benchmark of the JEPA twin against persistence, ARX and an observation-space model.
+"""Prediction benchmark of the JEPA twin against its ablations, persistence, ARX and an
+observation-space model.
 
 For each plant and data seed: 6 simulated hours from twin.generate with PRBS excitation, the
 last contiguous 20 % held out; train the twin (and its baselines) on the rest; NRMSE at 1, 5,
 10 and 30 control intervals on the held-out block. The floor is the true simulator started from
 the true state at each anchor, under the recorded MVs, disturbances held at their last value,
-scored against the same noisy measurements. Prints a table; writes benchmarks/results/predict.json.
+scored against the same noisy measurements.
+
+Ablations (same data, same epochs and early stopping): latent losses off (w_pred = w_rollout =
+0), probe (readout on detached latents: the representation comes from the JEPA terms alone),
+SIGReg off, SIGReg and BatchNorm off. The observation-space model has the JEPA's parameter count
+and the same training rules. Also: 5-95 % band coverage, the OOD gate's false alarms on held-out
+data and on an hour held still at the nominal MVs, and its detection of sensor faults (on data)
+and of plant faults made with the simulator (an MV outside the excited band, an unmeasured
+disturbance step). Means over seeds with a 95 % t-interval. Prints tables; writes
+benchmarks/results/predict.json.
 
     python benchmarks/predict.py [--plants cstr four_tank] [--seeds 0 1 2] [--hours 6]
 """
@@ -14,20 +24,35 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from scipy import stats
 
 from plants import load_plant_model
-from plants.base import integrate
+from plants.base import Scenario, Simulation, integrate, step
 from twin.data import DataConfig, PlantSeries
-from twin.evaluate import HORIZONS
+from twin.evaluate import HORIZONS, evaluate
 from twin.generate import generate
 from twin.model.config import ModelConfig
+from twin.model.twin_model import TwinModel
 from twin.spec import load_spec
-from twin.train import TrainConfig, train_series
+from twin.train import TrainConfig, fit_jepa, torch_threads, train_series
+
+ABLATIONS = {
+    "latent_losses_off": {"w_pred": 0.0, "w_rollout": 0.0},
+    "probe": {"readout_detach": True},
+    "sigreg_off": {"sigreg_lambda": 0.0},
+    "sigreg_off_no_batchnorm": {"sigreg_lambda": 0.0, "batchnorm": False},
+}
+# An unmeasured disturbance stepped at the onset, per plant: jacket fouling (UA -15 %) on the
+# cstr, a leak opening in tank 1 of the four-tank process.
+DISTURBANCE_STEP = {"cstr": ("ua_factor", 1.0, 0.85), "four_tank": ("leak1_area", 0.0, 0.012)}
+HOLD_HOURS = 1.0
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predict.json"
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -81,32 +106,140 @@ def floor_nrmse(spec, series: PlantSeries, wide: pd.DataFrame, states: np.ndarra
     return res
 
 
-def run_one(plant: str, seed: int, hours: float) -> dict:
+def simulate(spec, seed: int, n: int, mvs_at, scenario: Scenario | None = None) -> np.ndarray:
+    """(n, n_tags) measurements of a simulation from the nominal steady state; mvs_at(k) gives
+    the MV values to hold from sample k on (None: keep)."""
+    model = load_plant_model(spec)
+    if scenario is not None:
+        model.scenarios[scenario.name] = scenario
+    sim = Simulation(spec, seed=seed, start=START, model=model, scenario=scenario and scenario.name)
+    rows = np.empty((n, len(spec.tag_names)))
+    for k in range(n):
+        mv = mvs_at(k)
+        if mv:
+            sim.set_mvs(mv)
+        m = sim.step()
+        rows[k] = [m[t] for t in spec.tag_names]
+    return rows
+
+
+def flagged(tw: TwinModel, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """OOD verdict (bool per window) of the windows of rows ending at the given rows."""
+    w = tw.window
+    x = torch.as_tensor(np.stack([rows[e - w + 1 : e + 1] for e in ends]), dtype=torch.float32)
+    with torch.no_grad():
+        return (tw.ood_score(tw.encode(x, torch.isfinite(x))) > tw.ood_threshold).numpy()
+
+
+def plant_faults(tw: TwinModel, spec, seed: int, series: PlantSeries) -> dict:
+    """Held still for an hour at the nominal MVs (false alarms), an MV stepped outside the band
+    the data excited, an unmeasured disturbance step (detection within 5 intervals)."""
+    spi, w = series.spi, series.window
+    nominal = load_plant_model(spec).nominal()[0]
+    mv_names = [t.name for t in spec.mvs]
+    hold_n = int(HOLD_HOURS * 3600 / spec.plant.sample_period_s)
+    rows = simulate(spec, seed + 100, hold_n, lambda k: None)
+    still = flagged(tw, rows, np.arange(w - 1, hold_n, spi))
+    onset, n = w + 2 * spi, w + 8 * spi
+    ends = onset - 1 + spi * np.arange(1, 6)
+    lo_tr, hi_tr = series.blocks["train"]
+    unexcited = []
+    for j, name in enumerate(mv_names):
+        tag = spec.tag(name)
+        seen = series.raw[lo_tr:hi_tr, spec.tag_names.index(name)]
+        seen_lo, seen_hi = np.nanmin(seen), np.nanmax(seen)
+        for side, value in (("low", tag.limits[0]), ("high", tag.limits[1])):
+            # Halfway from the excited band's edge to the engineering limit.
+            edge = seen_lo if side == "low" else seen_hi
+            target = edge + 0.5 * (value - edge)
+            mv = {m: float(nominal[i]) for i, m in enumerate(mv_names)} | {name: float(target)}
+            r = simulate(spec, seed + 200 + j, n, lambda k, mv=mv: mv if k == onset else None)
+            unexcited.append(bool(flagged(tw, r, ends).any()))
+    key, before, after = DISTURBANCE_STEP[spec.name]
+    sc = Scenario(
+        "bench_step",
+        "unmeasured step",
+        {key: step(onset * spec.plant.sample_period_s, before, after)},
+    )
+    dist = []
+    for rep in range(4):
+        r = simulate(spec, seed + 300 + rep, n, lambda k: None, sc)
+        dist.append(bool(flagged(tw, r, ends).any()))
+    return {
+        "held_still_false_alarm": float(still.mean()),
+        "held_still_windows": int(len(still)),
+        "unexcited_region_detection": float(np.mean(unexcited)),
+        "unmeasured_disturbance_detection": float(np.mean(dist)),
+        "disturbance": f"{key} {before} -> {after}",
+    }
+
+
+def ablation(series: PlantSeries, spec, seed: int, name: str, cfg: TrainConfig) -> dict:
+    mc = replace(ModelConfig(), **ABLATIONS[name])
+    fit = fit_jepa(series, mc, cfg)
+    roles = {t.name: t.role for t in spec.tags}
+    tw = TwinModel(
+        fit.module.cpu(), series.normalizer, roles, series.window, series.spi, series.config
+    )
+    rep = evaluate(tw, series)
+    return {
+        "nrmse": rep["models"]["jepa"]["nrmse"],
+        "sigreg_heldout": rep["monitors"]["sigreg_heldout"],
+        "effective_rank": rep["monitors"]["effective_rank"],
+        "seconds": round(fit.seconds, 1),
+        "stopped": fit.stopped,
+    }
+
+
+def run_one(
+    plant: str, seed: int, hours: float, ablations: list[str], epochs: int | None = None
+) -> dict:
     spec = load_spec(plant)
     long = generate(spec, hours, "prbs", seed=seed, start=START, progress=False)
     good = long[long["quality"] == 0]
     wide = good.pivot(index="ts", columns="tag", values="value").reindex(columns=spec.tag_names)
     series = PlantSeries(wide, spec, DataConfig())
+    cfg = TrainConfig(seed=seed, progress=False)
+    cfg = replace(cfg, epochs=epochs) if epochs else cfg
     t0 = time.perf_counter()
-    out = train_series(series, ModelConfig(), TrainConfig(seed=seed, progress=False))
+    out = train_series(series, ModelConfig(), cfg)
     wall = time.perf_counter() - t0
     grid = pd.DataFrame(series.raw, columns=spec.tag_names)
     states = true_states(spec, grid)
     floor = floor_nrmse(spec, series, grid, states)
+    with torch_threads(1):
+        abl = {name: ablation(series, spec, seed, name, cfg) for name in ablations}
+        faults = plant_faults(out.twin, spec, seed, series)
     return {
         "seed": seed,
         "nrmse": {m: r["nrmse"] for m, r in out.report["models"].items()}
+        | {f"ablation:{k}": v["nrmse"] for k, v in abl.items()}
         | {"true_simulator_floor": floor},
+        "ablations": abl,
         "monitors": out.report["monitors"],
+        "bands": out.report["bands"],
+        "ood": out.report["ood"] | faults,
         "train_seconds": out.train_info["seconds"],
         "obs_model_seconds": out.train_info["obs_model_seconds"],
         "total_seconds": round(wall, 1),
         "steps": out.train_info["steps"],
         "stopped": out.train_info["stopped"],
+        "obs_model_stopped": out.train_info["obs_model_stopped"],
         "params": out.train_info["params"],
         "arx_orders": [out.arx.config.na, out.arx.config.nb],
         "anchors": out.report["anchors"],
     }
+
+
+def interval(vals: list[float]) -> dict:
+    """Mean and 95 % t-interval half-width over seeds."""
+    v = np.asarray(vals, float)
+    half = (
+        float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+        if len(v) > 1
+        else float("nan")
+    )
+    return {"mean": float(v.mean()), "ci95": half, "std": float(v.std()), "seeds": v.tolist()}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -117,11 +250,7 @@ def summarise(runs: list[dict]) -> dict:
         for h in map(str, HORIZONS):
             vals = [r["nrmse"][m].get(h) for r in runs]
             vals = [v for v in vals if v is not None]
-            table[m][h] = (
-                {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "seeds": vals}
-                if vals
-                else None
-            )
+            table[m][h] = interval(vals) if vals else None
     mon = {}
     for k in (
         "sigreg_train",
@@ -131,17 +260,40 @@ def summarise(runs: list[dict]) -> dict:
         "readout_nrmse_now",
         "ood_threshold",
         "ood_fraction_above",
+        "sigreg_gaussian_floor",
     ):
         vals = [r["monitors"][k] for r in runs if r["monitors"].get(k) is not None]
-        mon[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+        mon[k] = interval(vals)
     for h in ("5", "10"):
-        vals = [r["monitors"]["action_usage"][h] for r in runs]
-        mon[f"action_usage_h{h}"] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+        mon[f"action_usage_h{h}"] = interval([r["monitors"]["action_usage"][h] for r in runs])
+    coverage = {
+        h: interval([r["bands"]["coverage_mean"][h] for r in runs]) for h in map(str, HORIZONS)
+    }
+    pinball = {
+        h: interval([r["bands"]["pinball_mean"][h] for r in runs]) for h in map(str, HORIZONS)
+    }
+    ood = {
+        k: interval([r["ood"][k] for r in runs])
+        for k in (
+            "false_alarm",
+            "held_still_false_alarm",
+            "unexcited_region_detection",
+            "unmeasured_disturbance_detection",
+        )
+    } | {
+        f"{k}_detection": interval([r["ood"]["detection"][k] for r in runs])
+        for k in runs[0]["ood"]["detection"]
+    }
     secs = [r["train_seconds"] for r in runs]
+    totals = [r["total_seconds"] for r in runs]
     return {
         "nrmse": table,
         "monitors": mon,
+        "coverage_5_95": coverage,
+        "pinball": pinball,
+        "ood": ood,
         "train_seconds": {"mean": float(np.mean(secs)), "max": float(np.max(secs)), "seeds": secs},
+        "total_train_seconds": {"max": float(np.max(totals)), "seeds": totals},
     }
 
 
@@ -160,17 +312,41 @@ def targets(plant: str, s: dict) -> dict:
             out[f"jepa/best_baseline h{h} <= 1.05"] = n["jepa"][h] / best
     for h in ("5", "10"):
         out[f"action_usage h{h} >= 2"] = s["monitors"][f"action_usage_h{h}"]["mean"]
-    out["max train seconds <= 180"] = s["train_seconds"]["max"]
+    for h in map(str, HORIZONS):
+        out[f"jepa/observation_model (equal size) h{h} < 1"] = (
+            n["jepa"][h] / n["observation_model"][h]
+        )
+        if "ablation:probe" in n:
+            out[f"jepa/probe h{h} < 1"] = n["jepa"][h] / n["ablation:probe"][h]
+        if h in ("10", "30") and "ablation:latent_losses_off" in n:
+            out[f"jepa/latent_losses_off h{h} < 1"] = (
+                n["jepa"][h] / n["ablation:latent_losses_off"][h]
+            )
+        out[f"5-95 coverage h{h} in [0.85, 0.95]"] = s["coverage_5_95"][h]["mean"]
+    out["ood false alarm (held-out) <= 0.02"] = s["ood"]["false_alarm"]["mean"]
+    out["ood false alarm (held still 1 h) == 0"] = s["ood"]["held_still_false_alarm"]["mean"]
+    for k, v in s["ood"].items():
+        if k.endswith("detection"):
+            out[f"{k} >= 0.9"] = v["mean"]
+    out["sigreg_heldout / gaussian floor <= 10"] = (
+        s["monitors"]["sigreg_heldout"]["mean"] / s["monitors"]["sigreg_gaussian_floor"]["mean"]
+    )
+    out["max train seconds (JEPA) <= 180"] = s["train_seconds"]["max"]
+    out["max train seconds (JEPA + baselines + evaluation)"] = s["total_train_seconds"]["max"]
     return out
 
 
 def print_plant(plant: str, s: dict, checks: dict) -> None:
     hs = list(map(str, HORIZONS))
-    print(f"\n{plant}: NRMSE on the held-out 20 % (mean +- std over seeds)")
-    print(f"{'model':24s}" + "".join(f"{'h' + h:>18s}" for h in hs))
+    print(f"\n{plant}: NRMSE on the held-out 20 % (mean +- 95 % interval over seeds)")
+    print(f"{'model':34s}" + "".join(f"{'h' + h:>18s}" for h in hs))
     for m, t in s["nrmse"].items():
-        cells = [f"{t[h]['mean']:.4f} +- {t[h]['std']:.4f}" if t.get(h) else "-" for h in hs]
-        print(f"{m:24s}" + "".join(f"{c:>18s}" for c in cells))
+        cells = [f"{t[h]['mean']:.4f} +- {t[h]['ci95']:.4f}" if t.get(h) else "-" for h in hs]
+        print(f"{m:34s}" + "".join(f"{c:>18s}" for c in cells))
+    for name, key in (("5-95 coverage", "coverage_5_95"), ("pinball", "pinball")):
+        cells = [f"{s[key][h]['mean']:.3f} +- {s[key][h]['ci95']:.3f}" for h in hs]
+        print(f"{name:34s}" + "".join(f"{c:>18s}" for c in cells))
+    print("OOD gate: " + ", ".join(f"{k} {v['mean']:.3f}" for k, v in s["ood"].items()))
     print("monitors: " + ", ".join(f"{k} {v['mean']:.3g}" for k, v in s["monitors"].items()))
     print(f"JEPA training seconds per seed: {s['train_seconds']['seeds']}")
     for k, v in checks.items():
@@ -182,6 +358,8 @@ def main() -> None:
     ap.add_argument("--plants", nargs="+", default=["cstr", "four_tank"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--hours", type=float, default=6.0)
+    ap.add_argument("--epochs", type=int, default=None, help="Most epochs (smoke runs only).")
+    ap.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=list(ABLATIONS))
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument(
         "--combine",
@@ -204,13 +382,14 @@ def main() -> None:
         "hours": args.hours,
         "seeds": args.seeds,
         "horizons": list(HORIZONS),
-        "machine": "2 shared CPU cores, torch with 1 thread",
+        "machine": "2 CPU cores shared with other work, torch with 1 thread",
+        "ablations": ABLATIONS,
         "plants": {},
     }
     for plant in args.plants:
         runs = []
         for seed in args.seeds:
-            r = run_one(plant, seed, args.hours)
+            r = run_one(plant, seed, args.hours, args.ablations, args.epochs)
             print(
                 f"{plant} seed {seed}: jepa {r['nrmse']['jepa']}, train {r['train_seconds']} s "
                 f"({r['stopped']})",

@@ -4,6 +4,9 @@ Open-loop prediction of every CV from each anchor of the held-out block, under t
 moves, at horizons of 1, 5, 10 and 30 control intervals. NRMSE = RMSE / std of the CV over the
 block, averaged over CVs. Baselines: persistence (the last measurement), least-squares ARX and
 an observation-space neural model (the generative alternative), fitted on the same training data.
+
+Also: coverage of the calibrated 5-95 % band and pinball loss per CV and horizon, and the OOD
+gate's false-alarm rate on the held-out block with its detection of synthetic sensor faults.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from twin.arx import ArxModel
 from twin.data import PlantSeries
+from twin.model import faults
 from twin.model.obs_model import ObservationModel
 from twin.model.sigreg import gaussian_floor, sigreg
 from twin.model.twin_model import TwinModel
@@ -23,6 +27,10 @@ from twin.model.twin_model import TwinModel
 HORIZONS = (1, 5, 10, 30)
 MONITOR_SAMPLES = 1024
 MONITOR_PROJECTIONS = 1024
+FAULT_ONSETS = 24
+"""Fault onsets per fault kind on the held-out block (the faulty CV cycles through the CVs)."""
+DETECT_INTERVALS = 5
+"""A fault counts as detected when a decision instant within this many intervals flags it."""
 
 
 @dataclass
@@ -66,6 +74,84 @@ def _jepa_predictions(tw: TwinModel, windows: torch.Tensor, actions: torch.Tenso
         z0 = tw.net.encode(windows)
         zs = torch.cat([z0.unsqueeze(1), tw.net.rollout(z0, actions)], dim=1)
         return tw.net.readout(zs)[0].numpy()
+
+
+def _jepa_bands(tw: TwinModel, windows: torch.Tensor, actions: torch.Tensor) -> np.ndarray:
+    """(B, H+1, n_cv, n_q) calibrated quantiles at steps 0..H, engineering units."""
+    with torch.no_grad():
+        z0 = tw.net.encode(windows)
+        zs = torch.cat([z0.unsqueeze(1), tw.net.rollout(z0, actions)], dim=1)  # (B, H+1, D)
+        steps = torch.arange(zs.shape[1]).expand(zs.shape[:2])
+        return tw.readout_at(zs, steps)[1].numpy()
+
+
+def band_quality(
+    tw: TwinModel,
+    q: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    std: np.ndarray,
+    horizons: tuple[int, ...],
+) -> dict:
+    """Coverage of the outermost band and pinball loss (in CV std units) per CV and horizon."""
+    levels = np.asarray(tw.quantile_levels)
+    lo, hi = int(levels.argmin()), int(levels.argmax())
+    cover: dict[str, dict[str, float]] = {}
+    pin: dict[str, dict[str, float]] = {}
+    for h in horizons:
+        cover[str(h)], pin[str(h)] = {}, {}
+        for c, name in enumerate(tw.cv_names):
+            ok = mask[:, h, c].astype(bool)
+            y, qq = target[ok, h, c], q[ok, h, c]  # (n,), (n, n_q)
+            inside = (y >= qq[:, lo]) & (y <= qq[:, hi])
+            diff = (y[:, None] - qq) / std[c]
+            loss = np.maximum(levels * diff, (levels - 1) * diff)
+            cover[str(h)][name] = float(inside.mean()) if len(y) else float("nan")
+            pin[str(h)][name] = float(loss.mean()) if len(y) else float("nan")
+    return {
+        "band": [float(levels[lo]), float(levels[hi])],
+        "coverage": cover,
+        "pinball": pin,
+        "coverage_mean": {h: float(np.nanmean(list(v.values()))) for h, v in cover.items()},
+        "pinball_mean": {h: float(np.nanmean(list(v.values()))) for h, v in pin.items()},
+    }
+
+
+def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
+    """False-alarm rate of the OOD gate on a block's windows, and its detection of synthetic
+    sensor faults (twin.model.faults) within DETECT_INTERVALS decision instants of onset."""
+    z = latents_of(tw, series, block)
+    with torch.no_grad():
+        scores = tw.ood_score(z)
+    out: dict = {
+        "threshold": float(tw.ood_threshold),
+        "false_alarm_target": float(tw.ood_false_alarm),
+        "false_alarm": float((scores > tw.ood_threshold).float().mean()) if len(z) else None,
+        "windows": int(len(z)),
+        "faults": faults.describe(),
+        "detection": {},
+    }
+    lo, hi = series.blocks[block]
+    w, spi = series.window, series.spi
+    first, last = lo + w, hi - DETECT_INTERVALS * spi - 1
+    if last <= first:
+        return out
+    onsets = np.linspace(first, last, FAULT_ONSETS).astype(int)
+    sigma = series.normalizer.std
+    for kind in faults.SENSOR_FAULTS:
+        hits = []
+        for i, onset in enumerate(onsets):
+            tag = series.cv_idx[i % len(series.cv_idx)]
+            seg = series.raw[onset - w : onset + DETECT_INTERVALS * spi]
+            bad = faults.inject(seg, kind, tag, w, float(sigma[tag]), spi)
+            ends = w - 1 + spi * np.arange(1, DETECT_INTERVALS + 1)  # window ends after onset
+            wins = np.stack([bad[e - w + 1 : e + 1] for e in ends])  # (k, W, n_tags)
+            x = torch.as_tensor(wins, dtype=torch.float32)
+            with torch.no_grad():
+                s = tw.ood_score(tw.encode(torch.nan_to_num(x), torch.isfinite(x)))
+            hits.append(bool((s > tw.ood_threshold).any()))
+        out["detection"][kind] = float(np.mean(hits))
+    return out
 
 
 def evaluate(
@@ -124,6 +210,7 @@ def evaluate(
     for name in ("arx", "observation_model"):
         models.setdefault(name, {"nrmse": {str(h): None for h in horizons}})
     monitors = _monitors(tw, series, b, anchors, preds["jepa"], target, mask, std, horizons, block)
+    q = _jepa_bands(tw, b.windows[:, 0], b.actions)  # engineering units
     return {
         "horizons": list(horizons),
         "block": block,
@@ -131,6 +218,8 @@ def evaluate(
         "aligned_phase": series.phase,
         "models": models,
         "monitors": monitors,
+        "bands": band_quality(tw, q, target, mask, std, horizons),
+        "ood": ood_quality(tw, series, block),
     }
 
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from twin.arx import ArxConfig, ArxModel
 from twin.data import Batch, DataConfig, NotEnoughData, PlantSeries, load_frame
 from twin.errors import BadInput, TwinError
+from twin.model.calibration import fit_bands
 from twin.model.config import ModelConfig
 from twin.model.losses import jepa_losses
 from twin.model.net import JepaNet
@@ -47,8 +48,8 @@ class CollapsedLatent(TwinError):
 class TrainConfig:
     """Optimisation settings of one training run."""
 
-    epochs: int = 30
-    """Upper bound on epochs (early stopping usually ends sooner)."""
+    epochs: int = 60
+    """Upper bound on epochs; early stopping on the validation error normally ends sooner."""
     steps_per_epoch: int = 40
     """Optimiser steps per epoch (an epoch is a validation period, not a full data pass)."""
     batch_size: int = 64
@@ -59,11 +60,13 @@ class TrainConfig:
     """AdamW weight decay."""
     patience: int = 8
     """Epochs without validation improvement before stopping."""
-    max_seconds: float = 160.0
-    """Wall-clock safety net of the JEPA fit (the step schedule normally ends first; a run
-    cut short by it is not bit-reproducible); the best weights so far are kept."""
-    obs_max_seconds: float = 160.0
-    """Wall-clock budget of the observation-space baseline's fit."""
+    max_seconds: float = 600.0
+    """Wall-clock safety net of each fit (early stopping normally ends first; a run cut short by
+    it is not bit-reproducible and says so in its `stopped` note); the best weights are kept."""
+    obs_max_seconds: float = 600.0
+    """The same safety net for the observation-space baseline, trained by the same rules."""
+    ood_false_alarm: float = 0.01
+    """False-alarm rate the OOD threshold is set for (conformal, on the validation block)."""
     seed: int = 0
     """Seeds torch, numpy and SIGReg's projections: the same seed and data give the same model."""
     device: str = "cpu"
@@ -92,6 +95,8 @@ class FitResult(Generic[M]):
     steps: int = 0
     best_val: float = math.inf
     stopped: str = ""
+    capped: bool = False
+    """True when the wall-clock safety net, not convergence, ended the fit."""
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -188,10 +193,12 @@ def _fit_loop(
             res.stopped = f"early stop at epoch {epoch} (no validation gain for {cfg.patience})"
             break
         if time.perf_counter() - t0 > max_seconds:
-            res.stopped = f"time budget of {max_seconds:.0f} s reached at epoch {epoch}"
+            res.stopped = f"wall-clock safety net of {max_seconds:.0f} s bound at epoch {epoch}"
+            res.capped = True
+            log.warning("%s: %s (not converged)", desc, res.stopped)
             break
     else:
-        res.stopped = f"all {cfg.epochs} epochs"
+        res.stopped = f"all {cfg.epochs} epochs (validation still improving: not converged)"
     module.load_state_dict(best_state)
     module.eval()
     res.seconds = time.perf_counter() - t0
@@ -236,10 +243,26 @@ def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> F
     )
 
 
+def obs_hidden_for(series: PlantSeries, n_params: int) -> int:
+    """Hidden width at which the observation-space model has about n_params parameters."""
+
+    def count(hidden: int) -> int:
+        om = ObservationModel(
+            series.window, len(series.tag_names), series.mv_idx, series.spi, hidden
+        )
+        return param_count(om)
+
+    lo, hi = 4, 4096
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) <= n_params else (lo, mid)
+    return lo
+
+
 def fit_observation_model(
     series: PlantSeries, hidden: int, cfg: TrainConfig
 ) -> FitResult[ObservationModel]:
-    """Train the observation-space baseline on the same data, horizon and budget rules."""
+    """Train the observation-space baseline on the same data, horizon, epochs and early stopping."""
     seed_everything(cfg.seed + 1)
     device = resolve_device(cfg.device)
     h = series.config.horizon
@@ -304,8 +327,10 @@ def _train_series(
     tw.spec_hash = spec.spec_hash()
     z_train = latents_of(tw, series, "train", max_n=4096)
     z_val = latents_of(tw, series, "val", max_n=4096)
-    tw.set_ood_reference(z_train, z_val)
-    obs = fit_observation_model(series, model_cfg.hidden, cfg)
+    tw.set_ood_reference(z_train, z_val, cfg.ood_false_alarm)
+    band_anchors = fit_bands(tw, series, "val")
+    # Equal size: the observation-space model gets the JEPA's parameter count.
+    obs = fit_observation_model(series, obs_hidden_for(series, param_count(net)), cfg)
     lo, hi = series.blocks["train"]
     if arx_cfg is not None:
         arx = ArxModel.fit_grid(series.raw, spec, arx_cfg, spans=[(lo, hi)])
@@ -325,6 +350,10 @@ def _train_series(
         "obs_model_stopped": obs.stopped,
         "steps": fit.steps,
         "stopped": fit.stopped,
+        "capped": fit.capped,
+        "obs_model_capped": obs.capped,
+        "band_calibration_anchors": band_anchors,
+        "ood_false_alarm_target": cfg.ood_false_alarm,
         "best_val": fit.best_val,
         "history": fit.history,
         "device": cfg.device,

@@ -34,6 +34,14 @@ class ModelConfig:
     """Weight of the multi-step latent rollout loss."""
     w_readout: float = 1.0
     """Weight of the readout loss (mean squared error + pinball), on encoded and rolled-out latents."""
+    target_stop_grad: bool = True
+    """Latent targets (encodings of the future windows) under stop-gradient, as in LeJEPA: the
+    latent losses move the predictor and the context encoding, never the target towards it."""
+    readout_detach: bool = False
+    """Train the readout on detached latents (a probe: the representation comes from the JEPA
+    terms alone). An ablation, not the default."""
+    batchnorm: bool = True
+    """BatchNorm in the encoder's projector (ablation: off)."""
     extra: dict = field(default_factory=dict)
     """Free-form notes stored with the config (not used by the code)."""
 

@@ -13,7 +13,9 @@ class WindowEncoder(nn.Module):
     every latent's norm and fight that target.
     """
 
-    def __init__(self, window: int, n_tags: int, hidden: int, latent_dim: int) -> None:
+    def __init__(
+        self, window: int, n_tags: int, hidden: int, latent_dim: int, batchnorm: bool = True
+    ) -> None:
         super().__init__()
         self.backbone = nn.Sequential(
             nn.Flatten(),
@@ -24,7 +26,7 @@ class WindowEncoder(nn.Module):
         )
         self.projector = nn.Sequential(
             nn.Linear(hidden, hidden),
-            nn.BatchNorm1d(hidden),
+            nn.BatchNorm1d(hidden) if batchnorm else nn.Identity(),
             nn.GELU(),
             nn.Linear(hidden, latent_dim),
         )

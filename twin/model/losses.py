@@ -5,8 +5,11 @@ total = w_pred * teacher-forced latent prediction
       + lambda * SIGReg(encoded latents)
       + w_readout * (MSE + pinball) of the readout, on encoded and on rolled-out latents
 
-Gradients flow into both sides of the latent losses (no EMA teacher, no stop-gradient):
-SIGReg is what keeps the encoder from collapsing to a constant that is trivially predictable.
+No EMA teacher. The target encodings of the latent losses are under stop-gradient by default
+(ModelConfig.target_stop_grad, as in LeJEPA): with gradients into both sides the encoder was
+pulled towards latents that are easy to predict rather than informative, and long-horizon
+error rose (issue 11). SIGReg is what keeps the encoder from collapsing. With
+readout_detach the readout learns on detached latents (the probe ablation).
 """
 
 from __future__ import annotations
@@ -50,14 +53,16 @@ def jepa_losses(
     z = net.encode(batch.windows.flatten(0, 1)).unflatten(0, (b, k1))  # (B, L+1, D)
     a = net.action_encoder(batch.actions)  # (B, H, A)
     n_lat = k1 - 1
+    target = z[:, 1:].detach() if cfg.target_stop_grad else z[:, 1:]  # (B, L, D)
     z_tf = net.predictor(z[:, :-1].flatten(0, 1), a[:, :n_lat].flatten(0, 1))
-    pred = ((z_tf.unflatten(0, (b, n_lat)) - z[:, 1:]) ** 2).mean()
+    pred = ((z_tf.unflatten(0, (b, n_lat)) - target) ** 2).mean()
     z_roll = net.predictor.rollout(z[:, 0], a)  # (B, H, D)
-    roll = ((z_roll[:, :n_lat] - z[:, 1:]) ** 2).mean()
+    roll = ((z_roll[:, :n_lat] - target) ** 2).mean()
     reg = sigreg(z.flatten(0, 1), cfg.sigreg_projections, cfg.sigreg_samples, generator)
-    read = readout_loss(net, z, batch.targets[:, :k1], batch.target_mask[:, :k1]) + readout_loss(
-        net, z_roll, batch.targets[:, 1:], batch.target_mask[:, 1:]
-    )
+    z_read, z_roll_read = (z.detach(), z_roll.detach()) if cfg.readout_detach else (z, z_roll)
+    read = readout_loss(
+        net, z_read, batch.targets[:, :k1], batch.target_mask[:, :k1]
+    ) + readout_loss(net, z_roll_read, batch.targets[:, 1:], batch.target_mask[:, 1:])
     total = (
         cfg.w_pred * pred + cfg.w_rollout * roll + cfg.sigreg_lambda * reg + cfg.w_readout * read
     )

@@ -16,7 +16,9 @@ class JepaNet(nn.Module):
     def __init__(self, config: ModelConfig, window: int, n_tags: int, n_mv: int, n_cv: int) -> None:
         super().__init__()
         self.config = config
-        self.encoder = WindowEncoder(window, n_tags, config.hidden, config.latent_dim)
+        self.encoder = WindowEncoder(
+            window, n_tags, config.hidden, config.latent_dim, config.batchnorm
+        )
         self.action_encoder = ActionEncoder(n_mv, config.action_dim)
         self.predictor = Predictor(config.latent_dim, config.action_dim, config.hidden)
         self.readout = ReadoutHead(config.latent_dim, config.readout_hidden, n_cv, config.quantiles)

@@ -3,8 +3,9 @@
     z  = tw.encode(window, mask)   # (B, W, n_tags) -> (B, D)
     z1 = tw.predict(z, u)          # u (B, n_mv): MV values held over the next control interval
     zs = tw.rollout(z, U)          # U (B, H, n_mv) -> (B, H, D)
-    y, q = tw.readout(zs)          # (..., n_cv), (..., n_cv, n_q)
-    tw.ood_score(z) -> (B,)        # squared Mahalanobis distance / D to the training latents
+    y, q = tw.readout(zs)          # (..., n_cv), (..., n_cv, n_q); bands calibrated per step
+    tw.ood_score(z) -> (B,)        # k-NN distance to the training latents (~1 in distribution)
+    tw.ood_threshold               # conformal threshold at tw.ood_false_alarm on held-out data
 
 The planner uses only these verbs; all of them are differentiable in U for gradient refinement.
 """
@@ -20,10 +21,13 @@ import torch
 from torch import nn
 
 from twin.data import DataConfig, Normalizer
+from twin.errors import BadInput
+from twin.model.calibration import BandCalibration
 from twin.model.config import ModelConfig
 from twin.model.net import JepaNet
+from twin.model.ood import LatentGate
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 class TwinModel(nn.Module):
@@ -40,10 +44,6 @@ class TwinModel(nn.Module):
     """(n_cv,) the CV entries of x_mean."""
     y_std: torch.Tensor
     """(n_cv,) the CV entries of x_std."""
-    ood_mean: torch.Tensor
-    """(D,) mean of the training latents."""
-    ood_prec: torch.Tensor
-    """(D, D) precision matrix of the training latents."""
 
     def __init__(
         self,
@@ -76,10 +76,8 @@ class TwinModel(nn.Module):
         self.register_buffer("u_std", torch.tensor(u_std, dtype=f32))
         self.register_buffer("y_mean", torch.tensor(y_mean, dtype=f32))
         self.register_buffer("y_std", torch.tensor(y_std, dtype=f32))
-        d = net.config.latent_dim
-        self.register_buffer("ood_mean", torch.zeros(d))
-        self.register_buffer("ood_prec", torch.eye(d))
-        self.ood_threshold: float = float("inf")
+        self.gate = LatentGate(net.config.latent_dim)
+        self.bands = BandCalibration(len(self.cv_names), len(self.quantile_levels))
         self.spec_hash = ""
         self.metrics: dict[str, Any] = {}
         self.eval()
@@ -115,32 +113,55 @@ class TwinModel(nn.Module):
         return self.net.rollout(z, (u.to(z.dtype) - self.u_mean) / self.u_std)
 
     def readout(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (..., D) -> CV means (..., n_cv) and quantiles (..., n_cv, n_q), engineering units."""
+        """z (..., D) -> CV means (..., n_cv) and quantiles (..., n_cv, n_q), engineering units.
+
+        Bands are calibrated per rollout step: latents (B, H, D) from rollout are steps 1..H;
+        latents (B, D) from encode are step 0 (the now-cast).
+        """
+        if z.dim() >= 3:
+            steps = torch.arange(1, z.shape[-2] + 1, device=z.device).expand(z.shape[:-1])
+        else:
+            steps = torch.zeros(z.shape[:-1], dtype=torch.long, device=z.device)
+        return self.readout_at(z, steps)
+
+    def readout_at(self, z: torch.Tensor, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """readout with explicit rollout steps (...) for latents z (..., D)."""
         mean, q = self.net.readout(z)
+        q = self.bands(mean, q, steps)
         return mean * self.y_std + self.y_mean, q * self.y_std.unsqueeze(
             -1
         ) + self.y_mean.unsqueeze(-1)
 
     def ood_score(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B,) squared Mahalanobis distance to the training latents, per dimension."""
-        d = z - self.ood_mean
-        return torch.einsum("bi,ij,bj->b", d, self.ood_prec, d) / z.shape[-1]
+        """(B, D) -> (B,) out-of-distribution score of encoded (or rolled-out) latents.
+
+        The one score the planner's gate, its trust region and the write guard all use: the
+        whitened distance to the k nearest training latents over its median on the validation
+        block (about 1 in distribution); above ood_threshold the twin has not seen the state.
+        """
+        return self.gate(z)
+
+    @property
+    def ood_threshold(self) -> float:
+        """Conformal threshold: ood_false_alarm of held-out normal windows score above it."""
+        return self.gate.threshold
+
+    @ood_threshold.setter
+    def ood_threshold(self, value: float) -> None:
+        self.gate.threshold = float(value)
+
+    @property
+    def ood_false_alarm(self) -> float:
+        """The false-alarm rate the threshold was set for."""
+        return self.gate.false_alarm
 
     # ---- calibration and persistence ---------------------------------------------------
 
     def set_ood_reference(
-        self, z_train: torch.Tensor, z_val: torch.Tensor, quantile: float = 0.995
+        self, z_train: torch.Tensor, z_val: torch.Tensor, false_alarm: float = 0.01
     ) -> None:
-        """Fit the latent Gaussian on training latents; threshold = quantile of validation scores."""
-        z = z_train.double()
-        mean = z.mean(0)
-        cov = torch.cov(z.T) + 1e-4 * torch.eye(z.shape[1], dtype=z.dtype)
-        self.ood_mean.copy_(mean.float())
-        self.ood_prec.copy_(torch.linalg.inv(cov).float())
-        scores = self.ood_score(z_val.float())
-        self.ood_threshold = (
-            float(torch.quantile(scores, quantile)) if len(scores) else float("inf")
-        )
+        """k-NN reference from training latents; scale and threshold from validation latents."""
+        self.gate.fit(z_train, z_val, false_alarm)
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to use the model again, as plain types and tensors."""
@@ -155,12 +176,19 @@ class TwinModel(nn.Module):
             "samples_per_interval": self.samples_per_interval,
             "state_dict": self.state_dict(),
             "ood_threshold": self.ood_threshold,
+            "ood_false_alarm": self.ood_false_alarm,
             "spec_hash": self.spec_hash,
             "metrics": self.metrics,
         }
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> TwinModel:
+        if ckpt.get("format", 1) < CHECKPOINT_FORMAT:
+            raise BadInput(
+                f"model {ckpt.get('version', '?')} was saved in checkpoint format "
+                f"{ckpt.get('format', 1)} (before the k-NN OOD gate and calibrated bands); "
+                "retrain it with `twin train`"
+            )
         cfg = dict(ckpt["model_config"])
         cfg["quantiles"] = tuple(cfg["quantiles"])
         config = ModelConfig(**cfg)
@@ -178,8 +206,12 @@ class TwinModel(nn.Module):
             DataConfig(**ckpt["data_config"]),
             ckpt["version"],
         )
-        tw.load_state_dict(ckpt["state_dict"])
+        state = ckpt["state_dict"]
+        tw.gate.resize_bank(len(state["gate.bank"]))
+        tw.bands.shift = torch.zeros_like(state["bands.shift"])
+        tw.load_state_dict(state)
         tw.ood_threshold = float(ckpt["ood_threshold"])
+        tw.gate.false_alarm = float(ckpt.get("ood_false_alarm", float("nan")))
         tw.spec_hash = ckpt.get("spec_hash", "")
         tw.metrics = ckpt.get("metrics", {})
         tw.eval()

@@ -1,0 +1,98 @@
+"""Conformal calibration of the readout's quantile bands, per CV and rollout step.
+
+The readout heads learn quantiles with the pinball loss on the training block, where the
+rollout errors are smaller than on unseen data, so their bands come out too narrow, more so
+the further ahead. On the validation block each quantile level tau of each CV at each rollout
+step h gets a shift c such that a share tau of the measurements lies below q_tau + c (split
+conformal, one-sided per level). Steps are pooled with their neighbours (+-2) so that a short
+validation block still gives each shift a few hundred residuals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from twin.data import PlantSeries
+    from twin.model.net import JepaNet
+    from twin.model.twin_model import TwinModel
+
+POOL = 2
+"""Neighbouring rollout steps pooled on each side when a step's shift is estimated."""
+
+
+class BandCalibration(nn.Module):
+    shift: torch.Tensor
+    """(S, n_cv, n_q) normalised shifts added to the quantiles at rollout steps 0..S-1."""
+
+    def __init__(self, n_cv: int, n_q: int, steps: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(steps, n_cv, n_q))
+
+    def forward(self, mean: torch.Tensor, q: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """mean (..., n_cv), q (..., n_cv, n_q), steps (...) long -> calibrated q, never crossing the mean."""
+        shifted = q + self.shift[steps.clamp(0, len(self.shift) - 1)]
+        below = q <= mean.unsqueeze(-1)  # a level's side of the mean is kept
+        m = mean.unsqueeze(-1).expand_as(q)
+        return torch.where(below, torch.minimum(shifted, m), torch.maximum(shifted, m))
+
+    def fit(
+        self,
+        mean: torch.Tensor,
+        q: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor,
+        levels: tuple[float, ...],
+    ) -> None:
+        """Residuals of N anchors over S steps: mean (N, S, n_cv), q (N, S, n_cv, n_q), target and
+        mask (N, S, n_cv). Fits shift (S, n_cv, n_q)."""
+        n_steps, n_cv, n_q = q.shape[1:]
+        shift = torch.zeros(n_steps, n_cv, n_q)
+        for s in range(n_steps):
+            lo, hi = max(0, s - POOL), min(n_steps, s + POOL + 1)
+            for c in range(n_cv):
+                ok = mask[:, lo:hi, c].bool()
+                if ok.sum() < 2:
+                    continue
+                for j, tau in enumerate(levels):
+                    resid = (target[:, lo:hi, c] - q[:, lo:hi, c, j])[ok].double()
+                    shift[s, c, j] = float(torch.quantile(resid, _finite_sample(tau, len(resid))))
+        self.shift = shift
+
+
+def _finite_sample(tau: float, n: int) -> float:
+    """The split-conformal level: a little further out than tau, by about 1/n."""
+    adj = tau * (n + 1) / n if tau > 0.5 else (tau * (n + 1) - 1) / n
+    return min(max(adj, 0.0), 1.0)
+
+
+def rollout_readout(
+    net: JepaNet, windows: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw (uncalibrated, normalised) readout at steps 0..H from windows (B, W, 2n), actions (B, H, n_mv)
+    -> mean (B, H+1, n_cv), q (B, H+1, n_cv, n_q)."""
+    with torch.no_grad():
+        z0 = net.encode(windows)  # (B, D)
+        zs = torch.cat([z0.unsqueeze(1), net.rollout(z0, actions)], dim=1)  # (B, H+1, D)
+        return net.readout(zs)
+
+
+def fit_bands(
+    tw: TwinModel, series: PlantSeries, block: str = "val", min_anchors: int = 100
+) -> int:
+    """Calibrate tw.bands on a block of a PlantSeries over the training horizon; returns the
+    number of anchors used. Decision instants (aligned anchors) are used when there are enough
+    of them, else every anchor of the block."""
+    h = series.config.horizon
+    anchors = series.anchors(block, h, aligned=True)
+    if len(anchors) < min_anchors:
+        anchors = series.anchors(block, h)
+    if len(anchors) == 0:
+        return 0
+    b = series.batch(anchors, h, future_windows=False)
+    mean, q = rollout_readout(tw.net, b.windows[:, 0], b.actions)
+    tw.bands.fit(mean, q, b.targets, b.target_mask, tw.quantile_levels)
+    return int(len(anchors))
