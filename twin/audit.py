@@ -34,6 +34,7 @@ from twin.audit_keys import (
     AuditKeyError,
     Keyring,
     anchor_on_commit,
+    commit_watch,
     entry_mac,
     key_fingerprint,
 )
@@ -128,6 +129,8 @@ def append(
     keyed ones would read as tampering, so nothing is recorded (and the caller's change with it).
     """
     files = files or AuditFiles.of_connection(c)
+    watch = commit_watch(c) if files.anchor is not None else None
+    seen = watch.statements if watch is not None else 0
     tail = c.execute(
         "SELECT seq, hash, key_id, kind, CASE WHEN kind = ? THEN what END "
         "FROM audit ORDER BY seq DESC LIMIT 1",
@@ -159,8 +162,8 @@ def append(
         (seq, entry["at"], user, kind, plant, subject, canonical(entry["what"]), entry["why"],
          prev, h, key_id, mac),
     )  # fmt: skip
-    if files.anchor is not None:
-        anchor_on_commit(c, files.anchor, seq, h)
+    if watch is not None and files.anchor is not None:
+        anchor_on_commit(c, watch, seen, files.anchor, seq, h)
     return seq
 
 

@@ -7,7 +7,7 @@ live elsewhere make such a rewrite visible:
   entry altered by someone without the key no longer verifies; keys are numbered k1, k2, ...
   and a rotation is itself an audit entry (see `twin.audit.rotate_key`);
 - an anchor (`Home.audit_anchor`): an append-only text file with one `seq hash` line per
-  committed entry, so a database truncated or replaced by an older copy (whose entries all
+  committed transaction (its head), so a database truncated or replaced by an older copy (whose entries all
   still verify) falls short of the head the anchor remembers.
 
 Anchor lines are written when the transaction that holds the entry commits, never before: a
@@ -90,7 +90,8 @@ class Keyring:
 
     def __init__(self, folder: Path, *, cached: bool = True) -> None:
         self.folder = folder
-        self._cached = cached
+        # Appends share keys across the process; a verifier reads them afresh, once each.
+        self._keys = Keyring._cache if cached else {}
 
     def path(self, key_id: str) -> Path:
         return self.folder / f"audit-{key_id}.key"
@@ -105,8 +106,8 @@ class Keyring:
     def get(self, key_id: str) -> bytes:
         """A key's bytes; AuditKeyError names the file when it is missing or damaged."""
         path = self.path(key_id)
-        if self._cached and path in Keyring._cache:
-            return Keyring._cache[path]
+        if path in self._keys:
+            return self._keys[path]
         try:
             key = bytes.fromhex(read_private(path).decode("ascii").strip())
         except FileNotFoundError:
@@ -115,9 +116,8 @@ class Keyring:
             raise AuditKeyError(f"audit key {key_id} cannot be read: {path}: {exc}") from None
         if len(key) < 32:
             raise AuditKeyError(f"audit key {key_id} is too short ({len(key)} bytes): {path}")
-        if self._cached:
-            with Keyring._cache_lock:
-                Keyring._cache[path] = key
+        with Keyring._cache_lock:
+            self._keys[path] = key
         return key
 
     def current_or_create(self) -> str:
@@ -203,8 +203,10 @@ class _CommitWatch:
             self.pending.clear()
 
     def flush(self) -> None:
-        lines, self.pending = self.pending, []
-        for path, data in lines:
+        # One line per transaction: its last entry is the head, and its hash chains the others.
+        heads = {path: data for path, data in self.pending}
+        self.pending = []
+        for path, data in heads.items():
             try:
                 _writer.write(path, data)
             except OSError as exc:
@@ -216,19 +218,26 @@ _watches: dict[int, _CommitWatch] = {}
 _watches_lock = threading.Lock()
 
 
-def anchor_on_commit(c: sqlite3.Connection, anchor: Path, seq: int, entry_hash: str) -> None:
-    """Queue `seq hash` for the anchor; written when `c` commits (at once in autocommit)."""
+def commit_watch(c: sqlite3.Connection) -> _CommitWatch:
+    """The watch of `c`, installed on first use; call before the append's first statement."""
     with _watches_lock:
         watch = _watches.get(id(c))
         if watch is None:
             watch = _watches[id(c)] = _CommitWatch()
             c.set_trace_callback(watch)
-        else:
-            # A connection at a recycled id has no callback yet: a statement shows whether it runs.
-            before = watch.statements
-            c.execute("SELECT 1").fetchone()
-            if watch.statements == before:
-                c.set_trace_callback(watch)
+        return watch
+
+
+def anchor_on_commit(
+    c: sqlite3.Connection, watch: _CommitWatch, seen: int, anchor: Path, seq: int, entry_hash: str
+) -> None:
+    """Queue `seq hash` for the anchor; written when `c` commits (at once in autocommit).
+
+    `seen` is `watch.statements` before the append ran its statements: if the count did not
+    move, the watch belongs to a closed connection whose id `c` now reuses, so it is installed.
+    """
+    if watch.statements == seen:
+        c.set_trace_callback(watch)
     watch.pending.append((anchor, f"{seq} {entry_hash}\n".encode("ascii")))
     if not c.in_transaction:
         watch.flush()
