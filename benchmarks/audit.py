@@ -134,7 +134,7 @@ def main() -> None:
         "benchmark": "audit",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]},
         "settings": {"runs": args.runs, "entries_per_run": args.entries,
                      "transaction": "one BEGIN IMMEDIATE/COMMIT per entry, WAL, synchronous NORMAL"},
         "plain_appends_per_s": base,
