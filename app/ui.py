@@ -15,7 +15,7 @@ from app.logic.session import log_in, may
 from twin.auth import AuthError, Role, User
 from twin.paths import Home
 from twin.spec import PlantSpec
-from twin.store import Store
+from twin.state import Store
 
 
 def room_config() -> context.RoomConfig:

@@ -160,7 +160,7 @@ def run_served(
     first control intervals of the scenario are not spent importing torch.
     """
     from twin.historian import Historian
-    from twin.store import Store
+    from twin.state import Store
 
     spec = spec_on_free_ports(run_dir / "spec")
     home = Home.at(run_dir / "home")

@@ -4,7 +4,7 @@ this module directly, still cannot approve as a viewer. Every change is audited 
 transaction that makes it.
 
 Decisions only record intent: the runtime picks approvals up, guards them against the live
-plant and writes them (twin.runtime). Nothing here talks to a plant.
+plant and writes them (twin.serve). Nothing here talks to a plant.
 """
 
 from __future__ import annotations
@@ -20,24 +20,12 @@ from twin.auth import Role, User, require
 from twin.errors import BadInput
 from twin.guard import effective_limits
 from twin.spec import PlantSpec, load_spec
-from twin.store import (
-    PROPOSAL_OPEN,
-    ProposalRecord,
-    Store,
-    inserted_id,
-    iso,
-    now_utc,
-    to_json,
-)
+from twin.state import ProposalClosed, ProposalRecord, Store, iso, now_utc
 from twin.users import create_user, set_disabled, set_role
 
 # A modification's re-evaluation by the twin: given the modified MV values, returns the
 # planner's evaluation (an object or dict with `ok`/`feasible` and `reasons`, or a bool).
 Evaluator = Callable[[dict[str, float]], Any]
-
-
-class ProposalClosed(BadInput):
-    """The proposal is no longer pending (decided, expired, superseded or advisory)."""
 
 
 class ModificationRefused(BadInput):
@@ -101,31 +89,15 @@ def auto_approve(store: Store, proposal_id: int) -> int:
 
 
 def _decide(
-    store: Store, p: ProposalRecord, who: str, kind: str, values: Mapping[str, float] | None,
-    note: str, evaluation: dict[str, Any] | None,
-) -> int:  # fmt: skip
-    status = {"approve": "approved", "modify": "modified", "reject": "rejected"}[kind]
-    with store.write() as c:
-        row = c.execute("SELECT status FROM proposals WHERE id = ?", (p.id,)).fetchone()
-        if row["status"] != PROPOSAL_OPEN:
-            raise ProposalClosed(f"proposal {p.id} is {row['status']}, not pending")
-        cur = c.execute(
-            "INSERT INTO decisions (proposal_id, kind, user, at, mv_values, note, evaluation) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (p.id, kind, who, iso(now_utc()), to_json(values) if values is not None else None,
-             note, to_json(evaluation) if evaluation is not None else None),
-        )  # fmt: skip
-        decision_id = inserted_id(cur)
-        c.execute(
-            "UPDATE proposals SET status = ?, status_reason = ? WHERE id = ?", (status, note, p.id)
-        )
-        store.audit(
-            c, user=who, kind=kind, plant=p.plant, subject=f"proposal:{p.id}",
-            what={"proposed": p.mv_values, "values": dict(values) if values else None,
-                  "evaluation": evaluation, "decision_id": decision_id},
-            why=note,
-        )  # fmt: skip
-        return decision_id
+    store: Store,
+    p: ProposalRecord,
+    who: str,
+    kind: str,
+    values: Mapping[str, float] | None,
+    note: str,
+    evaluation: dict[str, Any] | None,
+) -> int:
+    return store.decide(p, user=who, kind=kind, values=values, note=note, evaluation=evaluation)
 
 
 def _check_not_expired(store: Store, p: ProposalRecord) -> None:
@@ -219,13 +191,7 @@ def set_operator_limits(
             f"{tag}: operator limits [{lo:g}, {hi:g}] lie outside engineering limits [{elo:g}, {ehi:g}]"
         )
     before = effective_limits(spec, tag, store.operator_limits(spec.name))
-    with store.write() as c:
-        c.execute(
-            "INSERT INTO operator_limits (plant, tag, lo, hi, user, at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (spec.name, tag, lo, hi, who.name, iso(now_utc()), reason),
-        )
-        store.audit(c, user=who.name, kind="operator_limits", plant=spec.name, subject=f"tag:{tag}",
-                    what={"from": list(before), "to": [lo, hi]}, why=reason)  # fmt: skip
+    store.add_operator_limits(spec.name, tag, lo, hi, user=who.name, reason=reason, before=before)
 
 
 def operator_limits(store: Store, spec: PlantSpec) -> dict[str, tuple[float, float]]:
@@ -258,16 +224,8 @@ def request_steptest(
     """Ask for a step-test campaign on the live plant (engineer); it waits for approval."""
     who = require(store, user, Role.ENGINEER, "request a step test")
     moves = validate_design(spec, design)
-    with store.write() as c:
-        cur = c.execute(
-            "INSERT INTO steptests (plant, design, status, requested_by, requested_at, note) "
-            "VALUES (?, ?, 'requested', ?, ?, ?)",
-            (spec.name, to_json(dict(design)), who.name, iso(now_utc()), note),
-        )
-        cid = inserted_id(cur)
-        store.audit(c, user=who.name, kind="steptest_request", plant=spec.name, subject=f"steptest:{cid}",
-                    what={"moves": len(moves), "duration_s": moves[-1]["at_s"] if moves else 0}, why=note)  # fmt: skip
-        return cid
+    what = {"moves": len(moves), "duration_s": moves[-1]["at_s"] if moves else 0}
+    return store.add_steptest(spec.name, design, user=who.name, note=note, what=what)
 
 
 def approve_steptest(store: Store, user: User | str, campaign_id: int, note: str = "") -> None:
@@ -289,16 +247,7 @@ def _steptest_transition(
     **cols: Any,
 ) -> None:  # fmt: skip
     allowed = (from_,) if isinstance(from_, str) else from_
-    with store.write() as c:
-        row = c.execute("SELECT plant, status FROM steptests WHERE id = ?", (cid,)).fetchone()
-        if row is None:
-            raise BadInput(f"no step-test campaign with id {cid}")
-        if row["status"] not in allowed:
-            raise BadInput(f"step test {cid} is {row['status']}; cannot move it to {to}")
-        sets = ", ".join(f"{k} = ?" for k in ("status", *cols))
-        c.execute(f"UPDATE steptests SET {sets} WHERE id = ?", (to, *cols.values(), cid))
-        store.audit(c, user=who, kind=kind, plant=row["plant"], subject=f"steptest:{cid}",
-                    what={"from": row["status"], "to": to}, why=why)  # fmt: skip
+    store.move_steptest(cid, user=who, from_=allowed, to=to, kind=kind, why=why, **cols)
 
 
 def validate_design(spec: PlantSpec, design: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -378,12 +327,4 @@ def mark_incident(
         raise BadInput(f"incident: end {end} is before start {start}")
     if not title.strip():
         raise BadInput("incident: a title is required")
-    with store.write() as c:
-        cur = c.execute(
-            "INSERT INTO incidents (plant, start, end, title, notes, user, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (plant, iso(start), iso(end), title, notes, who.name, iso(now_utc())),
-        )
-        iid = inserted_id(cur)
-        store.audit(c, user=who.name, kind="incident", plant=plant, subject=f"incident:{iid}",
-                    what={"start": iso(start), "end": iso(end), "title": title}, why=notes)  # fmt: skip
-        return iid
+    return store.add_incident(plant, start, end, title, notes, user=who.name)

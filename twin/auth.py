@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from twin.errors import BadInput, TwinError
 
 if TYPE_CHECKING:
-    from twin.store import Store
+    from twin.state import Store
 
 log = logging.getLogger(__name__)
 

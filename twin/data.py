@@ -26,6 +26,7 @@ import torch
 from twin.errors import BadInput
 from twin.paths import Home
 from twin.spec import PlantSpec
+from twin.window import hold_reported_by_exception
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def regularise(frame: pd.DataFrame, spec: PlantSpec) -> pd.DataFrame:
     data.index = idx.round(period)
     data = data.groupby(level=0).last()
     grid = pd.date_range(data.index[0], data.index[-1], freq=period, name="timestamp")
-    return data.reindex(grid).reindex(columns=spec.tag_names)
+    return hold_reported_by_exception(data.reindex(grid).reindex(columns=spec.tag_names), spec)
 
 
 def load_frame(

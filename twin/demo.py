@@ -174,7 +174,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def _ensure_demo_user(home: Home, cfg: DemoConfig) -> str:
     """The demo log-in: an engineer whose password is kept in the home for the next start."""
-    from twin.store import Store
+    from twin.state import Store
 
     secret_file = home.runs_dir / "demo" / "password"
     secret_file.parent.mkdir(parents=True, exist_ok=True)

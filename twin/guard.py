@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from twin.sample import Sample
+from twin.sample import Quality, Sample
 from twin.spec import PlantSpec
 
 # Float slack for comparisons: a value exactly at a bound, after a JSON round trip, still passes.
@@ -82,7 +82,7 @@ def check_write(
         reasons.append(
             f"the proposal expired at {expires_at.isoformat()} (plant clock now {now.isoformat()})"
         )
-    reasons.extend(_staleness(spec, live, now))
+    reasons.extend(f.message for f in sensor_faults(spec, live, now))
     if ood_score is not None and ood_threshold is not None:
         if not math.isfinite(ood_score) or ood_score > ood_threshold:
             reasons.append(
@@ -102,19 +102,58 @@ def check_write(
     return GuardDecision({k: float(v) for k, v in approved.items()}, ())
 
 
-def _staleness(spec: PlantSpec, live: Mapping[str, Sample], now: datetime) -> list[str]:
-    limit = spec.safety.max_staleness_s
-    missing = [t.name for t in spec.tags if t.name not in live]
-    if missing:
-        return [f"no live data for {', '.join(missing)}"]
-    stale = [
-        f"{name} ({(now - s.ts).total_seconds():.1f} s old)"
-        for name, s in live.items()
-        if name in spec.tag_names and (now - s.ts).total_seconds() > limit
-    ]
-    if stale:
-        return [f"data is stale (more than max_staleness_s={limit:g} s): {', '.join(stale)}"]
-    return []
+@dataclass(frozen=True)
+class SensorFault:
+    """Why one tag's newest sample cannot be trusted (safety rule 3)."""
+
+    tag: str
+    kind: str
+    """missing, bad, out_of_range, stale."""
+    message: str
+
+
+def sensor_faults(spec: PlantSpec, live: Mapping[str, Sample], now: datetime) -> list[SensorFault]:
+    """Every tag whose newest sample is missing, not good, out of range or too old.
+
+    `live` holds the newest sample of each tag as received, whatever its quality: an older good
+    value never stands in for a newer bad one. Age is the tag's own (its sample's source
+    timestamp), limited by `max_staleness_s`, or by the tag's max age when its source reports by
+    exception and an unchanged value legitimately sends nothing.
+    """
+    faults = []
+    for tag in spec.tags:
+        s = live.get(tag.name)
+        if s is None:
+            faults.append(SensorFault(tag.name, "missing", f"{tag.name}: no live data"))
+            continue
+        lo, hi = tag.limits
+        if s.quality == Quality.OUT_OF_RANGE or (
+            math.isfinite(s.value) and not lo <= s.value <= hi
+        ):
+            faults.append(
+                SensorFault(
+                    tag.name,
+                    "out_of_range",
+                    f"{tag.name}: {s.value:g} is outside its engineering limits [{lo:g}, {hi:g}]",
+                )
+            )  # noqa: E501
+        elif not s.usable:
+            faults.append(
+                SensorFault(
+                    tag.name, "bad", f"{tag.name}: newest sample is {s.quality.name} ({s.value:g})"
+                )
+            )  # noqa: E501
+        age = (now - s.ts).total_seconds()
+        limit = spec.max_age_s(tag.name)
+        if age > limit:
+            faults.append(
+                SensorFault(
+                    tag.name,
+                    "stale",
+                    f"{tag.name}: stale, newest sample is {age:.1f} s old (limit {limit:g} s)",
+                )
+            )  # noqa: E501
+    return faults
 
 
 def _value_checks(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from connectors.base import Outage, Source
 from twin.historian import Historian
-from twin.sample import Quality
+from twin.sample import Quality, Sample
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,14 @@ async def ingest(
     on_status: Callable[[IngestStats, bool], None] | None = None,
     status_every_s: float = 1.0,
     source_name: str = "",
+    on_batch: Callable[[list[Sample]], None] | None = None,
 ) -> IngestStats:
-    """Stream an entered `source` into `historian` until `stop` is set or `duration_s` passes."""
+    """Stream an entered `source` into `historian` until `stop` is set or `duration_s` passes.
+
+    `on_batch` sees every batch right after it is stored (the runtime's live state)."""
     stats = IngestStats()
     stop = stop or asyncio.Event()
-    consumer = asyncio.create_task(_consume(source, historian, stats, source_name))
+    consumer = asyncio.create_task(_consume(source, historian, stats, source_name, on_batch))
     deadline = None if duration_s is None else time.monotonic() + duration_s
     last_count, last_t = 0, time.monotonic()
     stopped = asyncio.create_task(stop.wait())
@@ -121,10 +124,16 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
 
 
 async def _consume(
-    source: Source, historian: Historian, stats: IngestStats, source_name: str
+    source: Source,
+    historian: Historian,
+    stats: IngestStats,
+    source_name: str,
+    on_batch: Callable[[list[Sample]], None] | None,
 ) -> None:
     async for batch in source.batches():
         historian.append(batch)
+        if on_batch is not None:
+            on_batch(batch)
         for s in batch:
             if s.quality == Quality.GAP:
                 continue

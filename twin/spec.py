@@ -83,7 +83,9 @@ class PlantInfo(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not TAG_NAME.match(v):
-            raise ValueError(f"{v!r} must be letters, digits and underscores, not starting with a digit")
+            raise ValueError(
+                f"{v!r} must be letters, digits and underscores, not starting with a digit"
+            )
         return v
 
     @model_validator(mode="after")
@@ -93,7 +95,7 @@ class PlantInfo(_Strict):
             raise _KeyedError(
                 "control_interval_s",
                 f"control_interval_s ({self.control_interval_s}) must be a whole multiple of "
-                f"sample_period_s ({self.sample_period_s})"
+                f"sample_period_s ({self.sample_period_s})",
             )
         return self
 
@@ -122,6 +124,11 @@ class OpcuaSource(_Strict):
     """Environment variable holding the password."""
     publishing_interval_ms: Number | None = Field(default=None, gt=0)
     """Subscription publishing interval; defaults to the sample period."""
+    report_by_exception: Bool = False
+    """The server sends a value only when it changes (timestamps of unchanged values are not
+    refreshed): a tag then holds its last value, for at most max_age_s."""
+    max_age_s: Number = Field(default=600.0, gt=0)
+    """With report_by_exception: how long a value that has not changed is trusted."""
 
     @field_validator("endpoint")
     @classmethod
@@ -197,12 +204,16 @@ class Tag(_Strict):
     """Operator limits: soft constraints, editable in the control room; default the limits."""
     max_move: Number | None = Field(default=None, gt=0)
     """Largest change per control interval (required for MVs)."""
+    max_age_s: Number | None = Field(default=None, gt=0)
+    """With a report-by-exception source: this tag's own limit on a held value's age."""
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not TAG_NAME.match(v):
-            raise ValueError(f"{v!r} must be letters, digits and underscores, not starting with a digit")
+            raise ValueError(
+                f"{v!r} must be letters, digits and underscores, not starting with a digit"
+            )
         if v == "timestamp":
             raise ValueError("'timestamp' is reserved for the time column of imports")
         return v
@@ -211,7 +222,9 @@ class Tag(_Strict):
     @classmethod
     def _node_id(cls, v: str | None) -> str | None:
         if v is not None and not NODE_ID.match(v):
-            raise ValueError(f"{v!r} is not an OPC-UA node id (ns=<n>;s=..., ns=<n>;i=..., nsu=<uri>;s=...)")
+            raise ValueError(
+                f"{v!r} is not an OPC-UA node id (ns=<n>;s=..., ns=<n>;i=..., nsu=<uri>;s=...)"
+            )
         return v
 
     @field_validator("limits", "operating")
@@ -226,12 +239,17 @@ class Tag(_Strict):
             olo, ohi = self.operating
             if olo < lo or ohi > hi:
                 raise _KeyedError(
-                    "operating", f"operating limits [{olo}, {ohi}] lie outside engineering limits [{lo}, {hi}]"
+                    "operating",
+                    f"operating limits [{olo}, {ohi}] lie outside engineering limits [{lo}, {hi}]",
                 )
         if self.role == "mv" and self.max_move is None:
-            raise _KeyedError("max_move", "an MV needs max_move (largest change per control interval)")
+            raise _KeyedError(
+                "max_move", "an MV needs max_move (largest change per control interval)"
+            )
         if self.max_move is not None and self.max_move > self.limits[1] - self.limits[0]:
-            raise _KeyedError("max_move", f"max_move {self.max_move} is wider than the limits {list(self.limits)}")
+            raise _KeyedError(
+                "max_move", f"max_move {self.max_move} is wider than the limits {list(self.limits)}"
+            )
         return self
 
     @property
@@ -258,6 +276,9 @@ class Safety(_Strict):
     """No proposal or write on data older than this."""
     proposal_ttl_s: Number | None = Field(default=None, gt=0)
     """A proposal expires this long after it is made; default two control intervals."""
+    on_partial_move: Literal["restore", "complete"] = "restore"
+    """A multi-MV move that fails part-way: put the MVs already moved back to their prior
+    values (restore), or write the rest of the move (complete); both through the guard."""
 
 
 class SimulatorRef(_Strict):
@@ -295,10 +316,20 @@ class PlantSpec(_Strict):
     def _check_sources(self) -> None:
         for i, t in enumerate(self.tags):
             if self.source.opcua is not None and t.opcua is None:
-                raise _KeyedError(f"tags[{i}].opcua", f"tag {t.name!r} has no OPC-UA node id, but the plant has an OPC-UA source (source.opcua)")
+                raise _KeyedError(
+                    f"tags[{i}].opcua",
+                    f"tag {t.name!r} has no OPC-UA node id, but the plant has an OPC-UA source (source.opcua)",
+                )
             if self.source.modbus is not None and t.modbus is None:
-                raise _KeyedError(f"tags[{i}].modbus", f"tag {t.name!r} has no Modbus address, but the plant has a Modbus source (source.modbus)")
-            if t.role == "mv" and t.modbus is not None and t.modbus.table not in ("holding", "coil"):
+                raise _KeyedError(
+                    f"tags[{i}].modbus",
+                    f"tag {t.name!r} has no Modbus address, but the plant has a Modbus source (source.modbus)",
+                )
+            if (
+                t.role == "mv"
+                and t.modbus is not None
+                and t.modbus.table not in ("holding", "coil")
+            ):
                 raise _KeyedError(
                     f"tags[{i}].modbus.table",
                     f"MV {t.name!r} must be writable: table 'holding' or 'coil', not {t.modbus.table!r}",
@@ -320,7 +351,9 @@ class PlantSpec(_Strict):
             if t.opcua is None:
                 continue
             if t.opcua in node_ids:
-                raise _KeyedError(f"tags[{i}].opcua", f"tag {t.name!r} reuses node id of {node_ids[t.opcua]!r}")
+                raise _KeyedError(
+                    f"tags[{i}].opcua", f"tag {t.name!r} reuses node id of {node_ids[t.opcua]!r}"
+                )
             node_ids[t.opcua] = t.name
 
     def _check_objective(self) -> None:
@@ -336,7 +369,9 @@ class PlantSpec(_Strict):
                 if tag is None:
                     raise _KeyedError(f"{key}.{name}", f"no tag named {name!r}")
                 if tag.role not in roles:
-                    raise _KeyedError(f"{key}.{name}", f"{name!r} is a {tag.role}, expected {' or '.join(roles)}")
+                    raise _KeyedError(
+                        f"{key}.{name}", f"{name!r} is a {tag.role}, expected {' or '.join(roles)}"
+                    )
                 if not math.isfinite(value):
                     raise _KeyedError(f"{key}.{name}", f"{value} is not a finite number")
                 if key != "objective.setpoints" and key != "objective.economic" and value < 0:
@@ -388,6 +423,20 @@ class PlantSpec(_Strict):
     def proposal_ttl_s(self) -> float:
         return self.safety.proposal_ttl_s or 2 * self.plant.control_interval_s
 
+    def hold_s(self, tag: str) -> float | None:
+        """How long a tag's last value stands for the present when no new sample arrives:
+        its max age under a report-by-exception source, None (not at all) otherwise."""
+        opcua = self.source.opcua
+        if opcua is None or not opcua.report_by_exception:
+            return None
+        own = self.tag(tag).max_age_s
+        return float(own if own is not None else opcua.max_age_s)
+
+    def max_age_s(self, tag: str) -> float:
+        """The oldest a tag's newest sample may be for proposals and writes (safety rule 3)."""
+        held = self.hold_s(tag)
+        return held if held is not None else float(self.safety.max_staleness_s)
+
     def simulator_path(self) -> Path | None:
         """The simulator file for this plant, or None when it has none."""
         if self.folder is None:
@@ -432,7 +481,9 @@ def resolve_spec_path(ref: str | Path) -> Path:
     if TAG_NAME.match(name) and (PLANTS_DIR / name / "plant.toml").is_file():
         return PLANTS_DIR / name / "plant.toml"
     known = ", ".join(builtin_plants()) or "none"
-    raise SpecError(ref, "plant", f"no built-in plant named {name!r} and no such file (built-in: {known})")
+    raise SpecError(
+        ref, "plant", f"no built-in plant named {name!r} and no such file (built-in: {known})"
+    )
 
 
 def load_spec(ref: str | Path) -> PlantSpec:
@@ -478,7 +529,11 @@ def _spec_error_from(exc: ValidationError, raw: dict[str, Any], where: Path | st
         reason = "required key is missing"
     else:
         reason = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    more = (
+        f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        if len(errors) > 1
+        else ""
+    )
     return SpecError(where, key, reason + more)
 
 

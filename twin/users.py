@@ -6,14 +6,10 @@ import re
 
 from twin.auth import Role, User, hash_password
 from twin.errors import BadInput
-from twin.store import Store, iso, now_utc
+from twin.state import Store
 
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
-
-
-class UserExists(BadInput):
-    """A user with this name already exists."""
 
 
 def _check_password(password: str) -> None:
@@ -27,55 +23,21 @@ def create_user(store: Store, name: str, role: Role | str, password: str, *, act
         raise BadInput(f"user name {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-'")
     r = Role.parse(role)
     _check_password(password)
-    h = hash_password(password)
-    with store.write() as c:
-        if c.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
-            raise UserExists(f"user {name!r} already exists")
-        c.execute(
-            "INSERT INTO users (name, role, password_hash, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
-            (name, str(r), h, iso(now_utc()), actor),
-        )
-        store.audit(
-            c,
-            user=actor,
-            kind="user_add",
-            subject=f"user:{name}",
-            what={"name": name, "role": str(r)},
-        )
+    store.add_user(name, str(r), hash_password(password), actor=actor)
     return User(name, r)
 
 
 def set_role(store: Store, name: str, role: Role | str, *, actor: str, why: str = "") -> None:
-    r = Role.parse(role)
-    with store.write() as c:
-        row = c.execute("SELECT role FROM users WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise BadInput(f"no user named {name!r}")
-        c.execute("UPDATE users SET role = ? WHERE name = ?", (str(r), name))
-        store.audit(c, user=actor, kind="user_role", subject=f"user:{name}",
-                    what={"from": row[0], "to": str(r)}, why=why)  # fmt: skip
+    store.set_user_role(name, str(Role.parse(role)), actor=actor, why=why)
 
 
 def set_password(store: Store, name: str, password: str, *, actor: str) -> None:
     _check_password(password)
-    h = hash_password(password)
-    with store.write() as c:
-        if c.execute("UPDATE users SET password_hash = ? WHERE name = ?", (h, name)).rowcount == 0:
-            raise BadInput(f"no user named {name!r}")
-        store.audit(c, user=actor, kind="user_password", subject=f"user:{name}", what={})
+    store.set_user_password_hash(name, hash_password(password), actor=actor)
 
 
 def set_disabled(store: Store, name: str, disabled: bool, *, actor: str, why: str = "") -> None:
-    with store.write() as c:
-        if (
-            c.execute(
-                "UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name)
-            ).rowcount
-            == 0
-        ):
-            raise BadInput(f"no user named {name!r}")
-        store.audit(c, user=actor, kind="user_disable" if disabled else "user_enable",
-                    subject=f"user:{name}", what={}, why=why)  # fmt: skip
+    store.set_user_disabled(name, disabled, actor=actor, why=why)
 
 
 def list_users(store: Store) -> list[tuple[str, Role, bool]]:

@@ -10,7 +10,7 @@ from datetime import datetime
 import pandas as pd
 
 from twin import audit
-from twin.store import Store
+from twin.state import Store
 
 
 @dataclass(frozen=True)

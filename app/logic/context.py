@@ -16,7 +16,7 @@ from twin.errors import BadInput
 from twin.historian import Historian
 from twin.paths import Home
 from twin.spec import PlantSpec, load_spec
-from twin.store import Store
+from twin.state import Store
 
 PLANT_ENV = "TWIN_PLANT"
 REFRESH_ENV = "TWIN_APP_REFRESH_S"

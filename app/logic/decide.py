@@ -16,7 +16,7 @@ from twin.auth import User
 from twin.errors import BadInput
 from twin.historian import Historian
 from twin.spec import PlantSpec
-from twin.store import ProposalRecord, Store
+from twin.state import ProposalRecord, Store
 
 
 def parse_values(raw: Mapping[str, Any], spec: PlantSpec) -> dict[str, float]:

@@ -10,7 +10,7 @@ from twin import api
 from twin.auth import User
 from twin.errors import BadInput
 from twin.spec import PlantSpec
-from twin.store import Store
+from twin.state import Store
 
 
 def limits_frame(store: Store, spec: PlantSpec) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from twin.spec import PlantSpec
-from twin.store import ProposalRecord, RuntimeStatus, Store
+from twin.state import ProposalRecord, RuntimeStatus, Store
 
 
 @dataclass(frozen=True)

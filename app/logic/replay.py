@@ -18,7 +18,7 @@ import pandas as pd
 from app.logic.proposals import Trajectory, _trajectories
 from twin.historian import Historian
 from twin.spec import PlantSpec
-from twin.store import ProposalRecord, Store
+from twin.state import ProposalRecord, Store
 
 MARKER_KINDS = ("proposal", "approve", "modify", "reject", "write", "refused", "alarm")
 

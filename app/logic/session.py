@@ -7,7 +7,7 @@ through twin.api, which checks the stored role itself.
 from __future__ import annotations
 
 from twin.auth import AuthError, Role, User, authenticate
-from twin.store import Store
+from twin.state import Store
 
 
 def log_in(store: Store, name: str, password: str) -> User:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from twin.historian import Historian
 from twin.spec import PlantSpec
-from twin.store import RuntimeStatus, now_utc
+from twin.state import RuntimeStatus, now_utc
 
 
 class TagState(StrEnum):

@@ -22,6 +22,7 @@ from app.logic.proposals import Trajectory
 from twin.errors import BadInput
 from twin.historian import Historian
 from twin.spec import PlantSpec
+from twin.window import window_rows
 
 DEFAULT_HORIZON = 12
 """Control intervals rolled out when the caller gives no horizon (the planner's default)."""
@@ -40,19 +41,14 @@ def window_at(hist: Historian, spec: PlantSpec, tag_names: list[str], window: in
               at: datetime) -> np.ndarray:  # fmt: skip
     """The W sample instants up to `at` as rows in `tag_names` order (NaN where missing).
 
-    Samples are put on the plant's sample grid and the last value of a tag is held until a new
-    one arrives (OPC-UA reports by exception), which is how the runtime builds its windows.
+    Built by twin.window.window_rows, the one window rule of training, propose and serve.
     """
     period = spec.plant.sample_period_s
     lookback = timedelta(seconds=period * 2 * window)
     frame = hist.read(at - lookback, at + timedelta(microseconds=1), tags=tag_names)
-    end = round(at.timestamp() / period)
-    grid = range(end - window + 1, end + 1)
     if frame.empty:
         raise NoWindow(f"{spec.name}: no data in the {lookback} before {at.isoformat()}")
-    k = np.round(frame.index.map(lambda t: t.timestamp()).to_numpy() / period).astype(np.int64)
-    on_grid = frame.groupby(k).last().reindex(range(end - 2 * window, end + 1)).ffill()
-    out = on_grid.reindex(grid).reindex(columns=tag_names).to_numpy(dtype=float)
+    out = window_rows(frame, spec, tag_names, window, at)
     if np.isnan(out[-1]).all():
         raise NoWindow(f"{spec.name}: no values at {at.isoformat()} to start the twin from")
     return out

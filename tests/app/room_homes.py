@@ -14,7 +14,7 @@ from twin.historian import Historian
 from twin.model.config import ModelConfig
 from twin.paths import Home
 from twin.spec import PlantSpec, load_spec
-from twin.store import Store
+from twin.state import Store
 from twin.train import TrainConfig, train_plant
 from twin.users import create_user
 

@@ -17,7 +17,7 @@ from room_plant import PASSWORDS, LivePlant, read_opcua, start_live_plant, wait_
 
 from twin import api
 from twin.auth import PermissionDenied
-from twin.store import Store
+from twin.state import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 

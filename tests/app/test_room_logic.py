@@ -27,7 +27,7 @@ from app.logic import proposals as pv
 from twin import api, registry
 from twin.auth import AuthError, PermissionDenied, Role
 from twin.errors import BadInput
-from twin.store import RuntimeStatus, Store
+from twin.state import RuntimeStatus, Store
 
 
 @pytest.fixture

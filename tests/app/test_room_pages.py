@@ -9,7 +9,7 @@ import pytest
 from room_homes import PASSWORD, BuiltHome, plan_at, store_proposal
 from streamlit.testing.v1 import AppTest
 
-from twin.store import Store
+from twin.state import Store
 
 MAIN = str(Path(__file__).resolve().parents[2] / "app" / "main.py")
 TIMEOUT = 60

@@ -9,7 +9,7 @@ import pytest
 
 from twin.auth import Role, User
 from twin.spec import load_spec
-from twin.store import Store
+from twin.state import Store
 from twin.users import create_user
 
 PASSWORD = "correct horse battery"

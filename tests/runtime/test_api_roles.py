@@ -7,7 +7,8 @@ import pytest
 from twin import api, audit
 from twin.auth import AuthError, PermissionDenied, Role, User, authenticate
 from twin.errors import BadInput
-from twin.users import UserExists, create_user
+from twin.state import UserExists
+from twin.users import create_user
 
 from .conftest import PASSWORD, add_pending
 

@@ -5,7 +5,7 @@ import sqlite3
 
 from twin.auth import Role, authenticate
 from twin.cli import main
-from twin.store import Store
+from twin.state import Store
 
 
 def test_users_and_audit_commands(tmp_path, monkeypatch, capsys) -> None:

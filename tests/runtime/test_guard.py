@@ -82,7 +82,7 @@ def test_missing_tag_is_stale() -> None:
     live = _live(CSTR, {"Tc": 300.0})
     del live["Ca"]
     d = _check(live=live)
-    assert not d.allowed and "no live data for Ca" in d.reasons[0]
+    assert not d.allowed and "Ca: no live data" in d.reasons[0]
 
 
 def test_store_operator_limits_override_the_spec() -> None:

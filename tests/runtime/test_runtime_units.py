@@ -1,16 +1,14 @@
 """Pieces of the serve loop that need no plant: the plant clock, live values, interval counting."""
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from twin.errors import BadInput
-from twin.historian import Historian
 from twin.paths import Home
-from twin.runtime import PlantClock, Runtime, RuntimeConfig
 from twin.sample import Quality, Sample
+from twin.serve import LiveState, PlantClock, Runtime, RuntimeConfig
 from twin.spec import load_spec
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -42,16 +40,12 @@ def test_plant_clock_is_unmeasured_until_a_second_of_samples() -> None:
 def test_no_proposal_before_the_plant_clock_is_measured(tmp_path) -> None:
     # The first control interval can end within a wall second of the first data at 20x; a
     # proposal then, and a plant dying right after it, would age the data at wall speed.
-    calls = []
     spec = load_spec("cstr")
-    rt = Runtime(spec, Home.at(tmp_path), RuntimeConfig(), proposer=lambda *a: calls.append(a))
-    rt._historian = Historian(tmp_path / "hist")
-    for k in range(2 * spec.plant.samples_per_interval + 1):  # all at once: no wall time passes
-        rt._on_batch(_batch(spec, k))
-    assert rt._tick_due.is_set() and not rt.clock.measured
-    asyncio.run(rt._control_step())
-    assert calls == [] and "measuring" in rt.last_reason
-    rt._historian.close()
+    live = LiveState(spec, keep_s=600)
+    ticks = [
+        live.on_batch(_batch(spec, k)).tick for k in range(2 * spec.plant.samples_per_interval + 1)
+    ]
+    assert any(ticks) and not live.clock.measured
 
 
 def test_plant_clock_never_runs_slower_than_real_time() -> None:
@@ -63,61 +57,102 @@ def test_plant_clock_never_runs_slower_than_real_time() -> None:
     assert clock.now() is None
 
 
-def _runtime(tmp_path, mode="supervised"):
-    spec = load_spec("cstr")
-    rt = Runtime(spec, Home.at(tmp_path), RuntimeConfig(mode=mode), proposer=lambda *a: None)
-    rt._historian = Historian(tmp_path / "hist")
-    return rt, spec
-
-
 def _batch(spec, k: int, values: dict[str, float] | None = None, quality=Quality.GOOD):
     ts = T0 + timedelta(seconds=spec.plant.sample_period_s * k)
     values = values if values is not None else {t.name: sum(t.limits) / 2 for t in spec.tags}
     return [Sample(ts, n, v, quality) for n, v in values.items()]
 
 
-def test_intervals_are_counted_on_the_sample_clock(tmp_path) -> None:
-    rt, spec = _runtime(tmp_path)
+def test_intervals_are_counted_on_the_sample_clock() -> None:
+    spec = load_spec("cstr")
+    live = LiveState(spec, keep_s=600)
     spi = spec.plant.samples_per_interval
-    ticks = 0
-    for k in range(5 * spi + 1):
-        rt._on_batch(_batch(spec, k))
-        ticks += rt._tick_due.is_set()
-        rt._tick_due.clear()
+    ticks = sum(live.on_batch(_batch(spec, k)).tick for k in range(5 * spi + 1))
     assert ticks == 5  # one per control interval of plant time, however fast it arrived
-    rt._historian.close()
 
 
-def test_unchanged_tags_hold_their_value_until_a_gap(tmp_path) -> None:
-    # OPC-UA reports by exception: an MV that does not change is not re-sent every sample.
-    rt, spec = _runtime(tmp_path)
-    rt._on_batch(_batch(spec, 0))
-    for k in range(1, 4):
-        rt._on_batch(_batch(spec, k, {"Ca": 0.5, "T": 330.0}))
-    assert rt.live["Tc"].ts == T0 + timedelta(seconds=3 * spec.plant.sample_period_s)
-    window = rt._window(rt.live["Ca"].ts)
-    assert np.isfinite(window[-4:]).all()
-    rt._on_batch(
-        [Sample(T0 + timedelta(seconds=20), t.name, float("nan"), Quality.GAP) for t in spec.tags]
-    )
-    held_until = rt.live["Tc"].ts
-    rt._on_batch(_batch(spec, 5, {"Ca": 0.5}))
-    assert rt.live["Tc"].ts == held_until  # after an outage a value is no longer carried forward
-    rt._on_batch(_batch(spec, 6, {"Ca": float("nan")}, quality=Quality.BAD))
-    assert rt.live["Ca"].ts == T0 + timedelta(seconds=5 * spec.plant.sample_period_s)
-    rt._historian.close()
+def test_a_bad_newest_sample_is_not_replaced_by_an_older_good_one() -> None:
+    spec = load_spec("cstr")
+    live = LiveState(spec, keep_s=600)
+    for k in range(3):
+        live.on_batch(_batch(spec, k))
+    live.on_batch(_batch(spec, 3, {"T": 450.0}, quality=Quality.OUT_OF_RANGE))
+    now = T0 + timedelta(seconds=3 * spec.plant.sample_period_s)
+    assert live.latest["T"].value == 450.0 and live.value("T") is None
+    faults = {f.tag: f.kind for f in live.faults(now)}
+    assert faults == {"T": "out_of_range"}
+    window = live.window(spec.tag_names, 4, now)
+    assert np.isnan(window[-1, spec.tag_names.index("T")])  # missing, never the older 330 K
+    assert np.isfinite(window[-2, spec.tag_names.index("T")])
 
 
-def test_clock_going_back_resets_live_state_and_expires_pending(tmp_path) -> None:
-    rt, spec = _runtime(tmp_path)
+def test_staleness_is_each_tag_s_own() -> None:
+    # Ca falls silent while the others report: its own last sample ages, nobody else's.
+    spec = load_spec("cstr")
+    live = LiveState(spec, keep_s=600)
+    live.on_batch(_batch(spec, 0))
+    others = {t.name: sum(t.limits) / 2 for t in spec.tags if t.name != "Ca"}
+    n = int(2 * spec.safety.max_staleness_s / spec.plant.sample_period_s)
+    for k in range(1, n):
+        live.on_batch(_batch(spec, k, others))
+    now = live.newest_ts()
+    assert [(f.tag, f.kind) for f in live.faults(now)] == [("Ca", "stale")]
+
+
+def test_a_gap_makes_the_tag_a_fault_at_once() -> None:
+    spec = load_spec("cstr")
+    live = LiveState(spec, keep_s=600)
+    live.on_batch(_batch(spec, 0))
+    gap_ts = T0 + timedelta(seconds=spec.plant.sample_period_s)
+    live.on_batch([Sample(gap_ts, "Tc", float("nan"), Quality.GAP)])
+    assert [(f.tag, f.kind) for f in live.faults(gap_ts)] == [("Tc", "bad")]
+
+
+def test_one_tag_an_hour_behind_is_flagged_not_a_restart() -> None:
+    spec = load_spec("cstr")
+    live = LiveState(spec, keep_s=600)
     for k in range(10):
-        rt._on_batch(_batch(spec, 100 + k))
-    pid = rt.store.add_proposal(plant="cstr", mv_values={"Tc": 300.0}, payload={}, data_ts=T0,
-                                expires_at=T0 + timedelta(days=1), model_version="v", mode="supervised")  # fmt: skip
-    rt._on_batch(_batch(spec, 0))  # a restarted simulator starts its clock over
-    assert rt.clock.last_ts == T0 and len(rt.live) == len(spec.tags)
-    assert rt.store.get_proposal(pid).status == "expired"
-    rt._historian.close()
+        live.on_batch(_batch(spec, 100 + k))
+    before = live.clock.last_ts
+    late = T0 + timedelta(seconds=spec.plant.sample_period_s * 109) - timedelta(hours=1)
+    update = live.on_batch([Sample(late, "Caf", 1.0, Quality.GOOD)])
+    assert update.clock_reset is None and "Caf" in update.behind
+    assert live.clock.last_ts == before
+    update = live.on_batch(_batch(spec, 110))
+    assert update.clock_reset is None
+    assert [f.tag for f in live.faults(live.newest_ts())] == []  # Caf reported again on time
+
+
+def test_clock_going_back_resets_the_live_state() -> None:
+    spec = load_spec("cstr")
+    live = LiveState(spec, keep_s=600)
+    for k in range(10):
+        live.on_batch(_batch(spec, 100 + k))
+    update = live.on_batch(_batch(spec, 0))  # a restarted simulator starts its clock over
+    assert update.clock_reset is not None
+    assert live.clock.last_ts == T0 and len(live.latest) == len(spec.tags)
+
+
+def test_report_by_exception_holds_a_value_up_to_its_max_age(tmp_path) -> None:
+    import tomllib
+
+    spec = load_spec("cstr")
+    raw = tomllib.loads(spec.path.read_text())
+    raw["source"]["opcua"]["report_by_exception"] = True
+    raw["source"]["opcua"]["max_age_s"] = 60
+    from twin.spec import parse_spec
+
+    rbe = parse_spec(raw, spec.path)
+    live = LiveState(rbe, keep_s=600)
+    live.on_batch(_batch(rbe, 0))
+    others = {t.name: sum(t.limits) / 2 for t in rbe.tags if t.name != "Tc"}
+    n = int(40 / rbe.plant.sample_period_s)
+    for k in range(1, n + 1):
+        live.on_batch(_batch(rbe, k, others))
+    now = live.newest_ts()
+    assert live.faults(now) == []  # Tc unchanged for 40 s: held, not a fault
+    assert np.isfinite(live.window(rbe.tag_names, n, now)).all()
+    assert [f.tag for f in live.faults(now + timedelta(seconds=30))] == ["Tc"]
 
 
 def test_config_is_checked(tmp_path) -> None:

@@ -15,7 +15,7 @@ import pytest
 from twin import api, audit
 from twin.auth import PermissionDenied
 from twin.paths import Home
-from twin.store import Store
+from twin.state import Store
 from twin.users import create_user
 
 from .plant import (
@@ -272,8 +272,6 @@ def test_plant_killed_and_restarted_while_serving(rig: Rig) -> None:
 
 @pytest.mark.timeout(300)
 def test_runtime_sigkilled_and_restarted(rig: Rig) -> None:
-    from twin.runtime import Runtime, RuntimeConfig
-
     rig.start("opcua")
     approved = rig.decide_next("approve", timeout=120)
     stop(rig.serve, signal.SIGKILL)  # at whatever point the runtime had reached
@@ -290,7 +288,7 @@ def test_runtime_sigkilled_and_restarted(rig: Rig) -> None:
         assert _close(read_opcua(rig.spec, "Tc"), approved.mv_values["Tc"])
     # Later approvals are written as usual after the restart.
     nxt = rig.decide_next("approve", min_id=approved.id)
-    assert rig.outcome(nxt.id) == "written"
+    assert rig.outcome(nxt.id) == "written", rig.store.writes_for(plant="cstr", limit=3)
 
     # A crash exactly between committing the intent and writing: settled on restart, not re-sent.
     p = rig.wait(lambda: rig.store.pending_proposal("cstr"), 30, "a pending proposal")
@@ -300,10 +298,14 @@ def test_runtime_sigkilled_and_restarted(rig: Rig) -> None:
     target = next(live + d for d in (-1.0, 1.0, -1.5, 1.5) if abs(live + d - current) > 0.1)
     did = api.modify(rig.store, p.id, rig.op, {"Tc": target}, "interrupted", spec=rig.spec)
     # What the runtime commits before it writes: the decision taken and the intent recorded.
-    rt = Runtime(
-        rig.spec, Home.at(rig.home), RuntimeConfig(), store=rig.store, proposer=lambda *a: None
+    rig.store.record_intent(
+        plant="cstr",
+        actor="runtime",
+        values={"Tc": target},
+        prior={"Tc": live},
+        decision_id=did,
+        proposal_id=p.id,
     )
-    rt._record_intent(did, rig.store.get_proposal(p.id), {"Tc": target})
     assert len(rig.store.open_write_intents("cstr")) == 1
     rig.serve = start_serve(rig.spec, rig.home, rig.serve_log)
     rig.wait(
@@ -312,7 +314,7 @@ def test_runtime_sigkilled_and_restarted(rig: Rig) -> None:
         "the interrupted write to be reconciled",
     )
     (w,) = rig.store.writes_for(decision_id=did)
-    assert w.status == "failed" and "not re-sent" in w.reason
+    assert w.status == "failed" and "settled from the plant's value" in w.reason
     assert rig.store.get_decision(p.id).applied == "failed"
     time.sleep(1.0)
     assert _close(read_opcua(rig.spec, "Tc"), current)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from twin import audit
-from twin.store import SCHEMA_VERSION, Store, StoreError
+from twin.state import SCHEMA_VERSION, Store, StoreError
 
 
 def test_schema_and_wal(store: Store) -> None:

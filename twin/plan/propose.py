@@ -26,8 +26,8 @@ def latest_window(
 ) -> tuple[np.ndarray, datetime] | None:
     """The newest `samples` rows on the sample grid (samples, len(tags)), NaN where missing,
     and the newest sample's timestamp; None when the historian holds nothing."""
-    from twin.data import regularise
     from twin.historian import Historian
+    from twin.window import window_rows
 
     with Historian(home.historian_dir(spec.name)) as hist:
         span = hist.time_range()
@@ -35,13 +35,10 @@ def latest_window(
             return None
         period = timedelta(seconds=spec.plant.sample_period_s)
         end = span[1]
-        frame = hist.read(end - period * (samples + 1), end + period, tags=spec.tag_names)
+        frame = hist.read(end - period * (2 * samples + 1), end + period, tags=spec.tag_names)
     if frame.empty:
         return None
-    grid = regularise(frame, spec)[tags].to_numpy(float)[-samples:]
-    if len(grid) < samples:  # a short history: the missing past is missing, not zero
-        grid = np.vstack([np.full((samples - len(grid), len(tags)), np.nan), grid])
-    return grid, end
+    return window_rows(frame, spec, tags, samples, end), end
 
 
 def propose(

@@ -1,0 +1,497 @@
+"""`twin serve`: the process that runs beside a plant.
+
+Ingest from the plant's Source into the historian (the same code as `twin ingest`, gaps
+recorded); every control interval, counted on the plant's own sample clock, a proposal from the
+active twin; in supervised mode approvals are picked up, guarded against the live plant and
+written as one move through the write path; advisory mode never writes; auto mode approves its
+own proposals (only where the spec allows it). Approved step-test campaigns run here too.
+
+No proposal and no write while any tag's newest sample is missing, bad, out of range or too old
+by its own timestamp (safety rule 3): an alarm names the tag instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from twin import api
+from twin.errors import BadInput, ConnectionLost
+from twin.guard import GuardDecision, check_write
+from twin.historian import Historian
+from twin.ingest import ingest
+from twin.paths import Home
+from twin.sample import Sample
+from twin.serve.alarms import Alarms
+from twin.serve.campaigns import Campaigns
+from twin.serve.config import ACTOR, RunSummary, RuntimeConfig
+from twin.serve.connections import open_connections
+from twin.serve.live import LiveState
+from twin.serve.lock import PlantLock
+from twin.serve.proposer import Proposer, TwinProposer
+from twin.serve.writepath import WritePath
+from twin.spec import PlantSpec
+from twin.state import DecisionRecord, ProposalRecord, Store, iso, now_utc
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """One plant's serve loop. `await Runtime(...).run()`; `stop()` ends it cleanly."""
+
+    def __init__(
+        self,
+        spec: PlantSpec,
+        home: Home,
+        config: RuntimeConfig,
+        *,
+        store: Store | None = None,
+        proposer: Proposer | None = None,
+        connections: tuple[Any, Any] | None = None,
+    ) -> None:
+        if config.mode == "auto" and not spec.safety.allow_auto:
+            raise BadInput(
+                f"plant {spec.name!r}: --mode auto is refused: its spec does not set "
+                "[safety] allow_auto = true (safety rule 1: nothing is written without an approval)"
+            )
+        if config.mode != "advisory" and not spec.mvs:
+            raise BadInput(f"plant {spec.name!r} has no MV tags: only --mode advisory makes sense")
+        self.spec, self.home, self.config = spec, home, config
+        self.store = store or Store.open(home)
+        self._own_store = store is None
+        self.proposer: Proposer = proposer if proposer is not None else TwinProposer(home, spec)
+        self._connections = connections
+        self.live = LiveState(spec, keep_s=self._keep_s())
+        self.alarms = Alarms(self.store, spec.name)
+        self.summary = RunSummary()
+        self.last_proposal_id: int | None = None
+        self.last_reason = "starting"
+        self.ood_ratio: float | None = None
+        self._tick_due = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._apply_lock = asyncio.Lock()
+        self._source: Any = None
+        self._writes: WritePath | None = None
+        self._campaigns: Campaigns | None = None
+
+    def _keep_s(self) -> float:
+        period = self.spec.plant.sample_period_s
+        return period * (
+            2 * max(int(self.proposer.window), 64) + self.spec.plant.samples_per_interval
+        )
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> RunSummary:
+        spec, cfg = self.spec, self.config
+        with PlantLock(Path(self.home.runs_dir) / f"{spec.name}.serve.lock", spec.name):
+            source, sink = self._connections or open_connections(spec, self.home, cfg.source)
+            self._source = source
+            self._started()
+            await self._load_twin()
+            historian = Historian(
+                self.home.historian_dir(spec.name), flush_interval_s=cfg.flush_interval_s
+            )
+            writes = WritePath(
+                spec, self.store, sink, self.live, self.alarms, rel_tol=cfg.readback_rel_tol
+            )  # noqa: E501
+            self._writes = writes
+            self._campaigns = Campaigns(spec, self.store, self.live, writes, historian)
+            writes.load_interrupted()
+            try:
+                await self._run_tasks(source, historian)
+            finally:
+                await writes.close()
+                historian.close()
+                self._stopped()
+        return self.summary
+
+    def _started(self) -> None:
+        spec, cfg = self.spec, self.config
+        what = {"mode": cfg.mode, "source": cfg.source, "pid": os.getpid(), "steps": cfg.steps}
+        self.store.log_event(user=ACTOR, kind="runtime_start", plant=spec.name, what=what)
+        self.store.put_status(
+            spec.name,
+            mode=cfg.mode,
+            source=cfg.source,
+            pid=os.getpid(),
+            connected=False,
+            heartbeat_at=now_utc(),
+            steps_done=0,
+            alarms=[],
+            last_reason="starting",
+        )
+        self.store.expire_pending(
+            spec.name,
+            actor=ACTOR,
+            why="made before this runtime started; its plant state is not vouched for",
+        )
+
+    def _stopped(self) -> None:
+        self._write_status(final=True)
+        s = self.summary
+        what = {
+            "steps": s.steps,
+            "proposals": s.proposals,
+            "writes": s.writes,
+            "refused": s.refused,
+        }
+        self.store.log_event(user=ACTOR, kind="runtime_stop", plant=self.spec.name, what=what)
+        if self._own_store:
+            self.store.close()
+
+    async def _load_twin(self) -> None:
+        try:  # load the twin before the plant clock starts counting
+            await asyncio.to_thread(self.proposer.refresh)
+        except Exception as exc:  # a broken checkpoint must not stop ingest; reported per step
+            log.warning("cannot load the active twin yet: %s", exc)
+
+    async def _run_tasks(self, source: Any, historian: Historian) -> None:
+        tasks: list[asyncio.Task[Any]] = [
+            asyncio.create_task(self._ingest(source, historian), name="ingest"),
+            asyncio.create_task(self._control(), name="control"),
+            asyncio.create_task(self._poll(), name="poll"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+        ]
+        stopper: asyncio.Task[Any] = asyncio.create_task(self._stop.wait(), name="stop")
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        self._stop.set()
+        for t in tasks:
+            t.cancel()
+        stopper.cancel()
+        # Bounded: a connection that hangs while closing must not keep the process alive.
+        _, stuck = await asyncio.wait(tasks, timeout=10.0)
+        if stuck:
+            log.warning("did not stop cleanly within 10 s: %s", [t.get_name() for t in stuck])
+        for t in done:
+            if t is not stopper and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+
+    # ---- ingest ------------------------------------------------------------------------
+
+    async def _ingest(self, source: Any, historian: Historian) -> None:
+        """Source -> historian and live state; never gives up on a plant that is down."""
+        while not self._stop.is_set():
+            try:
+                async with source:
+                    log.info("connected to %s over %s", self.spec.name, self.config.source)
+                    await ingest(
+                        source,
+                        historian,
+                        stop=self._stop,
+                        source_name=self.config.source,
+                        on_batch=self.on_batch,
+                    )
+            except ConnectionLost as exc:
+                self.last_reason = f"plant unreachable: {exc}"
+                log.warning("%s; retrying in %.0f s", exc, self.config.reconnect_s)
+                await asyncio.sleep(self.config.reconnect_s)
+            except BadInput:
+                raise  # a wrong node id or register: the user must fix the spec
+            except Exception as exc:  # whatever else the connection does, the runtime stays up
+                self.last_reason = f"plant connection failed: {type(exc).__name__}: {exc}"
+                log.exception(
+                    "plant connection failed; retrying in %.0f s", self.config.reconnect_s
+                )
+                await asyncio.sleep(self.config.reconnect_s)
+
+    def on_batch(self, batch: list[Sample]) -> None:
+        """A batch from the plant: the live state, then what it changed."""
+        update = self.live.on_batch(batch)
+        plant = self.spec.name
+        if update.clock_reset is not None:
+            to = self.live.newest_ts()
+            self.store.log_event(
+                user=ACTOR,
+                kind="clock_reset",
+                plant=plant,
+                what={"from": iso(update.clock_reset), "to": iso(to)},
+            )  # noqa: E501
+            self.store.expire_pending(
+                plant, actor=ACTOR, why="the plant clock went back (plant restarted)"
+            )
+            self.proposer.reset()
+        if update.clock_jump_s is not None:
+            self.store.log_event(
+                user=ACTOR, kind="clock_jump", plant=plant, what={"seconds": update.clock_jump_s}
+            )  # noqa: E501
+        if update.tick:
+            self._tick_due.set()
+
+    # ---- control intervals -------------------------------------------------------------
+
+    async def _control(self) -> None:
+        while not self._stop.is_set():
+            await self._tick_due.wait()
+            self._tick_due.clear()
+            try:
+                await self.control_step()
+            except Exception as exc:  # the plant side keeps running whatever a step does
+                log.exception("control step failed")
+                self.alarms.raise_("runtime_error", None, f"control step failed: {exc!r}")
+            self.summary.steps += 1
+            self._write_status()
+            if self.config.steps is not None and self.summary.steps >= self.config.steps:
+                log.info("%d control intervals done: stopping", self.summary.steps)
+                self.stop()
+                return
+
+    async def control_step(self) -> None:
+        """One control interval: check the sensors, then ask the twin for a proposal."""
+        spec = self.spec
+        assert self._campaigns is not None
+        running = self._campaigns.running()
+        if running is not None:
+            self._no_proposal("steptest", f"step test {running.id} is running")
+            return
+        try:
+            await asyncio.to_thread(self.proposer.refresh)
+        except Exception as exc:  # a broken checkpoint: keep serving data, make no proposal
+            log.exception("cannot load the active twin")
+            self._no_proposal("no_model", f"cannot load the active twin: {exc}")
+            return
+        now = self.live.clock.now()  # after loading a model, which may take a while
+        data_ts = self.live.newest_ts()
+        if now is None or data_ts is None:
+            self._no_proposal("no_data", "no live data yet")
+            return
+        if not self.live.clock.measured:
+            # Proposing now would invite an approval that the guard could only time at wall
+            # speed if the plant went silent: measure the plant clock's rate first.
+            self._no_proposal("no_data", "still measuring how fast the plant's clock runs")
+            return
+        if self._sensor_faults(now):
+            return
+        window = self.live.window(self.proposer.tag_names, int(self.proposer.window), data_ts)
+        operating = api.operator_limits(self.store, spec)
+        try:
+            result = await asyncio.to_thread(self.proposer, window, data_ts, now, operating)
+        except Exception as exc:  # the plant side must keep running whatever the planner does
+            log.exception("planning failed")
+            self._no_proposal("error", f"planning failed: {type(exc).__name__}: {exc}")
+            return
+        proposed = getattr(result, "proposed", None)
+        if proposed is None:
+            code = str(getattr(result, "code", "none"))
+            self.ood_ratio = float("inf") if code == "ood" else self.ood_ratio
+            self._no_proposal(code, str(getattr(result, "reason", result)))
+            return
+        # Planning takes a while of plant time: a plant that went silent meanwhile gets nothing.
+        after = self.live.clock.now() or now
+        if self._sensor_faults(after):
+            return
+        await self._store_proposal(result)
+
+    def _sensor_faults(self, now: datetime) -> bool:
+        faults = self.live.faults(now)
+        self.alarms.condition("sensor_fault", {f.tag: f.message for f in faults})
+        if faults:
+            self._no_proposal("sensor_fault", "; ".join(f.message for f in faults))
+        return bool(faults)
+
+    def _no_proposal(self, code: str, reason: str) -> None:
+        self.summary.no_proposals += 1
+        self.last_reason = f"no proposal ({code}): {reason}"
+        if not self.summary.reasons or self.summary.reasons[-1] != code:
+            self.summary.reasons.append(code)
+        log.info(self.last_reason)
+
+    async def _store_proposal(self, proposal: Any) -> None:
+        spec, mode = self.spec, self.config.mode
+        payload = proposal.to_dict() if hasattr(proposal, "to_dict") else dict(vars(proposal))
+        payload["spec_path"] = str(spec.path) if spec.path is not None else spec.name
+        live = {t.name: v for t in spec.mvs if (v := self.live.value(t.name)) is not None}
+        payload["mv_live"] = live
+        payload.setdefault(
+            "summary",
+            ", ".join(
+                f"{k} {live.get(k, float('nan')):.4g} -> {v:.4g}"
+                for k, v in proposal.proposed.items()
+            ),
+        )
+        pid = self.store.add_proposal(
+            plant=spec.name,
+            mv_values=dict(proposal.proposed),
+            payload=payload,
+            data_ts=proposal.data_ts,
+            expires_at=proposal.expires_at,
+            model_version=str(proposal.model_version),
+            mode=mode,
+            status="advisory" if mode == "advisory" else "pending",
+            actor=ACTOR,
+        )
+        self.summary.proposals += 1
+        self.last_proposal_id = pid
+        self.ood_ratio = float(getattr(proposal, "ood_score", float("nan")))
+        self.last_reason = f"proposal {pid} made"
+        if mode == "auto":
+            api.auto_approve(self.store, pid)
+            await self._apply_approvals()
+
+    # ---- approvals -> guarded writes ---------------------------------------------------
+
+    async def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.poll_once()
+            except Exception as exc:  # nothing in the write path may end this loop
+                log.exception("write path")
+                self.alarms.raise_(
+                    "runtime_error", None, f"write path: {type(exc).__name__}: {exc}"
+                )
+            await asyncio.sleep(self.config.poll_s)
+
+    async def poll_once(self) -> None:
+        """Settle interrupted moves, act on approvals, run step tests, expire proposals."""
+        assert self._writes is not None and self._campaigns is not None
+        now = self.live.clock.now()
+        measured = self.live.clock.measured and now is not None
+        if measured:
+            await self._writes.settle(now)
+        await self._apply_approvals()
+        if measured and now is not None and not self._writes.unsettled:
+            if self.config.mode != "advisory":  # advisory writes nothing, step tests included
+                await self._campaigns.step(now)
+        self._expire(now)
+
+    async def _apply_approvals(self) -> None:
+        # One pass at a time: the poll loop and an auto-mode control step may both get here.
+        async with self._apply_lock:
+            for decision, proposal in self.store.unapplied_approvals(self.spec.name):
+                await self._apply(decision, proposal)
+
+    async def _apply(self, decision: DecisionRecord, proposal: ProposalRecord) -> None:
+        assert self._writes is not None and self._campaigns is not None
+        values = decision.mv_values or {}
+        now = self.live.clock.now()
+        writing = self.config.mode != "advisory"
+        if writing and (now is None or not self.live.clock.measured or self._writes.unsettled):
+            return  # decided once the plant clock is known and interrupted moves are settled
+        g = self._guard(decision, proposal, now) if writing and now is not None else None
+        if g is None:
+            g = GuardDecision({}, ("the runtime is in advisory mode: nothing is ever written",))
+        if not g.allowed:
+            self.store.refuse_write(
+                plant=self.spec.name,
+                actor=ACTOR,
+                proposal_id=proposal.id,
+                decision_id=decision.id,
+                values=values,
+                reasons=g.reasons,
+            )
+            self.summary.refused += 1
+            log.warning("write for proposal %d refused: %s", proposal.id, "; ".join(g.reasons))
+            return
+        assert now is not None
+        move = self._writes.start(g.values, now, decision_id=decision.id, proposal_id=proposal.id)
+        outcome = await self._writes.write(move)
+        self.summary.writes = self._writes.writes
+        if outcome != "unsettled":  # an unsettled move's decision closes when it is settled
+            self.store.finish_decision(decision.id, proposal.id, outcome, actor=ACTOR)
+
+    def _guard(
+        self, decision: DecisionRecord, proposal: ProposalRecord, now: datetime
+    ) -> GuardDecision:
+        reasons: list[str] = []
+        if self._campaigns is not None and self._campaigns.running() is not None:
+            reasons.append("a step test is running")
+        if proposal.data_ts > now:
+            reasons.append("the proposal was made on another plant timeline (the plant restarted)")
+        if reasons:
+            return GuardDecision({}, tuple(reasons))
+        ood = self._ood_now()
+        values = decision.mv_values or {}
+        return check_write(
+            self.spec,
+            approved=values,
+            proposed=proposal.mv_values,
+            live=self.live.latest,
+            now=now,
+            expires_at=proposal.expires_at,
+            operator_limits=self.store.operator_limits(self.spec.name),
+            modification=values if decision.kind == "modify" else None,
+            ood_score=ood,
+            ood_threshold=1.0 if ood is not None else None,
+        )
+
+    def _ood_now(self) -> float | None:
+        """The OOD score recomputed from the plant as it is at write time (safety rule 2)."""
+        data_ts = self.live.newest_ts()
+        if data_ts is None:
+            return None
+        window = self.live.window(self.proposer.tag_names, int(self.proposer.window), data_ts)
+        try:
+            return self.proposer.ood_ratio(window)
+        except Exception as exc:  # a score that cannot be computed is no score: refuse
+            log.exception("OOD score at write time")
+            self.alarms.raise_("runtime_error", None, f"OOD score at write time failed: {exc!r}")
+            return float("inf")
+
+    def _expire(self, now: datetime | None) -> None:
+        p = self.store.pending_proposal(self.spec.name)
+        if p is not None and now is not None and now > p.expires_at:
+            self.store.set_proposal_status(
+                p.id,
+                "expired",
+                actor=ACTOR,
+                only_if="pending",
+                why=f"not decided before {iso(p.expires_at)} (plant clock)",
+            )
+
+    # ---- status ------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while not self._stop.is_set():
+            self._write_status()
+            await asyncio.sleep(self.config.heartbeat_s)
+
+    def _write_status(self, final: bool = False) -> None:
+        now = self.live.clock.now()
+        newest = self.live.last_heard()
+        age = (now - newest).total_seconds() if now is not None and newest is not None else None
+        status = getattr(self._source, "status", None)
+        connected = bool(getattr(status, "connected", False)) and not final
+        if age is not None and age > self.spec.safety.max_staleness_s:
+            reason = f"data stale: newest sample {age:.0f} s old"
+        else:
+            reason = self.last_reason
+        self.summary.alarms = self.alarms.raised
+        self.store.put_status(
+            self.spec.name,
+            heartbeat_at=now_utc(),
+            connected=connected,
+            last_sample_ts=self.live.clock.last_ts,
+            last_sample_age_s=age,
+            model_version=self.proposer.version,
+            ood_score=self.ood_ratio,
+            last_proposal_id=self.last_proposal_id,
+            last_reason="stopped" if final else reason,
+            steps_done=self.summary.steps,
+            alarms=list(self.alarms.recent),
+            mode=self.config.mode,
+            source=self.config.source,
+            pid=os.getpid(),
+        )
+
+
+def serve(spec: PlantSpec, home: Home, config: RuntimeConfig) -> RunSummary:
+    """Run the serve loop until --steps are done or SIGINT/SIGTERM."""
+    runtime = Runtime(spec, home, config)
+
+    async def main() -> RunSummary:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, runtime.stop)
+        return await runtime.run()
+
+    return asyncio.run(main())
