@@ -1,6 +1,6 @@
 """`twin demo`: a simulated plant, a trained twin, the runtime and the control room, in one command.
 
-Each part runs as its own process, exactly as an operator would start it by hand (DESIGN.md
+Each part runs as its own process, exactly as an operator would start it by hand (docs/architecture.md
 "Processes"), so the demo exercises the real protocols and the real state store. The demo only
 orchestrates: it calls the same CLI commands and stops them all cleanly on Ctrl-C.
 """

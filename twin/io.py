@@ -1,4 +1,4 @@
-"""Import and export of plant history in the wide file format (DESIGN.md, "Import format").
+"""Import and export of plant history in the wide file format (docs/architecture.md, "Import format").
 
 A file holds a `timestamp` column (ISO 8601, naive = UTC, or epoch seconds) and one column per
 tag, named as in the plant spec. A missing cell is a missing sample, never a zero. Import

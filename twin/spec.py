@@ -1,6 +1,6 @@
 """The plant spec: `plant.toml` loaded into validated pydantic models.
 
-The format is a contract (see DESIGN.md): tools outside the project write these files, so
+The format is a contract (see docs/architecture.md): tools outside the project write these files, so
 every error names the file, the key and the reason, and unknown keys are errors rather than
 silently ignored settings.
 """

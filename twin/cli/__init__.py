@@ -1,4 +1,4 @@
-"""The `twin` command line (a contract: see DESIGN.md).
+"""The `twin` command line (a contract: see docs/architecture.md).
 
 Each command group lives in its own module with a `register(app)` function; this module only
 assembles them and maps errors to exit codes: 0 success, 2 bad input, 1 failure.

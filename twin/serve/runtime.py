@@ -23,12 +23,12 @@ from typing import Any
 
 from twin import api
 from twin.errors import BadInput, ConnectionLost
-from twin.guard import GuardDecision, check_write
 from twin.historian import Historian
 from twin.ingest import ingest
 from twin.paths import Home
 from twin.sample import Sample
 from twin.serve.alarms import Alarms
+from twin.serve.approvals import Approvals
 from twin.serve.campaigns import Campaigns
 from twin.serve.config import ACTOR, RunSummary, RuntimeConfig
 from twin.serve.connections import open_connections
@@ -37,7 +37,7 @@ from twin.serve.lock import PlantLock
 from twin.serve.proposer import Proposer, TwinProposer
 from twin.serve.writepath import WritePath
 from twin.spec import PlantSpec
-from twin.state import DecisionRecord, ProposalRecord, Store, iso, now_utc
+from twin.state import Store, iso, now_utc
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class Runtime:
         self._source: Any = None
         self._writes: WritePath | None = None
         self._campaigns: Campaigns | None = None
+        self._approvals: Approvals | None = None
 
     def _keep_s(self) -> float:
         period = self.spec.plant.sample_period_s
@@ -106,6 +107,17 @@ class Runtime:
             )  # noqa: E501
             self._writes = writes
             self._campaigns = Campaigns(spec, self.store, self.live, writes, historian)
+            self._approvals = Approvals(
+                spec,
+                self.store,
+                self.live,
+                self.proposer,
+                writes,
+                self._campaigns,
+                self.alarms,
+                mode=cfg.mode,
+                summary=self.summary,
+            )
             writes.load_interrupted()
             try:
                 await self._run_tasks(source, historian)
@@ -364,77 +376,9 @@ class Runtime:
         self._expire(now)
 
     async def _apply_approvals(self) -> None:
-        # One pass at a time: the poll loop and an auto-mode control step may both get here.
-        async with self._apply_lock:
-            for decision, proposal in self.store.unapplied_approvals(self.spec.name):
-                await self._apply(decision, proposal)
-
-    async def _apply(self, decision: DecisionRecord, proposal: ProposalRecord) -> None:
-        assert self._writes is not None and self._campaigns is not None
-        values = decision.mv_values or {}
-        now = self.live.clock.now()
-        writing = self.config.mode != "advisory"
-        if writing and (now is None or not self.live.clock.measured or self._writes.unsettled):
-            return  # decided once the plant clock is known and interrupted moves are settled
-        g = self._guard(decision, proposal, now) if writing and now is not None else None
-        if g is None:
-            g = GuardDecision({}, ("the runtime is in advisory mode: nothing is ever written",))
-        if not g.allowed:
-            self.store.refuse_write(
-                plant=self.spec.name,
-                actor=ACTOR,
-                proposal_id=proposal.id,
-                decision_id=decision.id,
-                values=values,
-                reasons=g.reasons,
-            )
-            self.summary.refused += 1
-            log.warning("write for proposal %d refused: %s", proposal.id, "; ".join(g.reasons))
-            return
-        assert now is not None
-        move = self._writes.start(g.values, now, decision_id=decision.id, proposal_id=proposal.id)
-        outcome = await self._writes.write(move)
-        self.summary.writes = self._writes.writes
-        if outcome != "unsettled":  # an unsettled move's decision closes when it is settled
-            self.store.finish_decision(decision.id, proposal.id, outcome, actor=ACTOR)
-
-    def _guard(
-        self, decision: DecisionRecord, proposal: ProposalRecord, now: datetime
-    ) -> GuardDecision:
-        reasons: list[str] = []
-        if self._campaigns is not None and self._campaigns.running() is not None:
-            reasons.append("a step test is running")
-        if proposal.data_ts > now:
-            reasons.append("the proposal was made on another plant timeline (the plant restarted)")
-        if reasons:
-            return GuardDecision({}, tuple(reasons))
-        ood = self._ood_now()
-        values = decision.mv_values or {}
-        return check_write(
-            self.spec,
-            approved=values,
-            proposed=proposal.mv_values,
-            live=self.live.latest,
-            now=now,
-            expires_at=proposal.expires_at,
-            operator_limits=self.store.operator_limits(self.spec.name),
-            modification=values if decision.kind == "modify" else None,
-            ood_score=ood,
-            ood_threshold=1.0 if ood is not None else None,
-        )
-
-    def _ood_now(self) -> float | None:
-        """The OOD score recomputed from the plant as it is at write time (safety rule 2)."""
-        data_ts = self.live.newest_ts()
-        if data_ts is None:
-            return None
-        window = self.live.window(self.proposer.tag_names, int(self.proposer.window), data_ts)
-        try:
-            return self.proposer.ood_ratio(window)
-        except Exception as exc:  # a score that cannot be computed is no score: refuse
-            log.exception("OOD score at write time")
-            self.alarms.raise_("runtime_error", None, f"OOD score at write time failed: {exc!r}")
-            return float("inf")
+        assert self._approvals is not None
+        await self._approvals.apply_all()
+        self.summary.writes = self._writes.writes if self._writes else 0
 
     def _expire(self, now: datetime | None) -> None:
         p = self.store.pending_proposal(self.spec.name)
