@@ -8,7 +8,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from twin.guard import check_write
 from twin.serve.config import ACTOR
 from twin.serve.live import LiveState
 from twin.serve.writepath import WritePath
@@ -47,15 +46,7 @@ class Campaigns:
         if now < camp.started_at + timedelta(seconds=float(move["at_s"])):
             return
         values = {k: float(v) for k, v in move["values"].items()}
-        g = check_write(
-            self.spec,
-            approved=values,
-            proposed=values,
-            live=self.live.latest,
-            now=now,
-            expires_at=None,
-            operator_limits=self.store.operator_limits(self.spec.name),
-        )
+        g = self.writes.check_own_move(values, now)
         if not g.allowed:
             why = "; ".join(g.reasons)
             self.store.log_event(

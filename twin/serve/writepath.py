@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from connectors.base import WriteResult
 from connectors.errors import ReadBackMismatch, WriteRejected
 from twin.errors import BadInput
-from twin.guard import check_write
+from twin.guard import GuardDecision, check_write
 from twin.serve.alarms import Alarms
 from twin.serve.config import ACTOR
 from twin.serve.live import LiveState
@@ -103,6 +103,19 @@ class WritePath:
                 await asyncio.wait_for(sink.__aexit__(None, None, None), timeout=5.0)
 
     # ---- one move ----------------------------------------------------------------------
+
+    def check_own_move(self, values: Mapping[str, float], now: datetime) -> GuardDecision:
+        """The guard for a move the runtime makes itself (a step-test step, a repair): no
+        proposal to match and no expiry, every other check as for an approval."""
+        return check_write(
+            self.spec,
+            approved=values,
+            proposed=values,
+            live=self.live.latest,
+            now=now,
+            expires_at=None,
+            operator_limits=self.store.operator_limits(self.spec.name),
+        )
 
     def start(
         self,
@@ -296,15 +309,7 @@ class WritePath:
         self.alarms.raise_("partial_move", None, message, move.subject)
         if not target or now is None:
             return "partial", message + ": nothing to write it with"
-        g = check_write(
-            self.spec,
-            approved=target,
-            proposed=target,
-            live=self.live.latest,
-            now=now,
-            expires_at=None,
-            operator_limits=self.store.operator_limits(self.spec.name),
-        )
+        g = self.check_own_move(target, now)
         if not g.allowed:
             why = "; ".join(g.reasons)
             self.alarms.raise_("partial_move", None, f"{message} refused by the guard: {why}")
