@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from tests.faults import mixer, store_view
-from tests.faults.fault_plant import FaultPlant, MvWrite, PlantThread
-from tests.faults.procs import free_port, install_models, start_serve, stop
-from tests.faults.proxy import Proxy
-from tests.faults.verdict import ANY, Block, CaseResult, partial_moves, samples_lost, unsafe_writes
+from . import mixer, store_view
+from .fault_plant import FaultPlant, MvWrite, PlantThread
+from .procs import free_port, install_models, start_serve, stop
+from .proxy import Proxy
+from .verdict import ANY, Block, CaseResult, partial_moves, samples_lost, unsafe_writes
 
 SPEED = 10.0
 """Plant seconds per wall second."""

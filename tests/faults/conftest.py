@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import mixer
-from tests.faults.procs import train_tiny
+from . import mixer
+from .procs import train_tiny
 
 
 @pytest.fixture(scope="session")

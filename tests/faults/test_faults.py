@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.cases import CASES, run_case
+from .cases import CASES, run_case
 
 pytestmark = [pytest.mark.slow]
 

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.faults import mixer, store_view
-from tests.faults.fault_plant import FaultPlant, MvWrite
 from twin.historian import Historian
 from twin.paths import Home
+
+from . import mixer, store_view
+from .fault_plant import FaultPlant, MvWrite
 
 ANY = "*"
 """An expected alarm that may name any tag (a fault of the whole source)."""
@@ -102,16 +103,9 @@ def partial_moves(plant: FaultPlant, rec: store_view.Recorded) -> list[str]:
     applied = Counter((w.tag, round(w.applied, 6)) for w in plant.writes if w.applied != w.before)
     recorded = Counter((r.tag, round(r.requested, 6)) for r in rec.writes if r.status == "done")
     for (tag, value), n in applied.items():
-        if n > recorded[(tag, value)] and (tag, value) not in _restores(plant):
+        if n > recorded[(tag, value)]:
             out.append(f"the plant applied {tag}={value:g} but the store has no done write of it")
     return out
-
-
-def _restores(plant: FaultPlant) -> set[tuple[str, float]]:
-    """Values written back to what the MV held before a move (a restore, by any policy)."""
-    return {(w.tag, round(w.applied, 6)) for w in plant.writes if w.applied != w.before} & {
-        (w.tag, round(w.before, 6)) for w in plant.writes
-    }
 
 
 def _reconciled(rec: store_view.Recorded, decision_id: int, rows: list[Any]) -> bool:
