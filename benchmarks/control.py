@@ -1,15 +1,21 @@
-"""Closed-loop control benchmark: the JEPA planner vs oracle NMPC, linear (ARX) MPC and hold.
+"""Closed-loop control benchmark: the JEPA planner vs oracle NMPC, linear (ARX) MPC, PID and hold.
 
 In-process, faster than real time, no protocols. Each controller drives the plant simulator
-through the same named scenarios with the same seed. The JEPA planner uses a twin trained only
-on generated history (PRBS over the operating band), cached under the benchmark home; the linear
-MPC plans on the ARX model identified from the same data, with the same planner, limits, cost
-and offset-free correction; the oracle solves the same problem on the true physics from the true
-state. Nobody sees future setpoint or disturbance changes.
+through the same named scenarios with the same seeds. The JEPA planner uses twins trained only
+on generated history (PRBS over the operating band), one per training seed, cached under the
+benchmark home, with the disturbance observer's gains fitted on each twin's validation block;
+the linear MPC plans on the ARX model identified from the same data, with the same planner,
+limits and cost, in its own offset-free (velocity) form; the oracle solves the same problem on
+the true physics from the true state. Nobody sees future setpoint or disturbance changes, and a
+scenario's hidden tags (an analyser that is not there) read their first value throughout.
 
-    python benchmarks/control.py [--json] [--only cstr/stable] [--minutes M]
+Every figure is a mean over twin seeds x scenario seeds with a 95 % interval; control.json keeps
+each run. Runnable per scenario (--only) and per seed; twins are trained once and reused.
 
-Prints a table, writes benchmarks/results/control.json and control.html (trajectories).
+    python benchmarks/control.py [--json] [--only cstr/fouling] [--minutes M]
+        [--twin-seeds 0,1,2] [--scenario-seeds 7,8,9] [--controllers jepa,oracle,...]
+
+Prints a table, writes benchmarks/results/control.json and control*.html (trajectories).
 """
 
 from __future__ import annotations
@@ -22,18 +28,20 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.table import Table
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _control_report import Run, aggregate, chart, print_table, score, with_ratios  # noqa: E402
 
 from plants import load_plant_model  # noqa: E402
 from plants.base import Simulation  # noqa: E402
@@ -43,9 +51,12 @@ from twin.baselines.oracle import OracleNMPC  # noqa: E402
 from twin.baselines.pid import PidController  # noqa: E402
 from twin.paths import Home  # noqa: E402
 from twin.plan.controller import PlanningController  # noqa: E402
+from twin.plan.observer import ObserverGains, fit_gains  # noqa: E402
 from twin.plan.proposal import Proposal  # noqa: E402
 from twin.plan.settings import PlannerConfig  # noqa: E402
 from twin.spec import PlantSpec, load_spec  # noqa: E402
+
+__all__ = ["BenchScenario", "Run", "aggregate", "run_scenario", "score", "with_ratios"]
 
 log = logging.getLogger("benchmarks.control")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -54,12 +65,14 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class BenchScenario:
-    """One closed-loop case: plant, simulator scenario, length and seed."""
+    """One closed-loop case: plant, simulator scenario, length, seed and hidden tags."""
 
     plant: str
     scenario: str
     minutes: float
     seed: int = 7
+    hidden: tuple[str, ...] = ()
+    """Tags the controllers do not measure: they read their first value throughout."""
 
     @property
     def key(self) -> str:
@@ -70,8 +83,14 @@ SCENARIOS = (
     BenchScenario("cstr", "stable", 70.0),
     BenchScenario("cstr", "hard", 60.0),
     BenchScenario("four_tank", "tracking", 60.0),
+    BenchScenario("cstr", "fouling", 50.0),
+    BenchScenario("cstr", "fouling_15", 50.0),
+    BenchScenario("cstr", "feed_conc", 50.0, hidden=("Caf",)),
+    BenchScenario("four_tank", "leak", 40.0),
 )
 CONTROLLERS = ("jepa", "oracle", "linear_mpc", "pid", "hold")
+TWIN_FREE = ("oracle", "linear_mpc", "pid", "hold")
+"""Controllers that do not depend on the twin's seed: run once per scenario seed."""
 
 
 @dataclass(frozen=True)
@@ -91,76 +110,106 @@ class BenchConfig:
     """Disturbance scenario under the PRBS history per plant: the twin must have seen the DVs
     move (a feed-temperature step it never saw is, rightly, out of distribution), but never the
     benchmark's own scenarios."""
+    observer_min_gain: float = 0.05
+    """Floor under the fitted observer gains (see twin.plan.observer.fit_gains)."""
 
 
 # ---- the twins -----------------------------------------------------------------------
 
 
-def prepare_twin(spec: PlantSpec, config: BenchConfig):  # type: ignore[no-untyped-def]
-    """The cached twin, the ARX model trained on the same generated history (both made if
-    absent) and how the twin's training ended."""
-    from twin import registry
+@dataclass
+class Twin:
+    """One trained twin with what the planner needs beside it."""
+
+    model: object
+    arx: object
+    gains: ObserverGains
+    training: dict
+
+
+def _history(spec: PlantSpec, config: BenchConfig):  # type: ignore[no-untyped-def]
     from twin.generate import generate
+
+    scenario = dict(config.training_scenarios).get(spec.name)
+    long = generate(
+        spec, config.hours, "prbs", scenario=scenario, seed=config.data_seed, start=START
+    )
+    return long.pivot_table(index="ts", columns="tag", values="value", aggfunc="last")
+
+
+def prepare_twin(spec: PlantSpec, config: BenchConfig, seed: int, frames: dict) -> Twin:
+    """The cached twin of this training seed (trained if absent), the ARX model identified on
+    the same history, and the observer's gains fitted on the twin's validation block."""
+    from twin import registry
+    from twin.data import DataConfig, regularise
     from twin.train import TrainConfig, train_plant
 
     home = Home.at(config.home)
-    # Control quality follows prediction quality: the benchmark's twin trains longer than
-    # the default (a 30-epoch cstr twin with NRMSE 0.72 at 10 steps controlled poorly).
     # Epochs and early stopping end training, never the clock: a time budget that binds
     # makes the twin, and every figure after it, depend on how busy the machine was.
-    cfg = TrainConfig(epochs=60, patience=12, max_seconds=3600.0, obs_max_seconds=3600.0)
-    ckpt = registry.load_checkpoint(home, spec) if registry.active_version(home, spec) else {}
-    trained_with = ckpt.get("card", {}).get("training", {}).get("train_config", {})
+    cfg = TrainConfig(epochs=60, patience=12, max_seconds=3600.0, obs_max_seconds=3600.0, seed=seed)
     wanted = {k: getattr(cfg, k) for k in ("epochs", "patience", "max_seconds", "seed")}
-    if any(trained_with.get(k) != v for k, v in wanted.items()):  # none yet, or made otherwise
-        scenario = dict(config.training_scenarios).get(spec.name)
-        long = generate(
-            spec, config.hours, "prbs", scenario=scenario, seed=config.data_seed, start=START
-        )
-        frame = long.pivot_table(index="ts", columns="tag", values="value", aggfunc="last")
-        registry.promote(home, spec, train_plant(home, spec, cfg=cfg, frame=frame))
-        ckpt = registry.load_checkpoint(home, spec)
-    twin = registry.load_active(home, spec)
+    version = None
+    for v in registry.versions(home, spec):
+        ckpt = registry.load_checkpoint(home, spec, v)
+        made = ckpt.get("card", {}).get("training", {}).get("train_config", {})
+        if all(made.get(k) == x for k, x in wanted.items()):
+            version = v
+    if version is None:
+        if spec.name not in frames:
+            frames[spec.name] = _history(spec, config)
+        version = train_plant(home, spec, cfg=cfg, frame=frames[spec.name])
+        if registry.active_version(home, spec) is None:
+            registry.promote(home, spec, version)
+    ckpt = registry.load_checkpoint(home, spec, version)
+    model = registry.load_version(home, spec, version)
     arx, _ = registry.load_baselines(ckpt)
     training = ckpt.get("card", {}).get("training", {})
-    # How the twin's training ended goes into the results: "time budget" there would mean the
-    # figures depend on the machine's load, not only on the seeds.
-    return twin, arx, {k: training.get(k) for k in ("stopped", "steps", "seconds", "seed")}
+    gains_path = config.home / f"observer-{spec.name}-{version}.json"
+    if gains_path.is_file():
+        gains = ObserverGains.from_dict(json.loads(gains_path.read_text(encoding="utf-8")))
+    else:
+        if spec.name not in frames:
+            frames[spec.name] = _history(spec, config)
+        grid = regularise(frames[spec.name], spec)[list(model.tag_names)].to_numpy(float)
+        data = DataConfig()  # the split the twin was trained with: validation before test
+        n = len(grid)
+        lo = int(n * (1 - data.test_fraction - data.val_fraction))
+        hi = int(n * (1 - data.test_fraction))
+        gains = fit_gains(
+            model, grid[lo:hi], spec.plant.samples_per_interval, config.observer_min_gain
+        )
+        gains_path.write_text(json.dumps(gains.to_dict()), encoding="utf-8")
+    info = {k: training.get(k) for k in ("stopped", "steps", "seconds", "seed")}
+    info["version"] = version
+    info["observer"] = {
+        "source": gains.source,
+        "latent_gain_median": float(np.median(gains.latent)),
+        "output_gain": [float(g) for g in gains.output],
+    }
+    return Twin(model, arx, gains, info)
 
 
 # ---- one closed-loop run -------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    """What one controller did on one scenario, sampled at the plant's sample period."""
-
-    t_s: list[float] = field(default_factory=list)
-    y: dict[str, list[float]] = field(default_factory=dict)
-    sp: dict[str, list[float]] = field(default_factory=dict)
-    u: dict[str, list[float]] = field(default_factory=dict)
-    plan_ms: list[float] = field(default_factory=list)
-    plan_cpu_ms: list[float] = field(default_factory=list)
-    """The decision's CPU time: its cost on an idle core (this machine is shared)."""
-    moves: list[dict[str, float]] = field(default_factory=list)
-    """(previous, applied) MV values of every decision, to audit limits and max_move."""
-    no_proposal: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
 class _Decider:
     """A controller behind one call: measured window and true plant state -> MV values."""
 
-    def __init__(self, name: str, spec: PlantSpec, sim: Simulation, twin, arx) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, name: str, spec: PlantSpec, sim: Simulation, twin: Twin | None) -> None:
         self.name = name
         self.spec = spec
         self.sim = sim
         self.planner: PlanningController | None = None
         self.oracle: OracleNMPC | None = None
-        if name == "jepa":
-            self.planner = PlanningController(twin, spec)
-        elif name == "linear_mpc":
-            self.planner = PlanningController(ArxWorld(arx, spec), spec)
+        if name == "jepa" and twin is not None:
+            self.planner = PlanningController(twin.model, spec, observer_gains=twin.gains)  # type: ignore[arg-type]
+        elif name == "linear_mpc" and twin is not None:
+            # Its own offset-free form (velocity ARX): no latent disturbance state on top.
+            arx_gains = ObserverGains.constant(0.0, PlannerConfig().observer_output_gain)
+            self.planner = PlanningController(
+                ArxWorld(twin.arx, spec), spec, observer_gains=arx_gains
+            )  # type: ignore[arg-type]
         elif name == "oracle":
             self.oracle = OracleNMPC(spec, sim.model)
         self.pid = PidController(spec, sim.model) if name == "pid" else None
@@ -190,18 +239,26 @@ class _Decider:
         return out.proposed
 
 
-def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin, arx) -> Run:  # type: ignore[no-untyped-def]
+def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin: Twin | None) -> Run:
     """Drive the simulator through the scenario with one controller."""
     sim = Simulation(spec, seed=case.seed, scenario=case.scenario, start=START)
-    decider = _Decider(controller, spec, sim, twin, arx)
+    decider = _Decider(controller, spec, sim, twin)
     spi = spec.plant.samples_per_interval
     cvs = [t.name for t in spec.cvs]
     run = Run(y={n: [] for n in cvs}, sp={n: [] for n in cvs}, u={n: [] for n in sim.mv})
     # Pre-roll at the nominal MVs (not scored) so that every controller starts with a full
     # window of history; the same length for every controller.
-    warmup = max(int(getattr(twin, "window", 1)), ArxWorld(arx, spec).window if arx else 1)
-    rows = [sim.measure()]
-    rows += [sim.step() for _ in range(warmup)]
+    warmup = 1
+    if twin is not None:
+        warmup = max(int(twin.model.window), ArxWorld(twin.arx, spec).window)  # type: ignore[attr-defined,arg-type]
+    first = sim.measure()
+    blind = {n: first[n] for n in case.hidden}
+
+    def measured(row: dict[str, float]) -> dict[str, float]:
+        return {**row, **blind}
+
+    rows = [measured(first)]
+    rows += [measured(sim.step()) for _ in range(warmup)]
     n_steps = int(round(case.minutes * 60.0 / spec.plant.sample_period_s))
     for k in tqdm(range(n_steps), desc=f"{case.key} {controller}", leave=False):
         if k % spi == 0:
@@ -212,7 +269,7 @@ def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin, ar
             run.plan_cpu_ms.append(1000.0 * (time.thread_time() - cpu))
             applied = sim.set_mvs(wanted)
             run.moves.append({**{f"prev.{n}": v for n, v in before.items()}, **applied})
-        rows.append(sim.step())
+        rows.append(measured(sim.step()))
         true = sim.true_outputs()
         run.t_s.append(sim.elapsed_s)
         for n in cvs:
@@ -225,148 +282,49 @@ def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin, ar
     return run
 
 
-# ---- scoring -------------------------------------------------------------------------
+# ---- the benchmark --------------------------------------------------------------------
 
 
-def score(run: Run, spec: PlantSpec) -> dict[str, float]:
-    """Integrated squared tracking error, limit violations, moves and planning times."""
-    dt = spec.plant.sample_period_s
-    cost = 0.0
-    for n in run.y:
-        w = spec.objective.weights.get(n, 1.0)
-        err = np.array(run.y[n]) - np.array(run.sp[n])
-        cost += w * float(np.nansum(err**2)) * dt
-    cv_violations, cv_worst, eng_crossings = 0, 0.0, 0
-    for n, ys in run.y.items():
-        tag = spec.tag(n)
-        y = np.array(ys)
-        lo, hi = tag.operating_limits
-        over = np.maximum(y - hi, 0.0) + np.maximum(lo - y, 0.0)
-        cv_violations += int(np.sum(over > 1e-9))
-        cv_worst = max(cv_worst, float(over.max(initial=0.0)))
-        elo, ehi = tag.limits
-        eng_crossings += int(np.sum((y > ehi) | (y < elo)))
-    mv_violations, total_move = 0, 0.0
-    for m in run.moves:
-        for tag in spec.mvs:
-            prev, new = m[f"prev.{tag.name}"], m[tag.name]
-            lo, hi = tag.operating_limits
-            tol = 1e-9 * max(1.0, abs(hi))
-            if new < lo - tol or new > hi + tol or abs(new - prev) > tag.max_move + tol:
-                mv_violations += 1
-            total_move += abs(new - prev)
-    ms = np.array(run.plan_ms)
-    out = {
-        "cost": cost,
-        "cv_violations": cv_violations,
-        "cv_worst": cv_worst,
-        "cv_limit_crossings": eng_crossings,
-        "mv_violations": mv_violations,
-        "total_move": total_move,
-        "plan_ms_p50": float(np.percentile(ms, 50)),
-        "plan_ms_p95": float(np.percentile(ms, 95)),
-        "plan_cpu_ms_p50": float(np.percentile(run.plan_cpu_ms, 50)),
-        "plan_cpu_ms_p95": float(np.percentile(run.plan_cpu_ms, 95)),
-        "decisions": len(ms),
-    }
-    if "T" in run.y:
-        out["max_T"] = float(np.max(run.y["T"]))
-    if run.no_proposal:
-        out["no_proposal"] = dict(run.no_proposal)
-    if run.notes:
-        out["outside_known_region_notes"] = len(run.notes)
-    return out
-
-
-def with_ratios(table: dict[str, dict[str, float]]) -> None:
-    """Add each controller's cost ratio to the oracle and to hold."""
-    oracle = table.get("oracle", {}).get("cost")
-    hold = table.get("hold", {}).get("cost")
-    for row in table.values():
-        row["ratio_to_oracle"] = row["cost"] / oracle if oracle else math.nan
-        row["ratio_to_hold"] = row["cost"] / hold if hold else math.nan
-    if "jepa" in table and "linear_mpc" in table and table["linear_mpc"]["cost"] > 0:
-        table["jepa"]["ratio_to_linear_mpc"] = table["jepa"]["cost"] / table["linear_mpc"]["cost"]
-
-
-def chart(runs: dict[str, dict[str, Run]], path: Path) -> None:
-    """Trajectories of every CV with a setpoint and every MV, per scenario, as one HTML page."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    parts = []
-    for key, by_ctl in runs.items():
-        first = next(iter(by_ctl.values()))
-        cv_rows = [n for n in first.y if not all(math.isnan(v) for v in first.sp[n])]
-        extra = [n for n in first.y if n not in cv_rows and n == "T"]
-        rows = cv_rows + extra + list(first.u)
-        fig = make_subplots(rows=len(rows), cols=1, shared_xaxes=True, subplot_titles=rows)
-        step = max(1, len(first.t_s) // 800)  # at most ~800 points a trace keeps the page small
-        for ctl, run in by_ctl.items():
-            t = np.array(run.t_s)[::step] / 60.0
-            for i, n in enumerate(rows, start=1):
-                ys = (run.y[n] if n in run.y else run.u[n])[::step]
-                fig.add_trace(
-                    go.Scatter(x=t, y=ys, name=ctl, legendgroup=ctl, showlegend=(i == 1)),
-                    row=i,
-                    col=1,
+def run_case(
+    case: BenchScenario,
+    spec: PlantSpec,
+    controllers: list[str],
+    twins: list[Twin],
+    scenario_seeds: list[int],
+    console: Console,
+) -> tuple[dict, dict[str, Run]]:
+    """Every controller over every scenario seed (and the planner over every twin seed)."""
+    per: dict[str, list[dict]] = {c: [] for c in controllers}
+    shown: dict[str, Run] = {}
+    for ss in scenario_seeds:
+        seeded = replace(case, seed=ss)
+        free: dict[str, tuple[Run, dict]] = {}
+        for ctl in controllers:
+            if ctl in TWIN_FREE:
+                run = run_scenario(seeded, spec, ctl, twins[0])
+                free[ctl] = (run, score(run, spec))
+                shown.setdefault(ctl, run)
+        for twin in twins if "jepa" in controllers else twins[:1]:
+            table = {c: dict(s) for c, (_, s) in free.items()}
+            if "jepa" in controllers:
+                run = run_scenario(seeded, spec, "jepa", twin)
+                table["jepa"] = score(run, spec)
+                shown.setdefault("jepa", run)
+            with_ratios(table)
+            for ctl, row in table.items():
+                if ctl == "jepa" or twin is twins[0]:
+                    row = {"scenario_seed": ss, **row}
+                    if ctl == "jepa":
+                        row["twin_seed"] = twin.training["seed"]
+                    per[ctl].append(row)
+            if "jepa" in table:
+                r = table["jepa"]
+                console.print(
+                    f"{case.key} seed {ss} twin {twin.training['seed']}: jepa cost "
+                    f"{r['cost']:.4g} ({r.get('ratio_to_oracle', math.nan):.2f}x oracle), "
+                    f"p95 {r['plan_ms_p95']:.1f} ms"
                 )
-        for i, n in enumerate(cv_rows, start=1):
-            fig.add_trace(
-                go.Scatter(
-                    x=np.array(first.t_s)[::step] / 60.0,
-                    y=first.sp[n][::step],
-                    name="setpoint",
-                    line={"dash": "dash", "color": "black"},
-                    showlegend=(i == 1),
-                ),
-                row=i,
-                col=1,
-            )
-        fig.update_layout(title=key, height=260 * len(rows), xaxis_title="minutes")
-        # plotly.js inline, once: the page opens on a plant network with no internet access.
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=not parts))
-    path.write_text(
-        '<html><head><meta charset="utf-8"><title>closed-loop control benchmark</title></head>'
-        "<body>" + "\n".join(parts) + "</body></html>",
-        encoding="utf-8",
-    )
-
-
-def print_table(results: dict, console: Console) -> None:
-    table = Table(title="closed-loop control (cost = integrated squared tracking error)")
-    for col in (
-        "scenario",
-        "controller",
-        "cost",
-        "/oracle",
-        "/hold",
-        "cv viol",
-        "cv worst",
-        "eng cross",
-        "mv viol",
-        "total move",
-        "plan p50 ms",
-        "plan p95 ms",
-    ):
-        table.add_column(col, justify="right" if col not in ("scenario", "controller") else "left")
-    for key, rows in results["scenarios"].items():
-        for ctl, r in rows.items():
-            table.add_row(
-                key,
-                ctl,
-                f"{r['cost']:.4g}",
-                f"{r['ratio_to_oracle']:.2f}",
-                f"{r['ratio_to_hold']:.2f}",
-                str(r["cv_violations"]),
-                f"{r['cv_worst']:.3g}",
-                str(r["cv_limit_crossings"]),
-                str(r["mv_violations"]),
-                f"{r['total_move']:.3g}",
-                f"{r['plan_ms_p50']:.1f}",
-                f"{r['plan_ms_p95']:.1f}",
-            )
-    console.print(table)
+    return {c: aggregate(rows) for c, rows in per.items() if rows}, shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,11 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="scenario key(s) to run, e.g. cstr/hard")
     parser.add_argument("--minutes", type=float, help="shorten every scenario (smoke runs)")
     parser.add_argument("--controllers", default=",".join(CONTROLLERS))
+    parser.add_argument("--twin-seeds", default="0,1,2", help="training seeds of the twins")
+    parser.add_argument("--scenario-seeds", default="7,8,9", help="noise seeds of the plant")
+    parser.add_argument("--prepare", action="store_true", help="only train and cache the twins")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # decisions are small: threads cost more than they give
     config = BenchConfig()
-    console = Console(stderr=args.json, width=150)  # the table is wide; logs are not terminals
+    console = Console(stderr=args.json, width=170)  # the table is wide; logs are not terminals
+    twin_seeds = [int(s) for s in args.twin_seeds.split(",")]
+    scenario_seeds = [int(s) for s in args.scenario_seeds.split(",")]
+    controllers = args.controllers.split(",")
     results: dict = {
         "scenarios": {},
         "config": {
@@ -387,22 +351,27 @@ def main(argv: list[str] | None = None) -> int:
             "hours": config.hours,
             "data_seed": config.data_seed,
             "training_scenarios": dict(config.training_scenarios),
+            "twin_seeds": twin_seeds,
+            "scenario_seeds": scenario_seeds,
+            "observer_min_gain": config.observer_min_gain,
         },
     }
     runs: dict[str, dict[str, Run]] = {}
-    twins: dict[str, tuple] = {}
+    twins: dict[str, list[Twin]] = {}
+    frames: dict = {}
     for case in SCENARIOS:
         if args.only and case.key not in args.only:
             continue
         if args.minutes:
-            case = BenchScenario(case.plant, case.scenario, args.minutes, case.seed)
+            case = replace(case, minutes=args.minutes)
         spec = load_spec(case.plant)
         if case.plant not in twins:
-            console.print(f"twin for {case.plant}: preparing (cached under {config.home})")
-            twins[case.plant] = prepare_twin(spec, config)
-        twin, arx, training = twins[case.plant]
-        results["config"].setdefault("twins", {})[case.plant] = twin.version
-        results["config"].setdefault("twin_training", {})[case.plant] = training
+            console.print(f"twins for {case.plant}: preparing (cached under {config.home})")
+            twins[case.plant] = [prepare_twin(spec, config, s, frames) for s in twin_seeds]
+        plant_twins = twins[case.plant]
+        results["config"].setdefault("twin_training", {})[case.plant] = [
+            t.training for t in plant_twins
+        ]
         results["config"].setdefault("horizon_intervals", {})[case.plant] = (
             PlannerConfig().for_interval(spec.plant.control_interval_s).horizon
         )
@@ -413,37 +382,57 @@ def main(argv: list[str] | None = None) -> int:
             "cv_limit_points_per_interval": oracle.points_per_interval,
             "optimiser": "candidate batch + SLSQP, CV operating limits as hard constraints",
         }
-        rows, runs[case.key] = {}, {}
-        for ctl in args.controllers.split(","):
-            run = run_scenario(case, spec, ctl, twin, arx)
-            runs[case.key][ctl] = run
-            rows[ctl] = score(run, spec)
-            console.print(
-                f"{case.key} {ctl}: cost {rows[ctl]['cost']:.4g}, "
-                f"p95 {rows[ctl]['plan_ms_p95']:.1f} ms"
-            )
-        with_ratios(rows)
+        results["config"].setdefault("noise_std", {})[case.plant] = dict(
+            load_plant_model(spec).noise_std
+        )
+        if args.prepare:
+            continue
+        rows, runs[case.key] = run_case(
+            case, spec, controllers, plant_twins, scenario_seeds, console
+        )
         results["scenarios"][case.key] = rows
+        results["scenarios"][case.key]["_scenario"] = {
+            "minutes": case.minutes,
+            "hidden": list(case.hidden),
+        }
+        _save(results, args.only, runs)  # after every scenario: a long run keeps what it did
+    if args.prepare:
+        return 0
+    if args.json:
+        print(json.dumps(_load(), indent=2))
+    else:
+        shown = _load()
+        shown["scenarios"] = {
+            k: {c: r for c, r in v.items() if not c.startswith("_")}
+            for k, v in shown["scenarios"].items()
+        }
+        print_table(shown, console)
+        console.print(f"saved {RESULTS / 'control.json'}")
+    return 0
+
+
+def _load() -> dict:
+    return json.loads((RESULTS / "control.json").read_text(encoding="utf-8"))
+
+
+def _save(results: dict, only: list[str] | None, runs: dict[str, dict[str, Run]]) -> None:
+    """Write control.json; a partial run updates its scenarios and keeps the others."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "control.json"
-    if args.only and out.is_file():  # a partial run updates its scenarios, keeps the others
+    merged = results
+    if out.is_file():
         previous = json.loads(out.read_text(encoding="utf-8"))
-        previous["scenarios"].update(results["scenarios"])
-        for key in ("twins", "twin_training", "horizon_intervals", "oracle"):
-            previous["config"].setdefault(key, {}).update(results["config"].get(key, {}))
-        results = previous
-    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    chart(
-        runs,
-        RESULTS
-        / f"control{'-' + '-'.join(k.replace('/', '_') for k in args.only) if args.only else ''}.html",
-    )
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print_table(results, console)
-        console.print(f"saved {RESULTS / 'control.json'} and {RESULTS / 'control.html'}")
-    return 0
+        if "twin_seeds" in previous.get("config", {}):  # same format: merge scenario by scenario
+            previous["scenarios"].update(results["scenarios"])
+            for key, value in results["config"].items():
+                if isinstance(value, dict):
+                    previous["config"].setdefault(key, {}).update(value)
+                else:
+                    previous["config"][key] = value
+            merged = previous
+    out.write_text(json.dumps(merged, indent=2), encoding="utf-8")
+    for key, by_ctl in runs.items():
+        chart({key: by_ctl}, RESULTS / f"control-{key.replace('/', '_')}.html")
 
 
 if __name__ == "__main__":

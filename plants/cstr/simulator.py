@@ -194,6 +194,23 @@ def _scenarios() -> dict[str, Scenario]:
             "Unmeasured jacket fouling: UA falls 8% over 6 h (Tc must fall to hold Ca)",
             disturbances={"ua_factor": ramp(0.0, m(360), 1.0, 0.92)},
         ),
+        "fouling": Scenario(
+            "fouling",
+            "Unmeasured jacket fouling: UA falls 8% over 10 min from 5 min, then stays (Tc must "
+            "fall to hold Ca)",
+            disturbances={"ua_factor": ramp(m(5), m(15), 1.0, 0.92)},
+        ),
+        "fouling_15": Scenario(
+            "fouling_15",
+            "Unmeasured jacket fouling: UA falls 15% over 10 min from 5 min, then stays",
+            disturbances={"ua_factor": ramp(m(5), m(15), 1.0, 0.85)},
+        ),
+        "feed_conc": Scenario(
+            "feed_conc",
+            "Feed concentration steps 1.0 -> 0.92 mol/L at 5 min (unmeasured where the Caf "
+            "analyser is not used)",
+            disturbances={"Caf": step(m(5), caf, caf - 0.08)},
+        ),
         "stable": Scenario(
             "stable",
             "Ca setpoint changes on the low-conversion branch and a +2 K feed-temperature step",

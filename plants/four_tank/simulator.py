@@ -193,6 +193,11 @@ def _scenarios() -> dict[str, Scenario]:
             },
             repeat_s=80 * m,
         ),
+        "leak": Scenario(
+            "leak",
+            "Unmeasured leak in tank 1: 0.012 cm^2 opens at 5 min and stays",
+            disturbances={"leak1_area": step(5 * m, 0.0, 0.012)},
+        ),
         "pump_wear_drift": Scenario(
             "pump_wear_drift",
             "Pump 1 wears: its gain drifts down 10% over 6 h",

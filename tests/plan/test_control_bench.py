@@ -68,13 +68,49 @@ def test_ratios_are_against_the_oracle_hold_and_linear_mpc() -> None:
     assert table["oracle"]["ratio_to_oracle"] == 1.0
 
 
+def test_figures_are_means_with_95_percent_intervals_and_keep_every_run() -> None:
+    runs = [
+        {
+            "cost": c,
+            "cv_violations": 1,
+            "cv_limit_crossings": 0,
+            "mv_violations": 0,
+            "decisions": 10,
+            "plan_ms_p50": 1.0,
+            "plan_ms_p95": p,
+            "plan_cpu_ms_p50": 1.0,
+            "plan_cpu_ms_p95": p,
+            "ss_error.Ca": e,
+            "no_proposal": {"ood": 1},
+        }
+        for c, p, e in ((1.0, 10.0, 0.01), (2.0, 20.0, -0.01), (3.0, 30.0, 0.0))
+    ]
+    row = bench.aggregate(runs)
+    assert row["cost"] == pytest.approx(2.0)
+    # t(0.975, 2) = 4.303; sd 1; three runs.
+    assert row["cost_ci95"] == pytest.approx(4.3027 / math.sqrt(3), rel=1e-3)
+    assert row["ss_error.Ca"] == pytest.approx(0.0, abs=1e-12)
+    assert row["cv_violations"] == 3 and row["decisions"] == 30
+    assert row["plan_ms_p95"] == 20.0 and row["no_proposal"] == {"ood": 3}
+    assert row["runs"] == runs and row["n_runs"] == 3
+
+
+def test_the_unmeasured_disturbance_scenarios_move_the_plant() -> None:
+    keys = {c.key for c in bench.SCENARIOS}
+    assert {"cstr/fouling", "cstr/fouling_15", "cstr/feed_conc", "four_tank/leak"} <= keys
+    spec = load_spec("cstr")
+    case = bench.BenchScenario("cstr", "feed_conc", 6.0, hidden=("Caf",))
+    run = bench.run_scenario(case, spec, "hold", None)
+    assert run.y["Ca"][-1] < 0.84  # the feed got weaker at 5 min
+
+
 @pytest.mark.timeout(300)
 def test_oracle_on_the_hard_scenario_keeps_every_limit() -> None:
     """The first minutes of cstr/hard: the setpoint jumps toward the unstable middle branch at
     5 min; the oracle moves the coolant up within max_move and keeps T under 360 K."""
     spec = load_spec("cstr")
     case = bench.BenchScenario("cstr", "hard", 9.0)
-    run = bench.run_scenario(case, spec, "oracle", None, None)
+    run = bench.run_scenario(case, spec, "oracle", None)
     s = bench.score(run, spec)
     assert s["mv_violations"] == 0
     assert s["cv_violations"] == 0 and s["cv_limit_crossings"] == 0
