@@ -67,18 +67,27 @@ def kalman_gain(q: float, r: float) -> float:
     return p / (p + r)
 
 
-def random_walk_gains(errors: np.ndarray) -> np.ndarray:
-    """Gain per column of consecutive one-step errors (N, n), N >= 4, no NaN.
+def _diff_moments(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sums of lag-0 and lag-1 products of the differenced errors (N, n), and their count."""
+    diff = np.diff(errors, axis=0)
+    return (diff * diff).sum(axis=0), (diff[1:] * diff[:-1]).sum(axis=0), len(diff) - 1
+
+
+def _gains(lag0: np.ndarray, lag1: np.ndarray) -> np.ndarray:
+    """Kalman gains from mean lag-0 / lag-1 autocovariances of differenced errors.
 
     Differencing removes any constant bias; the random walk's increments w and the noise v give
     diff = w_k + v_k - v_{k-1}: autocovariance Q + 2R at lag 0 and -R at lag 1.
     """
-    diff = np.diff(errors, axis=0)
-    lag0 = np.mean(diff * diff, axis=0)
-    lag1 = np.mean(diff[1:] * diff[:-1], axis=0)
     r = np.maximum(-lag1, 0.0)
     q = np.maximum(lag0 - 2.0 * r, 0.0)
     return np.array([kalman_gain(float(qi), float(ri)) for qi, ri in zip(q, r, strict=True)])
+
+
+def random_walk_gains(errors: np.ndarray) -> np.ndarray:
+    """Gain per column of consecutive one-step errors (N, n), N >= 4, no NaN."""
+    s0, s1, n = _diff_moments(errors)
+    return _gains(s0 / n, s1 / n)
 
 
 def fit_gains(
@@ -88,34 +97,50 @@ def fit_gains(
     order (the validation block: data the twin was not fitted to).
 
     Decisions are taken every `samples_per_interval` samples on windows of `model.window`; the
-    MV held over each interval is the newest MV value of the next window, as in operation.
-    `min_gain` keeps a floor under every gain: with none, a twin whose validation block shows no
-    drift at all would turn the observer off, and offset-free control with it.
+    MV held over each interval is the newest MV value of the next window, as in operation. Every
+    sample phase of the interval grid gives its own chain of decisions, and their moments are
+    pooled, so a short block still gives a steady estimate. The latent gain is one number for
+    every dimension (their variances pooled): per-dimension estimates from a validation block
+    are too noisy to trust. `min_gain` keeps a floor under every gain: with none, a twin whose
+    validation block shows no drift would turn the observer off, and offset-free control with it.
     """
     w, spi = int(model.window), int(samples_per_interval)
     tags = list(model.tag_names)
     cv = [tags.index(n) for n in model.cv_names]
     mv = [tags.index(n) for n in model.mv_names]
-    ends = np.arange(w, len(values) + 1, spi)
-    if len(ends) < 6:
+    moments: list[tuple[np.ndarray, np.ndarray, int]] = []
+    for phase in range(spi):
+        ends = np.arange(w + phase, len(values) + 1, spi)
+        if len(ends) < 6:
+            continue
+        x = torch.as_tensor(np.stack([values[e - w : e] for e in ends]), dtype=torch.float32)
+        with torch.inference_mode():
+            z = model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (N, D)
+            u = torch.as_tensor(values[ends[1:] - 1][:, mv], dtype=z.dtype)  # held k -> k+1
+            z_pred = model.rollout(z[:-1], u[:, None])[:, 0]  # (N-1, D)
+            y_pred, _ = model.readout(z_pred)
+        e_z = (z[1:] - z_pred).double().numpy()
+        e_y = values[ends[1:] - 1][:, cv] - y_pred.double().numpy()
+        ok = np.all(np.isfinite(e_z), axis=1) & np.all(np.isfinite(e_y), axis=1)
+        # A gap joins two stretches: a rare, harmless outlier in the moments.
+        if int(ok.sum()) >= 4:
+            moments.append(_diff_moments(np.concatenate([e_z[ok], e_y[ok]], axis=1)))
+    if not moments:
         raise ValueError(
-            f"need at least 6 control intervals of history to fit the observer, got {len(ends)}"
+            f"need at least 6 control intervals of history to fit the observer, got "
+            f"{len(values) // max(spi, 1)}"
         )
-    x = torch.as_tensor(np.stack([values[e - w : e] for e in ends]), dtype=torch.float32)
-    with torch.inference_mode():
-        z = model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (N, D)
-        u = torch.as_tensor(values[ends[1:] - 1][:, mv], dtype=z.dtype)  # held over k -> k+1
-        z_pred = model.rollout(z[:-1], u[:, None])[:, 0]  # (N-1, D)
-        y_pred, _ = model.readout(z_pred)
-    e_z = (z[1:] - z_pred).double().numpy()
-    e_y = values[ends[1:] - 1][:, cv] - y_pred.double().numpy()
-    ok = np.all(np.isfinite(e_z), axis=1) & np.all(np.isfinite(e_y), axis=1)
-    e_z, e_y = e_z[ok], e_y[ok]  # a gap joins two stretches: a rare, harmless outlier
-    if len(e_z) < 4:
-        raise ValueError("too few complete control intervals to fit the observer")
-    latent = np.maximum(random_walk_gains(e_z), min_gain)
-    output = np.maximum(random_walk_gains(e_y), min_gain)
-    return ObserverGains(latent, output, f"fitted on {len(e_z)} held-out control intervals")
+    count = sum(m[2] for m in moments)
+    lag0 = np.sum([m[0] for m in moments], axis=0) / count
+    lag1 = np.sum([m[1] for m in moments], axis=0) / count
+    d = len(lag0) - len(cv)
+    latent = _gains(np.array([lag0[:d].sum()]), np.array([lag1[:d].sum()]))
+    output = _gains(lag0[d:], lag1[d:])
+    return ObserverGains(
+        np.maximum(latent, min_gain),
+        np.maximum(output, min_gain),
+        f"fitted on {count} held-out control intervals",
+    )
 
 
 @dataclass(frozen=True)
