@@ -233,9 +233,13 @@ class Runtime:
             )
             self.proposer.reset()
         if update.clock_jump_s is not None:
-            self.store.log_event(
-                user=ACTOR, kind="clock_jump", plant=plant, what={"seconds": update.clock_jump_s}
-            )  # noqa: E501
+            # Data may now look fresh or stale on the wrong clock: whoever is on shift must know.
+            self.alarms.raise_(
+                "clock_jump",
+                None,
+                f"the plant's clock leapt {update.clock_jump_s:.0f} s forward; "
+                "staleness and expiry are judged on the new clock",
+            )
         if update.tick:
             self._tick_due.set()
 
