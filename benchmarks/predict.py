@@ -192,7 +192,12 @@ def ablation(series: PlantSeries, spec, seed: int, name: str, cfg: TrainConfig) 
 
 
 def run_one(
-    plant: str, seed: int, hours: float, ablations: list[str], epochs: int | None = None
+    plant: str,
+    seed: int,
+    hours: float,
+    ablations: list[str],
+    epochs: int | None = None,
+    cache: Path | None = None,
 ) -> dict:
     spec = load_spec(plant)
     long = generate(spec, hours, "prbs", seed=seed, start=START, progress=False)
@@ -204,6 +209,9 @@ def run_one(
     t0 = time.perf_counter()
     out = train_series(series, ModelConfig(), cfg)
     wall = time.perf_counter() - t0
+    if cache is not None:  # the full twin, to re-measure its gates without retraining
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save(out.twin.checkpoint(), cache / f"{plant}_{seed}.pt")
     grid = pd.DataFrame(series.raw, columns=spec.tag_names)
     states = true_states(spec, grid)
     floor = floor_nrmse(spec, series, grid, states)
@@ -359,6 +367,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--hours", type=float, default=6.0)
     ap.add_argument("--epochs", type=int, default=None, help="Most epochs (smoke runs only).")
+    ap.add_argument("--cache", type=Path, default=None, help="Save each full twin here.")
     ap.add_argument("--ablations", nargs="*", default=list(ABLATIONS), choices=list(ABLATIONS))
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument(
@@ -389,7 +398,7 @@ def main() -> None:
     for plant in args.plants:
         runs = []
         for seed in args.seeds:
-            r = run_one(plant, seed, args.hours, args.ablations, args.epochs)
+            r = run_one(plant, seed, args.hours, args.ablations, args.epochs, args.cache)
             print(
                 f"{plant} seed {seed}: jepa {r['nrmse']['jepa']}, train {r['train_seconds']} s "
                 f"({r['stopped']})",

@@ -49,16 +49,21 @@ def effective_rank(z: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def latents_of(tw: TwinModel, series: PlantSeries, block: str, max_n: int = 4096) -> torch.Tensor:
-    """Encoded latents at (evenly spaced) anchors of a block -> (N, D)."""
+def windows_of(series: PlantSeries, block: str, max_n: int = 4096) -> torch.Tensor:
+    """Normalised encoder inputs at (evenly spaced) anchors of a block -> (N, W, 2 n_tags)."""
     a = series.anchors(block, 0)
     if len(a) > max_n:
         a = a[np.linspace(0, len(a) - 1, max_n).astype(int)]
+    n = len(series.tag_names)
     if len(a) == 0:
-        return torch.zeros(0, tw.net.config.latent_dim)
-    b = series.batch(a, 0, future_windows=False)
+        return torch.zeros(0, series.window, 2 * n)
+    return series.batch(a, 0, future_windows=False).windows[:, 0]
+
+
+def latents_of(tw: TwinModel, series: PlantSeries, block: str, max_n: int = 4096) -> torch.Tensor:
+    """Encoded latents at (evenly spaced) anchors of a block -> (N, D)."""
     with torch.no_grad():
-        return tw.net.encode(b.windows[:, 0])
+        return tw.net.encode(windows_of(series, block, max_n))
 
 
 def _nrmse(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -120,14 +125,19 @@ def band_quality(
 def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
     """False-alarm rate of the OOD gate on a block's windows, and its detection of synthetic
     sensor faults (twin.model.faults) within DETECT_INTERVALS decision instants of onset."""
-    z = latents_of(tw, series, block)
+    x = windows_of(series, block)
     with torch.no_grad():
-        scores = tw.ood_score(z)
+        z = tw.net.encode(x)
+        latent = tw.ood_score(z) > tw.ood_threshold
+        check = tw.window_check(x) > 1
+    n = max(len(x), 1)
     out: dict = {
-        "threshold": float(tw.ood_threshold),
+        "latent_threshold": float(tw.ood_threshold),
         "false_alarm_target": float(tw.ood_false_alarm),
-        "false_alarm": float((scores > tw.ood_threshold).float().mean()) if len(z) else None,
-        "windows": int(len(z)),
+        "false_alarm": float((latent | check).float().sum() / n) if len(x) else None,
+        "false_alarm_latent": float(latent.float().sum() / n) if len(x) else None,
+        "false_alarm_window_checks": float(check.float().sum() / n) if len(x) else None,
+        "windows": int(len(x)),
         "faults": faults.describe(),
         "detection": {},
     }
@@ -148,8 +158,8 @@ def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict
             wins = np.stack([bad[e - w + 1 : e + 1] for e in ends])  # (k, W, n_tags)
             x = torch.as_tensor(wins, dtype=torch.float32)
             with torch.no_grad():
-                s = tw.ood_score(tw.encode(torch.nan_to_num(x), torch.isfinite(x)))
-            hits.append(bool((s > tw.ood_threshold).any()))
+                s = tw.ood_ratio(torch.nan_to_num(x), torch.isfinite(x))
+            hits.append(bool((s > 1).any()))
         out["detection"][kind] = float(np.mean(hits))
     return out
 

@@ -65,8 +65,9 @@ class TrainConfig:
     it is not bit-reproducible and says so in its `stopped` note); the best weights are kept."""
     obs_max_seconds: float = 600.0
     """The same safety net for the observation-space baseline, trained by the same rules."""
-    ood_false_alarm: float = 0.01
-    """False-alarm rate the OOD threshold is set for (conformal, on the validation block)."""
+    ood_false_alarm: float = 0.02
+    """False-alarm rate the OOD gate is calibrated for (conformal, on the validation block and
+    the training block cross-fitted); the issue-11 ceiling on held-out normal operation."""
     seed: int = 0
     """Seeds torch, numpy and SIGReg's projections: the same seed and data give the same model."""
     device: str = "cpu"
@@ -317,7 +318,7 @@ def train_series(
 def _train_series(
     series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig, arx_cfg: ArxConfig | None
 ) -> TrainOutcome:
-    from twin.evaluate import Baselines, collapse_problem, evaluate, latents_of
+    from twin.evaluate import Baselines, collapse_problem, evaluate, windows_of
 
     spec = series.spec
     fit = fit_jepa(series, model_cfg, cfg)
@@ -325,9 +326,9 @@ def _train_series(
     roles = {t.name: t.role for t in spec.tags}
     tw = TwinModel(net, series.normalizer, roles, series.window, series.spi, series.config)
     tw.spec_hash = spec.spec_hash()
-    z_train = latents_of(tw, series, "train", max_n=4096)
-    z_val = latents_of(tw, series, "val", max_n=4096)
-    tw.set_ood_reference(z_train, z_val, cfg.ood_false_alarm)
+    tw.set_ood_reference(
+        windows_of(series, "train"), windows_of(series, "val"), cfg.ood_false_alarm
+    )
     band_anchors = fit_bands(tw, series, "val")
     # Equal size: the observation-space model gets the JEPA's parameter count.
     obs = fit_observation_model(series, obs_hidden_for(series, param_count(net)), cfg)

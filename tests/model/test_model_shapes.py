@@ -82,10 +82,17 @@ def test_predictor_consistency_rollout_equals_repeated_predict():
 
 def test_checkpoint_round_trip_reproduces_outputs():
     tw = _twin()
-    tw.set_ood_reference(torch.randn(200, 16), torch.randn(100, 16))
+    windows = torch.randn(300, tw.window, 4)
+    x = tw.normalise_window(windows)
+    tw.set_ood_reference(x[:200], x[200:])
     ckpt = tw.checkpoint()
     back = TwinModel.from_checkpoint(ckpt)
     window = torch.randn(4, tw.window, 4)
     assert torch.allclose(tw.encode(window), back.encode(window))
+    assert torch.allclose(tw.ood_ratio(window), back.ood_ratio(window))
+    _, q = tw.readout(tw.rollout(tw.encode(window), torch.zeros(4, 3, 1)))
+    _, q_back = back.readout(back.rollout(back.encode(window), torch.zeros(4, 3, 1)))
+    assert torch.allclose(q, q_back)
     assert back.ood_threshold == tw.ood_threshold and back.version == "v001"
+    assert back.ood_false_alarm == tw.ood_false_alarm == 0.02
     assert back.normalizer.tags == tw.normalizer.tags

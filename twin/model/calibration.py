@@ -4,8 +4,9 @@ The readout heads learn quantiles with the pinball loss on the training block, w
 rollout errors are smaller than on unseen data, so their bands come out too narrow, more so
 the further ahead. On the validation block each quantile level tau of each CV at each rollout
 step h gets a shift c such that a share tau of the measurements lies below q_tau + c (split
-conformal, one-sided per level). Steps are pooled with their neighbours (+-2) so that a short
-validation block still gives each shift a few hundred residuals.
+conformal, one-sided per level). Far steps are pooled with their neighbours (+-h/5, where the
+error grows slowly) so that a short validation block still gives each shift enough residuals;
+near steps, where the error grows fastest, stand alone.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
     from twin.model.net import JepaNet
     from twin.model.twin_model import TwinModel
 
-POOL = 2
-"""Neighbouring rollout steps pooled on each side when a step's shift is estimated."""
+POOL_SHARE = 0.2
+"""Step h's shift pools the residuals of steps h +- floor(POOL_SHARE * h)."""
 
 
 class BandCalibration(nn.Module):
@@ -52,7 +53,8 @@ class BandCalibration(nn.Module):
         n_steps, n_cv, n_q = q.shape[1:]
         shift = torch.zeros(n_steps, n_cv, n_q)
         for s in range(n_steps):
-            lo, hi = max(0, s - POOL), min(n_steps, s + POOL + 1)
+            pool = int(POOL_SHARE * s)
+            lo, hi = max(0, s - pool), min(n_steps, s + pool + 1)
             for c in range(n_cv):
                 ok = mask[:, lo:hi, c].bool()
                 if ok.sum() < 2:

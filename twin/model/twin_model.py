@@ -5,7 +5,8 @@
     zs = tw.rollout(z, U)          # U (B, H, n_mv) -> (B, H, D)
     y, q = tw.readout(zs)          # (..., n_cv), (..., n_cv, n_q); bands calibrated per step
     tw.ood_score(z) -> (B,)        # k-NN distance to the training latents (~1 in distribution)
-    tw.ood_threshold               # conformal threshold at tw.ood_false_alarm on held-out data
+    tw.ood_threshold               # its conformal threshold (trust region of the planner)
+    tw.ood_ratio(window, mask)     # (B,) the gate: whole window + latent; > 1 is out of distribution
 
 The planner uses only these verbs; all of them are differentiable in U for gradient refinement.
 """
@@ -26,6 +27,7 @@ from twin.model.calibration import BandCalibration
 from twin.model.config import ModelConfig
 from twin.model.net import JepaNet
 from twin.model.ood import LatentGate
+from twin.model.window_check import WindowCheck
 
 CHECKPOINT_FORMAT = 2
 
@@ -77,6 +79,12 @@ class TwinModel(nn.Module):
         self.register_buffer("y_mean", torch.tensor(y_mean, dtype=f32))
         self.register_buffer("y_std", torch.tensor(y_std, dtype=f32))
         self.gate = LatentGate(net.config.latent_dim)
+        cv_idx = [self.tag_names.index(t) for t in self.cv_names]
+        mv_idx = [self.tag_names.index(t) for t in self.mv_names]
+        self.window_check = WindowCheck(
+            window, len(self.tag_names), samples_per_interval, cv_idx, mv_idx
+        )
+        self._false_alarm = float("nan")
         self.bands = BandCalibration(len(self.cv_names), len(self.quantile_levels))
         self.spec_hash = ""
         self.metrics: dict[str, Any] = {}
@@ -152,16 +160,34 @@ class TwinModel(nn.Module):
 
     @property
     def ood_false_alarm(self) -> float:
-        """The false-alarm rate the threshold was set for."""
-        return self.gate.false_alarm
+        """The false-alarm rate ood_ratio was calibrated for (latent gate and window checks together)."""
+        return self._false_alarm
+
+    def ood_ratio(self, window: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """window (B, W, n_tags) eng units -> (B,) out-of-distribution ratio; above 1 refuses.
+
+        The gate of the planner and of the write guard (through twin.plan.gating.ood_ratio):
+        the larger of the latent k-NN score over its threshold and the window checks
+        (consistency of the CVs with the MVs, liveness of every CV) over theirs. Calibrated
+        so that about ood_false_alarm of held-out normal windows exceed 1.
+        """
+        x = self.normalise_window(window, mask)
+        latent = self.gate(self.net.encode(x)) / self.gate.threshold
+        return torch.maximum(latent, self.window_check(x))
 
     # ---- calibration and persistence ---------------------------------------------------
 
     def set_ood_reference(
-        self, z_train: torch.Tensor, z_val: torch.Tensor, false_alarm: float = 0.01
+        self, x_train: torch.Tensor, x_val: torch.Tensor, false_alarm: float = 0.02
     ) -> None:
-        """k-NN reference from training latents; scale and threshold from validation latents."""
-        self.gate.fit(z_train, z_val, false_alarm)
+        """Fit the gate on normalised training windows (N, W, 2n) and calibrate it on validation
+        windows: a third of the false-alarm budget to the latent gate, the rest to the window
+        checks (they detect more of the faults)."""
+        with torch.no_grad():
+            z_train, z_val = self.net.encode(x_train), self.net.encode(x_val)
+        self.gate.fit(z_train, z_val, false_alarm / 3)
+        self.window_check.fit(x_train, x_val, 2 * false_alarm / 3)
+        self._false_alarm = false_alarm
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to use the model again, as plain types and tensors."""
@@ -211,7 +237,7 @@ class TwinModel(nn.Module):
         tw.bands.shift = torch.zeros_like(state["bands.shift"])
         tw.load_state_dict(state)
         tw.ood_threshold = float(ckpt["ood_threshold"])
-        tw.gate.false_alarm = float(ckpt.get("ood_false_alarm", float("nan")))
+        tw._false_alarm = float(ckpt.get("ood_false_alarm", float("nan")))
         tw.spec_hash = ckpt.get("spec_hash", "")
         tw.metrics = ckpt.get("metrics", {})
         tw.eval()

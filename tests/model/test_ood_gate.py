@@ -1,0 +1,98 @@
+"""The OOD gate: k-NN in latent space with a conformal threshold; a plant held still at a
+steady state inside its excited region is in distribution."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import torch
+
+from twin.data import PlantSeries
+from twin.generate import generate
+from twin.model.ood import LatentGate, conformal_quantile
+from twin.plan.gating import gate, ood_ratio
+from twin.spec import load_spec
+from twin.train import train_series
+
+from .conftest import tiny_configs
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _two_regions(n: int, rng: np.random.Generator) -> torch.Tensor:
+    """Latents from two operating regions far apart, with a thin direction."""
+    centers = np.where(rng.random(n) < 0.5, -4.0, 4.0)
+    z = rng.standard_normal((n, 6)) * np.array([1.0, 1.0, 0.5, 0.5, 0.3, 0.01])
+    z[:, 0] += centers
+    return torch.as_tensor(z, dtype=torch.float32)
+
+
+def test_gate_keeps_its_false_alarm_rate_and_flags_the_gap_between_regions():
+    rng = np.random.default_rng(0)
+    g = LatentGate(6)
+    g.fit(_two_regions(4000, rng), _two_regions(2000, rng), false_alarm=0.01)
+    with torch.no_grad():
+        fresh = g(_two_regions(4000, rng))
+        between = torch.zeros(200, 6)  # the empty middle that one Gaussian fit calls typical
+        between[:, 1] = torch.randn(200)
+        far = _two_regions(200, rng) + torch.tensor([0.0, 6.0, 0, 0, 0, 0])
+        middle, outside = g(between), g(far)
+    false_alarm = float((fresh > g.threshold).float().mean())
+    assert 0.002 <= false_alarm <= 0.02, false_alarm
+    assert float((middle > g.threshold).float().mean()) > 0.95
+    assert float((outside > g.threshold).float().mean()) > 0.95
+    assert 0.8 < float(fresh.median()) < 1.25  # scaled to ~1 in distribution
+
+
+def test_conformal_quantile_is_a_rank_and_the_largest_score_when_too_few():
+    s = torch.arange(1.0, 101.0)
+    assert conformal_quantile(s, 0.9) == 91.0  # ceil(101 * 0.9) = 91st smallest
+    assert conformal_quantile(s[:10], 0.99) == 10.0  # never an infinite, silent threshold
+    assert conformal_quantile(s[:0], 0.99) == float("inf")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("plant", ["cstr", "four_tank"])
+def test_a_plant_held_still_inside_its_excited_region_is_in_distribution(plant):
+    """Train on PRBS excitation, then hold the MVs at their nominal values (the middle of the
+    excited band) for an hour: the planner's gate never refuses as out of distribution."""
+    spec = load_spec(plant)
+    model_cfg, data_cfg, cfg = tiny_configs()
+    data_cfg = replace(data_cfg, horizon=10, window_intervals=3)
+    long = generate(spec, 3.0, "prbs", seed=1, start=START, progress=False)
+    wide = long.pivot(index="ts", columns="tag", values="value").reindex(columns=spec.tag_names)
+    out = train_series(PlantSeries(wide, spec, data_cfg), model_cfg, replace(cfg, epochs=8))
+    tw = out.twin
+    assert np.isfinite(tw.ood_threshold)
+
+    held = generate(spec, 1.0, "none", seed=2, start=START, progress=False)
+    rows = held.pivot(index="ts", columns="tag", values="value").reindex(columns=spec.tag_names)
+    x = rows.to_numpy()
+    spi, w = spec.plant.samples_per_interval, tw.window
+    ends = np.arange(w - 1, len(x), spi)  # every decision instant of the hour
+    ratios = [ood_ratio(tw, x[e - w + 1 : e + 1]) for e in ends]
+    refusals = [
+        r
+        for r in ratios
+        if gate(
+            plant,
+            model_version="v001",
+            data_ts=START,
+            now=START,
+            max_staleness_s=60,
+            ood_score=r,
+            ood_threshold=1.0,
+        )
+        is not None
+    ]
+    assert len(ends) >= 100
+    assert refusals == [], (len(refusals), max(ratios))
+    # The gate is not blind: a CV sensor stuck at its upper limit is refused every time.
+    cv = spec.tag_names.index(spec.cvs[0].name)
+    for e in ends[:20]:
+        broken = x[e - w + 1 : e + 1].copy()
+        broken[:, cv] = spec.cvs[0].limits[1]
+        assert ood_ratio(tw, broken) > 1

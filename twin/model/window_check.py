@@ -1,0 +1,158 @@
+"""Input-space checks of the whole window, for what the latent gate cannot see.
+
+The encoder learns what predicts the CVs, so it may be blind to a sensor that stopped
+moving, or to a CV that no longer follows the MVs; a k-NN gate on its latents then waves such
+windows through. Two checks on the normalised window itself fill that gap:
+
+- consistency: a ridge regression, fitted on the training windows, predicts the CV samples of
+  the window's last control interval from everything before it and the MV samples of that
+  interval; the score is the largest per-CV RMS residual over its median on the validation
+  block (a bias, a drift or an unmeasured disturbance breaks the learned relation);
+- range: how far (in training standard deviations) any tag of the last interval lies outside
+  the range the training block covered: a region never excited, an MV pushed past the
+  campaign's band;
+- liveness: per CV, how much flatter than the quietest 5 % of training windows the last two
+  intervals are (log of the std of first differences): a stuck transmitter reads as a flat
+  line. MVs and DVs are left out: an MV held still, or a disturbance that does not move, is
+  normal operation (issue 11: a plant held still must stay in distribution).
+
+Each score is divided by its own conformal threshold on the validation block, so 1 means "as
+unusual as the rarest normal windows" for each of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+RIDGE = 1e-2
+"""Ridge penalty of the consistency regression (inputs are normalised, about unit scale)."""
+FLAT_EPS = 1e-7
+"""Floor of a tag's first-difference std (normalised units) before the log: about float32
+resolution, so a frozen reading (differences exactly 0) stands far below any noisy one."""
+MIN_RANGE_EXCESS = 0.25
+"""Least range threshold, in training standard deviations past the covered range."""
+
+
+class WindowCheck(nn.Module):
+    coef: torch.Tensor
+    """(F + 1, spi * n_cv) ridge coefficients (last row: intercept)."""
+    resid_scale: torch.Tensor
+    """(n_cv,) median RMS residual per CV on the validation block."""
+    flat_ref: torch.Tensor
+    """(n_cv,) 5th percentile of the log first-difference std per CV on the training block."""
+    lo: torch.Tensor
+    """(n_tags,) smallest normalised value of each tag on the training block."""
+    hi: torch.Tensor
+    """(n_tags,) largest normalised value of each tag on the training block."""
+    scale: torch.Tensor
+    """(3,) conformal thresholds of the consistency, liveness and range scores."""
+
+    def __init__(self, window: int, n_tags: int, spi: int, cv_idx: list[int], mv_idx: list[int]):
+        super().__init__()
+        self.window, self.n_tags, self.spi = window, n_tags, spi
+        self.cv_idx, self.mv_idx = list(cv_idx), list(mv_idx)
+        n_feat = (window - spi) * n_tags + spi * len(self.mv_idx)
+        self.register_buffer("coef", torch.zeros(n_feat + 1, spi * len(self.cv_idx)))
+        self.register_buffer("resid_scale", torch.ones(len(self.cv_idx)))
+        self.register_buffer("flat_ref", torch.zeros(len(self.cv_idx)))
+        self.register_buffer("lo", torch.full((n_tags,), -math.inf))
+        self.register_buffer("hi", torch.full((n_tags,), math.inf))
+        self.register_buffer("scale", torch.full((3,), math.inf))
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, W, 2n) normalised values + mask -> features (B, F+1), last-interval CVs (B, spi*n_cv)."""
+        v = x[..., : self.n_tags]  # (B, W, n)
+        past = v[:, : self.window - self.spi].flatten(1)  # (B, (W-spi) n)
+        last = v[:, self.window - self.spi :]  # (B, spi, n)
+        feats = torch.cat(
+            [past, last[..., self.mv_idx].flatten(1), torch.ones_like(past[:, :1])], 1
+        )
+        return feats, last[..., self.cv_idx].flatten(1)
+
+    def consistency(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B,) largest per-CV RMS residual of the last interval, over its median."""
+        feats, y = self._split(x)
+        err = (y - feats @ self.coef).unflatten(1, (self.spi, len(self.cv_idx)))  # (B, spi, n_cv)
+        return (err.pow(2).mean(1).sqrt() / self.resid_scale).amax(1)
+
+    def flatness(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B,) how much flatter than the quiet training windows the flattest CV is."""
+        return (self.flat_ref - _log_diff_std(x[..., self.cv_idx], self.spi)).amax(1)
+
+    def excess(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B,) largest distance of a measured last-interval value outside the
+        training range, in training standard deviations."""
+        last = x[:, -self.spi :]
+        v, seen = last[..., : self.n_tags], last[..., self.n_tags :] > 0
+        out = torch.maximum(self.lo - v, v - self.hi).clamp_min(0) * seen  # (B, spi, n)
+        return out.flatten(1).amax(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B,) max of the three scores over their thresholds (> 1: unusual)."""
+        scores = torch.stack([self.consistency(x), self.flatness(x), self.excess(x)], 1)
+        return (scores / self.scale).amax(1)
+
+    def fit(self, x_train: torch.Tensor, x_cal: torch.Tensor, false_alarm: float) -> None:
+        """Ridge, ranges and references on training windows (N, W, 2n, in time order);
+        thresholds (consistency at false_alarm / 2, liveness and range at false_alarm / 4) on the calibration windows and the training
+        windows scored out of fold (FOLDS contiguous stretches, each against a ridge and ranges
+        fitted without it): a short validation block alone gave too many false alarms later."""
+        from twin.model.ood import FOLDS, conformal_quantile
+
+        self.coef, self.lo, self.hi = _fit_parts(x_train, self._split, self.n_tags)
+        flat = _log_diff_std(x_train[..., self.cv_idx], self.spi)  # (N, n_cv)
+        self.flat_ref = torch.quantile(flat, 0.05, dim=0)
+        self.resid_scale = torch.ones(len(self.cv_idx))
+        self.scale = torch.ones(3)
+        with torch.no_grad():
+            parts: list[tuple[torch.Tensor, ...]] = [(x_cal, self.coef, self.lo, self.hi)]
+            for fold in torch.arange(len(x_train)).chunk(FOLDS):
+                rest = torch.ones(len(x_train), dtype=torch.bool)
+                rest[fold] = False
+                if rest.sum() > x_train[0, :, 0].numel():
+                    parts.append(
+                        (x_train[fold], *_fit_parts(x_train[rest], self._split, self.n_tags))
+                    )
+            resid, exc = [], []
+            for x, coef, lo, hi in parts:
+                feats, y = self._split(x)
+                err = (y - feats @ coef).unflatten(1, (self.spi, len(self.cv_idx)))
+                resid.append(err.pow(2).mean(1).sqrt())  # (n, n_cv)
+                self.lo, self.hi = lo, hi
+                exc.append(self.excess(x))
+            self.coef, self.lo, self.hi = parts[0][1:]
+            # The residual scale and threshold come from the validation block only: it is out of
+            # sample for the full ridge, whereas a fold left out of the ridge is a region it
+            # never saw, and those residuals (a tail 4x longer) made biases of 2 sigma pass.
+            r = resid[0]
+            self.resid_scale = r.median(0).values.clamp_min(1e-6)
+            # Consistency catches most faults (bias, drift, disturbances), so it gets half the
+            # false-alarm budget; the liveness and range checks rarely fire on normal data.
+            cons = conformal_quantile((r / self.resid_scale).amax(1), 1 - false_alarm / 2)
+            x_all = torch.cat([x_cal, x_train])
+            flat_q = conformal_quantile(self.flatness(x_all), 1 - false_alarm / 4)
+            range_q = conformal_quantile(torch.cat(exc), 1 - false_alarm / 4)
+        # Thresholds near 0 would flag the quietest (or most extreme) ordinary windows: one
+        # log unit of flatness (a CV e-fold flatter than the quiet training windows) and a
+        # quarter of a standard deviation past the covered range are the least they may be.
+        self.scale = torch.tensor([cons, max(flat_q, 1.0), max(range_q, MIN_RANGE_EXCESS)])
+
+
+def _fit_parts(x: torch.Tensor, split, n_tags: int) -> tuple[torch.Tensor, ...]:
+    """Ridge coefficients and per-tag value ranges of windows x (N, W, 2n)."""
+    feats, y = split(x.double())
+    gram = feats.T @ feats + RIDGE * len(feats) * torch.eye(feats.shape[1], dtype=feats.dtype)
+    coef = torch.linalg.solve(gram, feats.T @ y).float()
+    vals, seen = x[..., :n_tags], x[..., n_tags:] > 0
+    lo = torch.where(seen, vals, torch.inf).flatten(0, 1).amin(0)
+    hi = torch.where(seen, vals, -torch.inf).flatten(0, 1).amax(0)
+    return coef, lo, hi
+
+
+def _log_diff_std(v: torch.Tensor, spi: int) -> torch.Tensor:
+    """(B, W, n) values -> (B, n) log std of first differences over the last two intervals."""
+    tail = v[:, -2 * spi :]
+    return torch.log(tail.diff(dim=1).std(1) + FLAT_EPS)
