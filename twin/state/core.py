@@ -20,7 +20,7 @@ from typing import Any
 from twin import audit
 from twin.paths import Home
 from twin.state.base import StoreConfig, StoreError
-from twin.state.schema import MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
+from twin.state.schema import ENSURED, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 
 
 class StoreCore:
@@ -107,6 +107,9 @@ class StoreCore:
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            for statements in ENSURED:
+                for statement in statements:
+                    c.execute(statement)
             # Every open puts back append-only triggers someone dropped (IF NOT EXISTS).
             audit.create_schema(c)
 

@@ -119,3 +119,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # put back (safety rule 5) even after a restart.
     2: ("ALTER TABLE writes ADD COLUMN prior REAL",),
 }
+
+# Tables added later that need no data migration, each owned by its own module: created with
+# IF NOT EXISTS at every open. A module appends its statements here (one tuple per module).
+ENSURED: list[tuple[str, ...]] = []
