@@ -36,19 +36,16 @@ from scipy import stats
 from plants import load_plant_model
 from plants.base import Scenario, Simulation, integrate, step
 from twin.data import DataConfig, PlantSeries
-from twin.evaluate import HORIZONS, evaluate
+from twin.evaluate import HORIZONS, ood_quality, windows_of
 from twin.generate import generate
-from twin.model.config import ModelConfig
+from twin.model.comparisons import ablation_report
+from twin.model.config import ABLATIONS, ModelConfig
+from twin.model.net import JepaNet
 from twin.model.twin_model import TwinModel
+from twin.plan.gating import ood_ratio
 from twin.spec import load_spec
-from twin.train import TrainConfig, fit_jepa, torch_threads, train_series
+from twin.train import TrainConfig, torch_threads, train_series
 
-ABLATIONS = {
-    "latent_losses_off": {"w_pred": 0.0, "w_rollout": 0.0},
-    "probe": {"readout_detach": True},
-    "sigreg_off": {"sigreg_lambda": 0.0},
-    "sigreg_off_no_batchnorm": {"sigreg_lambda": 0.0, "batchnorm": False},
-}
 # An unmeasured disturbance stepped at the onset, per plant: jacket fouling (UA -15 %) on the
 # cstr, a leak opening in tank 1 of the four-tank process.
 DISTURBANCE_STEP = {"cstr": ("ua_factor", 1.0, 0.85), "four_tank": ("leak1_area", 0.0, 0.012)}
@@ -124,11 +121,10 @@ def simulate(spec, seed: int, n: int, mvs_at, scenario: Scenario | None = None) 
 
 
 def flagged(tw: TwinModel, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """OOD verdict (bool per window) of the windows of rows ending at the given rows."""
+    """The gate's verdict (bool per window: refused) on the windows of rows ending at `ends`,
+    asked as the planner and the write guard ask it."""
     w = tw.window
-    x = torch.as_tensor(np.stack([rows[e - w + 1 : e + 1] for e in ends]), dtype=torch.float32)
-    with torch.no_grad():
-        return (tw.ood_score(tw.encode(x, torch.isfinite(x))) > tw.ood_threshold).numpy()
+    return np.array([ood_ratio(tw, rows[e - w + 1 : e + 1]) > 1 for e in ends])
 
 
 def plant_faults(tw: TwinModel, spec, seed: int, series: PlantSeries) -> dict:
@@ -174,21 +170,49 @@ def plant_faults(tw: TwinModel, spec, seed: int, series: PlantSeries) -> dict:
     }
 
 
-def ablation(series: PlantSeries, spec, seed: int, name: str, cfg: TrainConfig) -> dict:
-    mc = replace(ModelConfig(), **ABLATIONS[name])
-    fit = fit_jepa(series, mc, cfg)
-    roles = {t.name: t.role for t in spec.tags}
-    tw = TwinModel(
-        fit.module.cpu(), series.normalizer, roles, series.window, series.spi, series.config
-    )
-    rep = evaluate(tw, series)
-    return {
-        "nrmse": rep["models"]["jepa"]["nrmse"],
-        "sigreg_heldout": rep["monitors"]["sigreg_heldout"],
-        "effective_rank": rep["monitors"]["effective_rank"],
-        "seconds": round(fit.seconds, 1),
-        "stopped": fit.stopped,
-    }
+def make_series(spec, seed: int, hours: float) -> PlantSeries:
+    long = generate(spec, hours, "prbs", seed=seed, start=START, progress=False)
+    good = long[long["quality"] == 0]
+    wide = good.pivot(index="ts", columns="tag", values="value").reindex(columns=spec.tag_names)
+    return PlantSeries(wide, spec, DataConfig())
+
+
+def remeasure_gates(result: dict, cache: Path, hours: float) -> None:
+    """Refit and re-measure the OOD gate of every cached full twin (same data, same weights):
+    the gate is fitted after training, so a new gate needs no retraining."""
+    for plant, s in result["plants"].items():
+        spec = load_spec(plant)
+        for r in s["runs"]:
+            ckpt = torch.load(cache / f"{plant}_{r['seed']}.pt", weights_only=True)
+            series = make_series(spec, r["seed"], hours)
+            mc = dict(ckpt["model_config"]) | {
+                "quantiles": tuple(ckpt["model_config"]["quantiles"])
+            }
+            net = JepaNet(
+                ModelConfig(**mc),
+                series.window,
+                len(spec.tag_names),
+                len(series.mv_idx),
+                len(series.cv_idx),
+            )
+            state = ckpt["state_dict"]
+            net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+            roles = {t.name: t.role for t in spec.tags}
+            fresh = TwinModel(
+                net, series.normalizer, roles, series.window, series.spi, series.config
+            )
+            fresh.bands.shift = state["bands.shift"]
+            cfg = TrainConfig()
+            with torch_threads(1):
+                fresh.set_ood_reference(
+                    windows_of(series, "train"), windows_of(series, "val"), cfg.ood_false_alarm
+                )
+                r["ood"] = ood_quality(fresh, series, "test") | plant_faults(
+                    fresh, spec, r["seed"], series
+                )
+            print(f"{plant} seed {r['seed']}: gate {r['ood']}", flush=True)
+        s.update(summarise(s["runs"]))
+        s["targets"] = targets(plant, s)
 
 
 def run_one(
@@ -200,10 +224,7 @@ def run_one(
     cache: Path | None = None,
 ) -> dict:
     spec = load_spec(plant)
-    long = generate(spec, hours, "prbs", seed=seed, start=START, progress=False)
-    good = long[long["quality"] == 0]
-    wide = good.pivot(index="ts", columns="tag", values="value").reindex(columns=spec.tag_names)
-    series = PlantSeries(wide, spec, DataConfig())
+    series = make_series(spec, seed, hours)
     cfg = TrainConfig(seed=seed, progress=False)
     cfg = replace(cfg, epochs=epochs) if epochs else cfg
     t0 = time.perf_counter()
@@ -216,7 +237,7 @@ def run_one(
     states = true_states(spec, grid)
     floor = floor_nrmse(spec, series, grid, states)
     with torch_threads(1):
-        abl = {name: ablation(series, spec, seed, name, cfg) for name in ablations}
+        abl = {name: ablation_report(series, ModelConfig(), cfg, name) for name in ablations}
         faults = plant_faults(out.twin, spec, seed, series)
     return {
         "seed": seed,
@@ -377,11 +398,33 @@ def main() -> None:
         default=None,
         help="Merge result files of separate runs (e.g. one per plant) into --out.",
     )
+    ap.add_argument(
+        "--regate",
+        type=Path,
+        default=None,
+        help="With --cache: refit and re-measure the OOD gate of the cached twins of this result file.",
+    )
     args = ap.parse_args()
+    if args.regate:
+        result = json.loads(args.regate.read_text())
+        remeasure_gates(result, args.cache, result["hours"])
+        for plant, s in result["plants"].items():
+            print_plant(plant, s, s["targets"])
+        args.out.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {args.out}")
+        return
     if args.combine:
         merged = json.loads(args.combine[0].read_text())
         for extra in args.combine[1:]:
-            merged["plants"].update(json.loads(extra.read_text())["plants"])
+            other = json.loads(extra.read_text())
+            merged["seeds"] = sorted(set(merged["seeds"]) | set(other["seeds"]))
+            for plant, s in other["plants"].items():
+                if plant in merged["plants"]:  # runs of more seeds of the same plant
+                    s = {"runs": merged["plants"][plant]["runs"] + s["runs"]}
+                merged["plants"][plant] = s
+        for plant, s in merged["plants"].items():
+            s.update(summarise(s["runs"]))
+            s["targets"] = targets(plant, s)
         for plant, s in merged["plants"].items():
             print_plant(plant, s, s["targets"])
         args.out.write_text(json.dumps(merged, indent=2))

@@ -153,10 +153,51 @@ def card_markdown(card: dict[str, Any]) -> str:
     for name, res in ev["models"].items():
         cells = [("-" if res["nrmse"].get(h) is None else f"{res['nrmse'][h]:.3f}") for h in hs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, res in ev.get("ablations", {}).items():
+        cells = [("-" if res["nrmse"].get(h) is None else f"{res['nrmse'][h]:.3f}") for h in hs]
+        lines.append(f"| ablation: {name} | " + " | ".join(cells) + " |")
+    lines += _bands_markdown(ev, hs) + _ood_markdown(ev)
     lines += ["", "## Monitors", ""]
     for k, v in ev["monitors"].items():
         lines.append(f"- {k}: {v}")
     return "\n".join(lines) + "\n"
+
+
+def _bands_markdown(ev: dict[str, Any], hs: list[str]) -> list[str]:
+    bands = ev.get("bands")
+    if not bands:
+        return []
+    lo, hi = bands["band"]
+    lines = [
+        "",
+        f"## Calibrated bands: coverage of the {lo:.0%}-{hi:.0%} band (pinball in CV std units)",
+        "",
+        "| CV | " + " | ".join(f"h{h}" for h in hs) + " |",
+        "| --- |" + " --- |" * len(hs),
+    ]
+    for cv in bands["coverage"][hs[0]]:
+        cells = [f"{bands['coverage'][h][cv]:.2f} ({bands['pinball'][h][cv]:.3f})" for h in hs]
+        lines.append(f"| {cv} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ood_markdown(ev: dict[str, Any]) -> list[str]:
+    ood = ev.get("ood")
+    if not ood:
+        return []
+    lines = [
+        "",
+        "## Out-of-distribution gate",
+        "",
+        f"False alarms on the held-out block: {ood['false_alarm']:.2%} of {ood['windows']} "
+        f"windows (calibrated for {ood['false_alarm_target']:.0%}).",
+        "",
+        "| synthetic fault | size | detected within 5 intervals |",
+        "| --- | --- | --- |",
+    ]
+    for kind, rate in ood["detection"].items():
+        lines.append(f"| {kind} | {ood['faults'][kind]} | {rate:.0%} |")
+    return lines
 
 
 def promote(home: Home | Path | str, plant: str | PlantSpec, version: str) -> None:

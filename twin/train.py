@@ -65,6 +65,9 @@ class TrainConfig:
     it is not bit-reproducible and says so in its `stopped` note); the best weights are kept."""
     obs_max_seconds: float = 600.0
     """The same safety net for the observation-space baseline, trained by the same rules."""
+    ablations: tuple[str, ...] = ()
+    """JEPA ablations (twin.model.config.ABLATIONS) trained beside the twin with the same data
+    and rules; their held-out figures go into the model card. Each costs one more JEPA fit."""
     ood_false_alarm: float = 0.02
     """False-alarm rate the OOD gate is calibrated for (conformal, on the validation block and
     the training block cross-fitted); the issue-11 ceiling on held-out normal operation."""
@@ -126,7 +129,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _val_anchors(series: PlantSeries, horizon: int, n: int) -> np.ndarray:
+def val_anchors(series: PlantSeries, horizon: int, n: int) -> np.ndarray:
     a = series.anchors("val", horizon)
     if len(a) == 0:
         raise NotEnoughData(
@@ -136,7 +139,7 @@ def _val_anchors(series: PlantSeries, horizon: int, n: int) -> np.ndarray:
     return a[np.linspace(0, len(a) - 1, min(n, len(a))).astype(int)]
 
 
-def _fit_loop(
+def fit_loop(
     module: M,
     train_anchors: np.ndarray,
     make_batch: Callable[[np.ndarray], Batch],
@@ -220,7 +223,7 @@ def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> F
             f"plant {series.spec.name!r}: only {len(train)} training windows with a {h}-interval "
             "horizon; record more history"
         )
-    val_batch = series.batch(_val_anchors(series, h, cfg.val_anchors), h, future_windows=False).to(
+    val_batch = series.batch(val_anchors(series, h, cfg.val_anchors), h, future_windows=False).to(
         device
     )
     sig_gen = gen if device.type == "cpu" else torch.Generator(device).manual_seed(cfg.seed)
@@ -232,7 +235,7 @@ def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> F
         m = val_batch.target_mask.float()
         return float(((mean - val_batch.targets) ** 2 * m).sum() / m.sum().clamp_min(1))
 
-    return _fit_loop(
+    return fit_loop(
         net,
         train,
         lambda a: series.batch(a, h),
@@ -241,52 +244,6 @@ def fit_jepa(series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig) -> F
         cfg,
         cfg.max_seconds,
         "jepa",
-    )
-
-
-def obs_hidden_for(series: PlantSeries, n_params: int) -> int:
-    """Hidden width at which the observation-space model has about n_params parameters."""
-
-    def count(hidden: int) -> int:
-        om = ObservationModel(
-            series.window, len(series.tag_names), series.mv_idx, series.spi, hidden
-        )
-        return param_count(om)
-
-    lo, hi = 4, 4096
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if count(mid) <= n_params else (lo, mid)
-    return lo
-
-
-def fit_observation_model(
-    series: PlantSeries, hidden: int, cfg: TrainConfig
-) -> FitResult[ObservationModel]:
-    """Train the observation-space baseline on the same data, horizon, epochs and early stopping."""
-    seed_everything(cfg.seed + 1)
-    device = resolve_device(cfg.device)
-    h = series.config.horizon
-    om = ObservationModel(
-        series.window, len(series.tag_names), series.mv_idx, series.spi, hidden
-    ).to(device)
-    train = series.anchors("train", h)
-    val_batch = series.batch(_val_anchors(series, h, cfg.val_anchors), h, future_windows=False).to(
-        device
-    )
-
-    def val_fn() -> float:
-        return float(om.loss(val_batch))
-
-    return _fit_loop(
-        om,
-        train,
-        lambda a: series.batch(a, h, future_windows=False),
-        lambda b: {"total": om.loss(b)},
-        val_fn,
-        cfg,
-        cfg.obs_max_seconds,
-        "observation model",
     )
 
 
@@ -319,6 +276,7 @@ def _train_series(
     series: PlantSeries, model_cfg: ModelConfig, cfg: TrainConfig, arx_cfg: ArxConfig | None
 ) -> TrainOutcome:
     from twin.evaluate import Baselines, collapse_problem, evaluate, windows_of
+    from twin.model.comparisons import ablation_report, fit_observation_model, obs_hidden_for
 
     spec = series.spec
     fit = fit_jepa(series, model_cfg, cfg)
@@ -338,6 +296,9 @@ def _train_series(
     else:
         arx = ArxModel.select(series.raw, spec, (lo, hi), series.blocks["val"])
     report = evaluate(tw, series, Baselines(arx=arx, obs_model=obs.module.cpu()))
+    report["ablations"] = {
+        name: ablation_report(series, model_cfg, cfg, name) for name in cfg.ablations
+    }
     problem = collapse_problem(report["monitors"], cfg.min_effective_rank, cfg.min_latent_std)
     if problem:
         raise CollapsedLatent(

@@ -80,8 +80,15 @@ def test_cli_train_evaluate_models(tmp_path, capsys):
     assert main(["train", str(spec_path), "--quick", "--seed", "1", *base]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == "v001"
-    assert main(["train", str(spec_path), "--quick", "--epochs", "2", *base]) == 0
+    quick2 = ["--quick", "--epochs", "2", "--ablations", "latent_losses_off"]
+    assert main(["train", str(spec_path), *quick2, *base]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "v002"
+    card = registry.load_checkpoint(home, spec, "v002")["card"]
+    ablation = card["evaluation"]["ablations"]["latent_losses_off"]
+    assert set(ablation["nrmse"]) == {str(h) for h in card["evaluation"]["horizons"]}
+    card_md = (Home.at(home).models_dir("lin") / "v002" / "card.md").read_text()
+    assert "ablation: latent_losses_off" in card_md and "Out-of-distribution gate" in card_md
+    assert main(["train", str(spec_path), "--quick", "--ablations", "no_such", *base]) == 2
 
     assert main(["evaluate", str(spec_path), "--json", *base]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -98,6 +105,15 @@ def test_cli_train_evaluate_models(tmp_path, capsys):
         "ood_threshold",
     } <= set(report["monitors"])
     assert report["models"]["arx"]["nrmse"]["1"] < report["models"]["persistence"]["nrmse"]["5"]
+    for h in map(str, report["horizons"]):
+        assert set(report["bands"]["coverage"][h]) == {"y1", "y2"}
+        assert 0.0 <= report["bands"]["coverage_mean"][h] <= 1.0
+        assert report["bands"]["pinball_mean"][h] > 0
+    assert report["ood"]["false_alarm_target"] == 0.02
+    assert set(report["ood"]["detection"]) == {"stuck", "drift", "bias"}
+    assert main(["evaluate", str(spec_path), *base]) == 0
+    text = capsys.readouterr().out
+    assert "calibrated 5%-95% band" in text and "OOD gate" in text
 
     assert main(["models", "promote", str(spec_path), "v002", *base]) == 0
     capsys.readouterr()

@@ -57,7 +57,28 @@ def train_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Seed: same seed and data, same model.")] = 0,
     max_seconds: Annotated[
         float | None,
-        typer.Option("--max-seconds", min=1, help="Wall-clock budget of the JEPA fit."),
+        typer.Option(
+            "--max-seconds",
+            min=1,
+            help="Wall-clock safety net of each fit (reported when it binds; default 600 s).",
+        ),
+    ] = None,
+    ablations: Annotated[
+        str | None,
+        typer.Option(
+            "--ablations",
+            help="Comma-separated JEPA ablations to train beside the twin for its model card "
+            "(latent_losses_off, probe, sigreg_off, sigreg_off_no_batchnorm); each costs a fit.",
+        ),
+    ] = None,
+    false_alarm: Annotated[
+        float | None,
+        typer.Option(
+            "--ood-false-alarm",
+            min=0.001,
+            max=0.5,
+            help="False-alarm rate the OOD gate is calibrated for (default 0.02).",
+        ),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,
     home: HomeOption = None,
@@ -88,6 +109,16 @@ def train_cmd(
         cfg = replace(cfg, epochs=epochs)
     if max_seconds is not None:
         cfg = replace(cfg, max_seconds=max_seconds, obs_max_seconds=max_seconds)
+    if ablations:
+        from twin.model.config import ABLATIONS
+
+        names = tuple(a.strip() for a in ablations.split(",") if a.strip())
+        unknown = [a for a in names if a not in ABLATIONS]
+        if unknown:
+            raise BadInput(f"--ablations: unknown {unknown}; known: {', '.join(ABLATIONS)}")
+        cfg = replace(cfg, ablations=names)
+    if false_alarm is not None:
+        cfg = replace(cfg, ood_false_alarm=false_alarm)
     h = home_of(home)
     version = train_plant(h, spec, model_cfg, data_cfg, cfg)
     card = registry.load_checkpoint(h, spec, version)["card"]
@@ -137,7 +168,41 @@ def evaluate_cmd(
             report, f"{spec.name} {ckpt['version']} (held-out block, {report['anchors']} anchors)"
         )
     )
+    console.print(bands_table(report))
+    console.print(ood_table(report["ood"]))
     console.print(monitors_table(report["monitors"]))
+
+
+def bands_table(report: dict) -> Table:
+    bands = report["bands"]
+    lo, hi = bands["band"]
+    table = Table(
+        title=f"calibrated {lo:.0%}-{hi:.0%} band: coverage (pinball, CV std units)",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("CV")
+    hs = [str(h) for h in report["horizons"]]
+    for h in hs:
+        table.add_column(f"h{h}", justify="right")
+    for cv in bands["coverage"][hs[0]]:
+        table.add_row(
+            cv, *[f"{bands['coverage'][h][cv]:.2f} ({bands['pinball'][h][cv]:.3f})" for h in hs]
+        )
+    return table
+
+
+def ood_table(ood: dict) -> Table:
+    table = Table(
+        title=f"OOD gate: {ood['false_alarm']:.2%} false alarms on held-out windows "
+        f"(calibrated for {ood['false_alarm_target']:.0%})",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("synthetic fault")
+    table.add_column("size")
+    table.add_column("detected within 5 intervals", justify="right")
+    for kind, rate in ood["detection"].items():
+        table.add_row(kind, ood["faults"][kind], f"{rate:.0%}")
+    return table
 
 
 def models_cmd(

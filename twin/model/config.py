@@ -50,3 +50,14 @@ class ModelConfig:
             raise BadInput("latent_dim >= 2, hidden >= 4 and action_dim >= 1 are required")
         if any(not 0 < q < 1 for q in self.quantiles):
             raise BadInput(f"quantile levels must lie in (0, 1), got {self.quantiles}")
+
+
+ABLATIONS: dict[str, dict[str, float | bool]] = {
+    "latent_losses_off": {"w_pred": 0.0, "w_rollout": 0.0},
+    "probe": {"readout_detach": True},
+    "sigreg_off": {"sigreg_lambda": 0.0},
+    "sigreg_off_no_batchnorm": {"sigreg_lambda": 0.0, "batchnorm": False},
+}
+"""The JEPA ablations of the predict benchmark and the model card, as ModelConfig overrides:
+latent prediction and rollout losses off; readout on detached latents (a probe of what the
+JEPA terms alone learn); SIGReg off; SIGReg and BatchNorm off."""
