@@ -276,6 +276,10 @@ class Safety(_Strict):
     """No proposal or write on data older than this."""
     proposal_ttl_s: Number | None = Field(default=None, gt=0)
     """A proposal expires this long after it is made; default two control intervals."""
+    fallback: Literal["hold", "linear_mpc", "operator"] = "hold"
+    """Who acts when the twin abstains (out of distribution, missing data): hold the MVs, the
+    linear (ARX) MPC identified with the twin, or the operator alone (alarm, no proposal).
+    Fallback proposals go through the same approval, guard and audit."""
     on_partial_move: Literal["restore", "complete"] = "restore"
     """A multi-MV move that fails part-way: put the MVs already moved back to their prior
     values (restore), or write the rest of the move (complete); both through the guard."""

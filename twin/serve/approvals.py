@@ -6,10 +6,12 @@ import asyncio
 import logging
 from datetime import datetime
 
+from twin import audit
 from twin.guard import GuardDecision, check_write
 from twin.serve.alarms import Alarms
 from twin.serve.campaigns import Campaigns
 from twin.serve.config import ACTOR, Mode, RunSummary
+from twin.serve.fallback import is_fallback
 from twin.serve.live import LiveState
 from twin.serve.proposer import Proposer
 from twin.serve.writepath import WritePath
@@ -50,6 +52,13 @@ class Approvals:
     async def _apply(self, decision: DecisionRecord, proposal: ProposalRecord) -> None:
         assert self.writes is not None and self.campaigns is not None
         values = decision.mv_values or {}
+        problem = self._audit_problem(decision, proposal)
+        if problem is not None:
+            # The row to be written is not what was approved and keyed in the audit log (or the
+            # log was altered): write nothing, ever, for this decision.
+            self.alarms.raise_("audit_mismatch", None, problem, subject=f"proposal:{proposal.id}")
+            self._refuse(decision, proposal, values, (problem,))
+            return
         now = self.live.clock.now()
         writing = self.mode != "advisory"
         if writing and (now is None or not self.live.clock.measured or self.writes.unsettled):
@@ -58,16 +67,7 @@ class Approvals:
         if g is None:
             g = GuardDecision({}, ("the runtime is in advisory mode: nothing is ever written",))
         if not g.allowed:
-            self.store.refuse_write(
-                plant=self.spec.name,
-                actor=ACTOR,
-                proposal_id=proposal.id,
-                decision_id=decision.id,
-                values=values,
-                reasons=g.reasons,
-            )
-            self.summary.refused += 1
-            log.warning("write for proposal %d refused: %s", proposal.id, "; ".join(g.reasons))
+            self._refuse(decision, proposal, values, g.reasons)
             return
         assert now is not None
         move = self.writes.start(g.values, now, decision_id=decision.id, proposal_id=proposal.id)
@@ -75,6 +75,50 @@ class Approvals:
         self.summary.writes = self.writes.writes
         if outcome != "unsettled":  # an unsettled move's decision closes when it is settled
             self.store.finish_decision(decision.id, proposal.id, outcome, actor=ACTOR)
+
+    def _refuse(
+        self,
+        decision: DecisionRecord,
+        proposal: ProposalRecord,
+        values: dict[str, float],
+        reasons: tuple[str, ...],
+    ) -> None:
+        self.store.refuse_write(
+            plant=self.spec.name,
+            actor=ACTOR,
+            proposal_id=proposal.id,
+            decision_id=decision.id,
+            values=values,
+            reasons=reasons,
+        )
+        self.summary.refused += 1
+        log.warning("write for proposal %d refused: %s", proposal.id, "; ".join(reasons))
+
+    def _audit_problem(self, decision: DecisionRecord, proposal: ProposalRecord) -> str | None:
+        """Why the decision's audit entry does not vouch for this row, or None when it does.
+
+        The entry must verify (hash, link, key, MAC) and hold this decision's kind, user,
+        proposal and values, so an edited `decisions` row or a forged entry is never written.
+        """
+        seq = self.store.decision_audit_seq(decision.id)
+        if seq is None:
+            return f"decision {decision.id} has no audit entry recorded: not written"
+        expect = {
+            "kind": decision.kind,
+            "user": decision.user,
+            "plant": proposal.plant,
+            "subject": f"proposal:{proposal.id}",
+            "what": {
+                "proposed": proposal.mv_values,
+                "values": decision.mv_values or None,
+                "evaluation": decision.evaluation,
+                "decision_id": decision.id,
+            },
+        }
+        result = audit.verify_entry(self.store, seq, expect=expect)
+        if result.ok:
+            return None
+        return f"decision {decision.id} does not match its audit entry ({result}): not written"
 
     def _guard(
         self, decision: DecisionRecord, proposal: ProposalRecord, now: datetime
@@ -86,7 +130,9 @@ class Approvals:
             reasons.append("the proposal was made on another plant timeline (the plant restarted)")
         if reasons:
             return GuardDecision({}, tuple(reasons))
-        ood = self._ood_now()
+        # A fallback's move is made because the twin does not know this state: the twin's own
+        # OOD score cannot veto it (the fallback's model has no such score).
+        ood = None if is_fallback(proposal.payload) else self._ood_now()
         values = decision.mv_values or {}
         return check_write(
             self.spec,

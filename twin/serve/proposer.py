@@ -50,8 +50,10 @@ class Proposer(Protocol):
 class TwinProposer:
     """The active model version and a planning controller; reloads when a version is promoted."""
 
-    def __init__(self, home: Home, spec: PlantSpec) -> None:
+    def __init__(self, home: Home, spec: PlantSpec, *, hard_operating: bool = False) -> None:
         self.home, self.spec = home, spec
+        self.hard_operating = hard_operating
+        """Operating limits are hard constraints too (auto mode, safety rule 4)."""
         self.version: str | None = None
         self.window = 1
         self.tag_names: list[str] = spec.tag_names
@@ -60,6 +62,7 @@ class TwinProposer:
     def refresh(self) -> None:
         from twin import registry  # the model stack (torch) loads only when serving proposals
         from twin.plan.controller import PlanningController
+        from twin.plan.settings import PlannerConfig
 
         active = registry.active_version(self.home, self.spec)
         if active is None or active == self.version:
@@ -68,7 +71,8 @@ class TwinProposer:
             return
         model = registry.load_version(self.home, self.spec, active)
         model.eval()
-        self._controller = PlanningController(model, self.spec)
+        config = PlannerConfig(hard_operating=self.hard_operating)
+        self._controller = PlanningController(model, self.spec, config)
         self.version = active
         self.window = int(model.window)
         self.tag_names = list(model.tag_names)

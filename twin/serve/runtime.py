@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from twin import api
 from twin.errors import BadInput, ConnectionLost
 from twin.historian import Historian
 from twin.ingest import ingest
@@ -32,6 +31,8 @@ from twin.serve.approvals import Approvals
 from twin.serve.campaigns import Campaigns
 from twin.serve.config import ACTOR, RunSummary, RuntimeConfig
 from twin.serve.connections import open_connections
+from twin.serve.control import ControlStep
+from twin.serve.fallback import Fallback
 from twin.serve.live import LiveState
 from twin.serve.lock import PlantLock
 from twin.serve.proposer import Proposer, TwinProposer
@@ -65,14 +66,15 @@ class Runtime:
         self.spec, self.home, self.config = spec, home, config
         self.store = store or Store.open(home)
         self._own_store = store is None
-        self.proposer: Proposer = proposer if proposer is not None else TwinProposer(home, spec)
+        self.proposer: Proposer = (
+            proposer
+            if proposer is not None
+            else TwinProposer(home, spec, hard_operating=config.mode == "auto")
+        )
         self._connections = connections
         self.live = LiveState(spec, keep_s=self._keep_s())
         self.alarms = Alarms(self.store, spec.name)
         self.summary = RunSummary()
-        self.last_proposal_id: int | None = None
-        self.last_reason = "starting"
-        self.ood_ratio: float | None = None
         self._tick_due = asyncio.Event()
         self._stop = asyncio.Event()
         self._apply_lock = asyncio.Lock()
@@ -80,6 +82,7 @@ class Runtime:
         self._writes: WritePath | None = None
         self._campaigns: Campaigns | None = None
         self._approvals: Approvals | None = None
+        self.control: ControlStep | None = None
 
     def _keep_s(self) -> float:
         period = self.spec.plant.sample_period_s
@@ -107,6 +110,19 @@ class Runtime:
             )  # noqa: E501
             self._writes = writes
             self._campaigns = Campaigns(spec, self.store, self.live, writes, historian)
+            fallback = Fallback(self.home, spec, hard_operating=cfg.mode == "auto")
+            self.control = ControlStep(
+                spec,
+                self.store,
+                self.live,
+                self.proposer,
+                fallback,
+                self._campaigns,
+                self.alarms,
+                mode=cfg.mode,
+                summary=self.summary,
+                apply_approvals=self._apply_approvals,
+            )
             self._approvals = Approvals(
                 spec,
                 self.store,
@@ -204,13 +220,13 @@ class Runtime:
                         on_batch=self.on_batch,
                     )
             except ConnectionLost as exc:
-                self.last_reason = f"plant unreachable: {exc}"
+                self._reason(f"plant unreachable: {exc}")
                 log.warning("%s; retrying in %.0f s", exc, self.config.reconnect_s)
                 await asyncio.sleep(self.config.reconnect_s)
             except BadInput:
                 raise  # a wrong node id or register: the user must fix the spec
             except Exception as exc:  # whatever else the connection does, the runtime stays up
-                self.last_reason = f"plant connection failed: {type(exc).__name__}: {exc}"
+                self._reason(f"plant connection failed: {type(exc).__name__}: {exc}")
                 log.exception(
                     "plant connection failed; retrying in %.0f s", self.config.reconnect_s
                 )
@@ -250,7 +266,8 @@ class Runtime:
             await self._tick_due.wait()
             self._tick_due.clear()
             try:
-                await self.control_step()
+                assert self.control is not None
+                await self.control.step()
             except Exception as exc:  # the plant side keeps running whatever a step does
                 log.exception("control step failed")
                 self.alarms.raise_("runtime_error", None, f"control step failed: {exc!r}")
@@ -260,98 +277,6 @@ class Runtime:
                 log.info("%d control intervals done: stopping", self.summary.steps)
                 self.stop()
                 return
-
-    async def control_step(self) -> None:
-        """One control interval: check the sensors, then ask the twin for a proposal."""
-        spec = self.spec
-        assert self._campaigns is not None
-        running = self._campaigns.running()
-        if running is not None:
-            self._no_proposal("steptest", f"step test {running.id} is running")
-            return
-        try:
-            await asyncio.to_thread(self.proposer.refresh)
-        except Exception as exc:  # a broken checkpoint: keep serving data, make no proposal
-            log.exception("cannot load the active twin")
-            self._no_proposal("no_model", f"cannot load the active twin: {exc}")
-            return
-        now = self.live.clock.now()  # after loading a model, which may take a while
-        data_ts = self.live.newest_ts()
-        if now is None or data_ts is None:
-            self._no_proposal("no_data", "no live data yet")
-            return
-        if not self.live.clock.measured:
-            # Proposing now would invite an approval that the guard could only time at wall
-            # speed if the plant went silent: measure the plant clock's rate first.
-            self._no_proposal("no_data", "still measuring how fast the plant's clock runs")
-            return
-        if self._sensor_faults(now):
-            return
-        window = self.live.window(self.proposer.tag_names, int(self.proposer.window), data_ts)
-        operating = api.operator_limits(self.store, spec)
-        try:
-            result = await asyncio.to_thread(self.proposer, window, data_ts, now, operating)
-        except Exception as exc:  # the plant side must keep running whatever the planner does
-            log.exception("planning failed")
-            self._no_proposal("error", f"planning failed: {type(exc).__name__}: {exc}")
-            return
-        proposed = getattr(result, "proposed", None)
-        if proposed is None:
-            code = str(getattr(result, "code", "none"))
-            self.ood_ratio = float("inf") if code == "ood" else self.ood_ratio
-            self._no_proposal(code, str(getattr(result, "reason", result)))
-            return
-        # Planning takes a while of plant time: a plant that went silent meanwhile gets nothing.
-        after = self.live.clock.now() or now
-        if self._sensor_faults(after):
-            return
-        await self._store_proposal(result)
-
-    def _sensor_faults(self, now: datetime) -> bool:
-        faults = self.live.faults(now)
-        self.alarms.condition("sensor_fault", {f.tag: f.message for f in faults})
-        if faults:
-            self._no_proposal("sensor_fault", "; ".join(f.message for f in faults))
-        return bool(faults)
-
-    def _no_proposal(self, code: str, reason: str) -> None:
-        self.summary.no_proposals += 1
-        self.last_reason = f"no proposal ({code}): {reason}"
-        if not self.summary.reasons or self.summary.reasons[-1] != code:
-            self.summary.reasons.append(code)
-        log.info(self.last_reason)
-
-    async def _store_proposal(self, proposal: Any) -> None:
-        spec, mode = self.spec, self.config.mode
-        payload = proposal.to_dict() if hasattr(proposal, "to_dict") else dict(vars(proposal))
-        payload["spec_path"] = str(spec.path) if spec.path is not None else spec.name
-        live = {t.name: v for t in spec.mvs if (v := self.live.value(t.name)) is not None}
-        payload["mv_live"] = live
-        payload.setdefault(
-            "summary",
-            ", ".join(
-                f"{k} {live.get(k, float('nan')):.4g} -> {v:.4g}"
-                for k, v in proposal.proposed.items()
-            ),
-        )
-        pid = self.store.add_proposal(
-            plant=spec.name,
-            mv_values=dict(proposal.proposed),
-            payload=payload,
-            data_ts=proposal.data_ts,
-            expires_at=proposal.expires_at,
-            model_version=str(proposal.model_version),
-            mode=mode,
-            status="advisory" if mode == "advisory" else "pending",
-            actor=ACTOR,
-        )
-        self.summary.proposals += 1
-        self.last_proposal_id = pid
-        self.ood_ratio = float(getattr(proposal, "ood_score", float("nan")))
-        self.last_reason = f"proposal {pid} made"
-        if mode == "auto":
-            api.auto_approve(self.store, pid)
-            await self._apply_approvals()
 
     # ---- approvals -> guarded writes ---------------------------------------------------
 
@@ -397,6 +322,10 @@ class Runtime:
 
     # ---- status ------------------------------------------------------------------------
 
+    def _reason(self, text: str) -> None:
+        if self.control is not None:
+            self.control.last_reason = text
+
     async def _heartbeat(self) -> None:
         while not self._stop.is_set():
             self._write_status()
@@ -411,7 +340,7 @@ class Runtime:
         if age is not None and age > self.spec.safety.max_staleness_s:
             reason = f"data stale: newest sample {age:.0f} s old"
         else:
-            reason = self.last_reason
+            reason = self.control.last_reason if self.control else "starting"
         self.summary.alarms = self.alarms.raised
         self.store.put_status(
             self.spec.name,
@@ -420,8 +349,8 @@ class Runtime:
             last_sample_ts=self.live.clock.last_ts,
             last_sample_age_s=age,
             model_version=self.proposer.version,
-            ood_score=self.ood_ratio,
-            last_proposal_id=self.last_proposal_id,
+            ood_score=self.control.ood_ratio if self.control else None,
+            last_proposal_id=self.control.last_proposal_id if self.control else None,
             last_reason="stopped" if final else reason,
             steps_done=self.summary.steps,
             alarms=list(self.alarms.recent),

@@ -1,0 +1,106 @@
+"""When the twin abstains, the spec's fallback acts through the same approval, guard and audit."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from twin import audit
+from twin.paths import Home
+from twin.plan.proposal import NoProposal
+from twin.serve import Runtime, RuntimeConfig, TwinProposer
+from twin.serve.connections import open_connections
+from twin.spec import PlantSpec, load_spec
+from twin.state import Store
+
+from .plant import read_opcua, start_sim, stop, train_tiny, write_spec
+
+
+class AbstainingTwin(TwinProposer):
+    """The real active twin, which declines every decision as out of distribution."""
+
+    def __call__(self, window, data_ts, now, operating):  # type: ignore[override]
+        return NoProposal(
+            self.spec.name, "ood", "the plant is out of the twin's distribution", data_ts
+        )
+
+    def ood_ratio(self, window):  # type: ignore[override]
+        return float("inf")
+
+
+def _with_fallback(spec: PlantSpec, kind: str) -> PlantSpec:
+    text = spec.path.read_text().replace("[safety]\n", f'[safety]\nfallback = "{kind}"\n', 1)
+    spec.path.write_text(text)
+    return load_spec(spec.path)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> Path:
+    home = Home.at(tmp_path_factory.mktemp("tiny"))
+    train_tiny(home)
+    return home.models_dir("cstr")
+
+
+def _serve(spec: PlantSpec, home: Home, steps: int) -> tuple[Store, Runtime]:
+    store = Store(home.state_db)
+    rt = Runtime(
+        spec,
+        home,
+        RuntimeConfig(mode="auto", steps=steps),
+        store=store,
+        proposer=AbstainingTwin(home, spec, hard_operating=True),
+        connections=open_connections(spec, home, "opcua"),
+    )
+    asyncio.run(asyncio.wait_for(rt.run(), timeout=240))
+    return store, rt
+
+
+@pytest.mark.timeout(300)
+def test_linear_mpc_takes_over_when_the_twin_abstains(tmp_path, tiny_models) -> None:
+    spec = _with_fallback(write_spec(tmp_path / "spec"), "linear_mpc")
+    home = Home.at(tmp_path / "home")
+    shutil.copytree(tiny_models, home.models_dir("cstr"))
+    sim = start_sim(spec, tmp_path / "sim.log")
+    try:
+        store, rt = _serve(spec, home, steps=6)
+        props = store.list_proposals("cstr", limit=100)
+        assert props, "the fallback made no proposal"
+        assert all(p.payload["controller"] == "fallback:linear_mpc" for p in props)
+        written = [p for p in props if p.status == "written"]
+        assert written, [(p.status, p.status_reason) for p in props]
+        newest = written[0]
+        assert abs(read_opcua(spec, "Tc") - newest.mv_values["Tc"]) < 1e-3
+        alarms = [e for e in audit.entries(store, kind="alarm") if e["kind"] == "alarm"]
+        assert sum(e["what"]["kind"] == "twin_abstains" for e in alarms) == 1  # once per episode
+        assert "fallback:linear_mpc" in alarms[0]["why"]
+        assert audit.verify(store).ok
+        store.close()
+    finally:
+        stop(sim)
+
+
+@pytest.mark.timeout(300)
+def test_hold_fallback_writes_nothing_and_alarms(tmp_path, tiny_models) -> None:
+    spec = _with_fallback(write_spec(tmp_path / "spec"), "hold")
+    home = Home.at(tmp_path / "home")
+    shutil.copytree(tiny_models, home.models_dir("cstr"))
+    sim = start_sim(spec, tmp_path / "sim.log")
+    try:
+        nominal = read_opcua(spec, "Tc")
+        store, rt = _serve(spec, home, steps=3)
+        assert store.list_proposals("cstr", limit=100) == []
+        assert store.writes_for(plant="cstr") == []
+        assert read_opcua(spec, "Tc") == pytest.approx(nominal)
+        kinds = [
+            e["what"]["kind"] for e in audit.entries(store, kind="alarm") if e["kind"] == "alarm"
+        ]
+        assert kinds.count("twin_abstains") == 1
+        shown = store.get_status("cstr").alarms  # what the control room shows
+        assert any("fallback:hold acts" in a["message"] for a in shown)
+        assert "ood" in rt.summary.reasons
+        store.close()
+    finally:
+        stop(sim)
