@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twin.state.alarms import AlarmsMixin
 from twin.state.plant_state import PlantStateMixin
 from twin.state.proposals import ProposalsMixin
 from twin.state.steptests import StepTestsMixin
@@ -9,10 +10,11 @@ from twin.state.users import UsersMixin
 from twin.state.writes import WritesMixin
 
 
-class Store(ProposalsMixin, WritesMixin, StepTestsMixin, UsersMixin, PlantStateMixin):
+class Store(ProposalsMixin, WritesMixin, StepTestsMixin, UsersMixin, PlantStateMixin, AlarmsMixin):
     """The state store of one twin home. Safe to open from several processes at once.
 
     Proposals and decisions (twin.state.proposals), the write ledger (twin.state.writes),
     step tests, users, operator limits, incidents and the runtime status each have their
-    own module; the connection, transactions and the audit entry point are in twin.state.core.
+    own module, as do alarms and the shift log (twin.state.alarms); the connection, transactions
+    and the audit entry point are in twin.state.core.
     """
