@@ -45,6 +45,8 @@ class ProposalView:
     hold_cost: dict[str, float]
     notes: list[str]
     ood_score: float | None
+    controller: str = "twin"
+    """Who made it: the twin, or the spec's fallback when the twin abstained."""
 
     @property
     def improvement(self) -> float | None:
@@ -113,6 +115,7 @@ def proposal_view(
         hold_cost={k: _num(v) for k, v in (pl.get("hold_cost") or {}).items()},
         notes=list(pl.get("notes") or []),
         ood_score=None if pl.get("ood_score") is None else float(pl["ood_score"]),
+        controller=str(pl.get("controller") or "twin"),
     )
 
 
@@ -142,5 +145,6 @@ def history_table(store: Store, plant: str, limit: int = 50) -> pd.DataFrame:
                                  if w.read_back is not None),
             "write status": ", ".join(sorted({w.status for w in writes})),
             "model": p.model_version or "",
+            "controller": str(p.payload.get("controller") or "twin"),
         })  # fmt: skip
     return pd.DataFrame(rows)

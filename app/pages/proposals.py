@@ -129,6 +129,8 @@ def pending() -> None:
     c = st.columns(4)
     c[0].metric("Proposal", f"#{view.id}")
     c[1].metric("Model", view.model_version)
+    if view.controller != "twin":
+        st.warning(f"Made by {view.controller}: the twin abstained, the spec's fallback acts.")
     imp = view.improvement
     c[2].metric("Expected improvement", "-" if imp is None else f"{imp:.4g}",
                 None if view.improvement_pct is None else f"{view.improvement_pct:.1f} % vs hold", delta_color="off")  # fmt: skip
