@@ -235,6 +235,7 @@ class Runtime:
     def on_batch(self, batch: list[Sample]) -> None:
         """A batch from the plant: the live state, then what it changed."""
         update = self.live.on_batch(batch)
+        self.alarms.on_batch(batch)  # GAP markers: the connection dropped (one parent alarm)
         plant = self.spec.name
         if update.clock_reset is not None:
             to = self.live.newest_ts()
