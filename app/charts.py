@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -40,13 +41,25 @@ MARKER_STYLE = {  # kind -> (symbol, colour): only what went wrong is coloured
 def _layout(fig: go.Figure, title: str, unit: str = "", height: int = 260) -> go.Figure:
     fig.update_layout(
         title={"text": title, "font": {"size": 13, "color": LINE}},
-        height=height, margin={"l": 50, "r": 10, "t": 30, "b": 30},
+        height=height, margin={"l": 50, "r": 10, "t": 30, "b": 10},
         plot_bgcolor=BG, paper_bgcolor="white", font={"color": LINE},
-        showlegend=True, legend={"orientation": "h", "y": -0.2, "font": {"size": 10}},
+        showlegend=True,
+        # Above the plot: below it, the legend covered the date labels of the time axis.
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom",
+                "font": {"size": 10}},
     )  # fmt: skip
-    fig.update_yaxes(title_text=unit, gridcolor="#d0d0d0")
-    fig.update_xaxes(gridcolor="#d0d0d0")
+    fig.update_yaxes(title_text=unit, gridcolor="#d0d0d0", automargin=True)
+    # Time axes: hours and minutes over the date; automargin grows the bottom margin to fit
+    # both rows (a fixed 30 px clipped the date labels under the axis).
+    fig.update_xaxes(gridcolor="#d0d0d0", automargin=True)
+    if _has_time_axis(fig):
+        fig.update_xaxes(tickformat="%H:%M<br>%d %b %Y")
     return fig
+
+
+def _has_time_axis(fig: go.Figure) -> bool:
+    xs = [t.x for t in fig.data if getattr(t, "x", None) is not None and len(t.x)]
+    return bool(xs) and isinstance(xs[0][0], datetime | pd.Timestamp | np.datetime64)
 
 
 def _limits(fig: go.Figure, bands: Bands) -> None:

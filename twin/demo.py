@@ -59,14 +59,23 @@ class Services:
     def start(self, name: str, args: list[str], log_dir: Path, env: dict[str, str]) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child's lifetime)
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_end_with_parent(os.getpid()),
+        )
         self.procs.append((name, proc))
 
     def check(self) -> None:
         for name, proc in self.procs:
             code = proc.poll()
             if code is not None:
-                raise TwinError(f"demo: the {name} process stopped with exit code {code}; see its log")
+                raise TwinError(
+                    f"demo: the {name} process stopped with exit code {code}; see its log"
+                )
 
     def stop(self) -> None:
         # One at a time, each gone before the next is signalled: the runtime closes its OPC-UA
@@ -80,6 +89,23 @@ class Services:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _end_with_parent(parent: int) -> Callable[[], None] | None:
+    """What a child runs before exec so that it gets SIGTERM when the demo dies, however it
+    dies (a SIGKILL runs none of the demo's own clean-up). Linux only (PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the demo died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 def twin_cmd(*args: str, home: Home) -> list[str]:
@@ -124,15 +150,31 @@ def run_demo(home: Home, cfg: DemoConfig, console: Console) -> None:
         run_step(
             console,
             f"generating {cfg.history_hours:g} h of simulated {cfg.plant} history",
-            twin_cmd("generate", cfg.plant, "--hours", f"{cfg.history_hours:g}", "--seed", str(cfg.seed),
-                     "--start", _history_start(cfg), home=home),
+            twin_cmd(
+                "generate",
+                cfg.plant,
+                "--hours",
+                f"{cfg.history_hours:g}",
+                "--seed",
+                str(cfg.seed),
+                "--start",
+                _history_start(cfg),
+                home=home,
+            ),
             env,
         )
         out = run_step(
             console,
             f"training the twin (budget {cfg.train_budget_s:.0f} s)",
-            twin_cmd("train", cfg.plant, "--seed", str(cfg.seed), "--max-seconds", f"{cfg.train_budget_s:.0f}",
-                     home=home),
+            twin_cmd(
+                "train",
+                cfg.plant,
+                "--seed",
+                str(cfg.seed),
+                "--max-seconds",
+                f"{cfg.train_budget_s:.0f}",
+                home=home,
+            ),
             env,
         )
         console.print(f"[bold]demo:[/] trained version {out.strip().splitlines()[-1]}")
@@ -144,20 +186,51 @@ def run_demo(home: Home, cfg: DemoConfig, console: Console) -> None:
     signal.signal(signal.SIGINT, _raise_interrupt)
     logs = home.runs_dir / "demo"
     try:
-        console.print(f"[bold]demo:[/] starting the simulated plant ({cfg.plant}, scenario {cfg.scenario}, x{cfg.speed:g})")
-        services.start("plant", twin_cmd("sim", cfg.plant, "--speed", f"{cfg.speed:g}", "--scenario", cfg.scenario,
-                                          "--seed", str(cfg.seed), home=home), logs, env)
-        wait_until(lambda: _port_open("127.0.0.1", _opcua_port(cfg.plant)), 60, "the simulated plant", services)
+        console.print(
+            f"[bold]demo:[/] starting the simulated plant ({cfg.plant}, scenario {cfg.scenario}, x{cfg.speed:g})"
+        )
+        services.start(
+            "plant",
+            twin_cmd(
+                "sim",
+                cfg.plant,
+                "--speed",
+                f"{cfg.speed:g}",
+                "--scenario",
+                cfg.scenario,
+                "--seed",
+                str(cfg.seed),
+                home=home,
+            ),
+            logs,
+            env,
+        )
+        wait_until(
+            lambda: _port_open("127.0.0.1", _opcua_port(cfg.plant)),
+            60,
+            "the simulated plant",
+            services,
+        )
         console.print("[bold]demo:[/] starting the runtime (supervised, OPC-UA)")
-        services.start("runtime", twin_cmd("serve", cfg.plant, "--mode", "supervised", "--source", "opcua",
-                                            home=home), logs, env)
+        services.start(
+            "runtime",
+            twin_cmd("serve", cfg.plant, "--mode", "supervised", "--source", "opcua", home=home),
+            logs,
+            env,
+        )
         console.print("[bold]demo:[/] starting the control room")
-        services.start("control-room", twin_cmd("app", "--host", cfg.host, "--port", str(cfg.app_port), home=home),
-                       logs, env)
+        services.start(
+            "control-room",
+            twin_cmd("app", "--host", cfg.host, "--port", str(cfg.app_port), home=home),
+            logs,
+            env,
+        )
         url = f"http://{cfg.host}:{cfg.app_port}"
         wait_until(lambda: _http_ok(url + "/_stcore/health"), 90, "the control room", services)
         console.print(f"\n[bold green]Control room:[/] {url}")
-        console.print(f"[bold green]Log in:[/] user [bold]{cfg.user}[/]  password [bold]{password}[/]  (engineer)")
+        console.print(
+            f"[bold green]Log in:[/] user [bold]{cfg.user}[/]  password [bold]{password}[/]  (engineer)"
+        )
         console.print(f"Logs: {logs}    Ctrl-C stops everything.\n")
         while True:
             services.check()

@@ -251,6 +251,40 @@ def import_file(historian: Historian, spec: PlantSpec, path: Path | str) -> Impo
 
 # ---- export ------------------------------------------------------------------------------
 
+FILLS = ("hold", "none")
+
+
+def _hold_limits(spec: PlantSpec, names: list[str], fill: str | None) -> dict[str, float]:
+    """How long each tag's value is carried forward (seconds); tags not held are left out."""
+    if fill == "none":
+        return {}
+    if fill == "hold":
+        return {t: spec.max_age_s(t) for t in names}
+    return {t: h for t in names if (h := spec.hold_s(t)) is not None}
+
+
+def _resampled(
+    historian: Historian,
+    spec: PlantSpec,
+    start: datetime,
+    end: datetime,
+    names: list[str],
+    resample: str,
+    fill: str | None,
+) -> pd.DataFrame:
+    try:
+        step = pd.Timedelta(resample)
+    except ValueError as exc:
+        raise BadInput(f"--resample {resample!r}: not an interval such as 10s or 1min") from exc
+    holds = _hold_limits(spec, names, fill)
+    # A held value may come from before the window: read back as far as the longest hold.
+    lead = pd.Timedelta(seconds=max(holds.values(), default=0.0))
+    frame = historian.read(start - lead, end, tags=names, resample=resample, good_only=True)
+    for tag, hold_s in holds.items():
+        if tag in frame:
+            frame[tag] = frame[tag].ffill(limit=max(int(hold_s // step.total_seconds()), 0))
+    return frame.loc[frame.index >= pd.Timestamp(start)].dropna(how="all")
+
 
 def export_file(
     historian: Historian,
@@ -260,11 +294,15 @@ def export_file(
     out: Path | str,
     tags: list[str] | None = None,
     resample: str | None = None,
+    fill: str | None = None,
 ) -> ExportReport:
     """Write [start, end) of `tags` (default all of the spec's) in the import format.
 
     Only usable values (GOOD and finite) are written; others are blank cells, so that a
-    re-import never turns a flagged value into good data.
+    re-import never turns a flagged value into good data. With `resample`, `fill` says what an
+    interval without a sample holds: "hold" carries the last value forward for at most the
+    tag's max age, "none" leaves it blank; by default a report-by-exception tag holds (it sends
+    only changes, so silence means "unchanged") and the others stay blank.
     """
     out = Path(out)
     fmt = SUFFIXES.get(out.suffix.lower())
@@ -276,9 +314,14 @@ def export_file(
     unknown = [t for t in names if t not in spec.tag_names]
     if unknown:
         raise BadInput(f"--tags: plant {spec.name!r} has no tag {unknown[0]!r}")
-    frame = historian.read(start, end, tags=names, resample=resample, good_only=True)
-    if resample is not None:
-        frame = frame.dropna(how="all")
+    if fill is not None and fill not in FILLS:
+        raise BadInput(f"--fill {fill!r}: use one of {', '.join(FILLS)}")
+    if fill is not None and resample is None:
+        raise BadInput("--fill applies only with --resample")
+    if resample is None:
+        frame = historian.read(start, end, tags=names, good_only=True)
+    else:
+        frame = _resampled(historian, spec, start, end, names, resample, fill)
     table = frame.reset_index()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

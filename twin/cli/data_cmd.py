@@ -57,6 +57,14 @@ def export_cmd(
     resample: Annotated[
         str | None, typer.Option("--resample", help="Mean of good values per interval, e.g. 10s.")
     ] = None,
+    fill: Annotated[
+        str | None,
+        typer.Option(
+            "--fill",
+            help="With --resample: hold (carry the last value up to the tag's max age) or none. "
+            "Default: report-by-exception tags hold, others none.",
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Export a time window of the plant's history in the import format."""
@@ -70,7 +78,7 @@ def export_cmd(
         raise BadInput("--tags: give at least one tag name")
     with console.status(f"exporting {spec.name} ..."):
         with Historian(home_of(home).historian_dir(spec.name)) as historian:
-            report = export_file(historian, spec, t0, t1, output, names, resample)
+            report = export_file(historian, spec, t0, t1, output, names, resample, fill)
     console.print(
         f"exported {report.rows} rows, {report.values} values of {len(report.tags)} tags to {report.path}",
         highlight=False,

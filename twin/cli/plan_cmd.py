@@ -17,7 +17,9 @@ from twin.errors import BadInput, TwinError
 from twin.plan.proposal import NoProposal, Proposal
 
 BENCHMARKS = Path(__file__).resolve().parent.parent.parent / "benchmarks"
-BENCH_NAMES = ("ingest", "predict", "plan", "control", "historian")
+# Every script in benchmarks/ (helpers start with "_"): each prints its table and saves
+# benchmarks/results/NAME.json, which is what --json prints for all of them alike.
+BENCH_NAMES = tuple(sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")))
 
 console = Console()
 
@@ -88,15 +90,20 @@ def _print_proposal(p: Proposal) -> None:
 
 def bench_cmd(
     name: Annotated[str, typer.Argument(help=f"Which benchmark: {', '.join(BENCH_NAMES)}.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the saved results as JSON (the table to stderr).")
+    ] = False,
 ) -> None:
     """Run benchmarks/NAME.py with this Python and print its table (results in benchmarks/results/)."""
     if name not in BENCH_NAMES:
         raise BadInput(f"unknown benchmark {name!r} (choose from {', '.join(BENCH_NAMES)})")
     script = BENCHMARKS / f"{name}.py"
-    if not script.is_file():
-        raise BadInput(f"benchmark {name!r} has no script at {script}")
-    cmd = [sys.executable, str(script)] + (["--json"] if as_json else [])
-    code = subprocess.call(cmd)
+    # With --json, stdout carries the JSON alone: the script's table goes to stderr.
+    code = subprocess.call([sys.executable, str(script)], stdout=sys.stderr if as_json else None)
     if code != 0:
         raise TwinError(f"benchmark {name!r} failed with exit code {code}")
+    if as_json:
+        results = BENCHMARKS / "results" / f"{name}.json"
+        if not results.is_file():
+            raise TwinError(f"benchmark {name!r} saved no results at {results}")
+        typer.echo(results.read_text())
