@@ -19,6 +19,8 @@ else:
             st.Page("pages/replay.py", title="Replay", url_path="replay"),
             st.Page("pages/audit.py", title="Audit", url_path="audit"),
             st.Page("pages/limits.py", title="Limits", url_path="limits"),
+            st.Page("pages/alarms.py", title="Alarms", url_path="alarms"),
+            st.Page("pages/shift.py", title="Shift log", url_path="shift"),
         ]
     )
     ui.sidebar()

@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from app import banner
 from app.logic import context
 from app.logic.session import log_in, may
 from twin.auth import AuthError, Role, User
@@ -83,6 +84,7 @@ def page() -> Page:
     except Exception as exc:  # a bad spec must not take the whole control room down
         st.error(f"cannot load the spec of plant {plant!r}: {exc}")
         st.stop()
+    banner.show(store(), plant)  # the standing alarms, above every page (app/banner.py)
     return Page(home(), store(), u, plant, spec)
 
 

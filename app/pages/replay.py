@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from app import charts, ui
-from app.logic import context, replay, report, trends, whatif
+from app.logic import context, replay, report, shift, trends, whatif
 from twin import api, registry
 from twin.errors import TwinError
 
@@ -131,8 +131,9 @@ c[0].download_button("Export CSV", lambda: replay.window_csv(win), file_name=f"{
 def html_report() -> bytes:
     # Built only when the button is pressed: plotly.js is inlined, which is a few MB.
     now = dataclasses.replace(win, incidents=replay.incidents_in(p.store, p.plant, start, end))
-    return report.incident_report(now, figures, title=f"{p.plant} replay {stamp}",
-                                  author=p.user.name, made_at=datetime.now(UTC)).encode("utf-8")  # fmt: skip
+    doc = report.incident_report(now, figures, title=f"{p.plant} replay {stamp}",
+                                 author=p.user.name, made_at=datetime.now(UTC))  # fmt: skip
+    return shift.with_shift_log(doc, p.store.shift_log(p.plant)).encode("utf-8")
 
 
 c[1].download_button("Export HTML report", html_report, file_name=f"{p.plant}-{stamp}.html",
