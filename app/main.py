@@ -8,20 +8,27 @@ from app import ui
 
 st.set_page_config(page_title="Twin control room", layout="wide")
 
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", default=True),
+    st.Page("pages/proposals.py", title="Proposals", url_path="proposals"),
+    st.Page("pages/twin.py", title="Twin", url_path="twin"),
+    st.Page("pages/replay.py", title="Replay", url_path="replay"),
+    st.Page("pages/audit.py", title="Audit", url_path="audit"),
+    st.Page("pages/limits.py", title="Limits", url_path="limits"),
+    st.Page("pages/alarms.py", title="Alarms", url_path="alarms"),
+    st.Page("pages/shift.py", title="Shift log", url_path="shift"),
+]
+
 if ui.user() is None:
-    nav = st.navigation([st.Page(ui.login_page, title="Log in", url_path="login")])
-else:
+    # Every page's address shows the log-in form (no "Page not found" on a deep link); after
+    # the log-in the same address shows the page itself.
     nav = st.navigation(
-        [
-            st.Page("pages/overview.py", title="Overview", default=True),
-            st.Page("pages/proposals.py", title="Proposals", url_path="proposals"),
-            st.Page("pages/twin.py", title="Twin", url_path="twin"),
-            st.Page("pages/replay.py", title="Replay", url_path="replay"),
-            st.Page("pages/audit.py", title="Audit", url_path="audit"),
-            st.Page("pages/limits.py", title="Limits", url_path="limits"),
-            st.Page("pages/alarms.py", title="Alarms", url_path="alarms"),
-            st.Page("pages/shift.py", title="Shift log", url_path="shift"),
-        ]
+        [st.Page(ui.login_page, title="Log in", url_path="login", default=True)]
+        + [st.Page(ui.login_page, title=p.title, url_path=p.url_path) for p in PAGES[1:]],
+        position="hidden",
     )
+else:
+    nav = st.navigation(PAGES)
     ui.sidebar()
+ui.emit_cookie()
 nav.run()

@@ -12,8 +12,18 @@ import streamlit as st
 
 from app import banner
 from app.logic import context
-from app.logic.session import log_in, may
-from twin.auth import AuthError, Role, User
+from app.logic.session import (
+    COOKIE,
+    cookie_key,
+    cookie_script,
+    from_cookie,
+    log_in,
+    may,
+    needs_reauth,
+    sign,
+)
+from twin import api
+from twin.auth import AuthError, NotAuthenticated, Role, SecurityConfig, Session
 from twin.paths import Home
 from twin.spec import PlantSpec
 from twin.state import Store
@@ -49,8 +59,40 @@ def model(home_root: str, spec_ref: str, version: str) -> Any:
     return tw
 
 
-def user() -> User | None:
-    return st.session_state.get("user")
+def user() -> Session | None:
+    """The signed-in session, checked against the store on every page run (idle timeout,
+    lifetime, log-out elsewhere); after a reload or on a deep link, resumed from the cookie."""
+    s: Session | None = st.session_state.get("user")
+    if s is None:
+        cookie = _text(st.context.cookies.get(COOKIE))
+        s = from_cookie(store(), cookie_key(home().keys_dir), cookie)
+        if s is None:
+            return None
+    try:
+        s = api.resume(store(), s.token)
+    except NotAuthenticated as exc:
+        st.session_state.pop("user", None)
+        st.session_state["cookie_js"] = cookie_script(None, 0, _https())
+        st.session_state["login_msg"] = str(exc).split(": ", 1)[-1]
+        return None
+    st.session_state["user"] = s
+    return s
+
+
+def _text(value: object) -> str | None:
+    # Streamlit's test harness (AppTest) has no browser: its context values are not strings.
+    return value if isinstance(value, str) else None
+
+
+def _https() -> bool:
+    return (_text(st.context.url) or "").startswith("https:")
+
+
+def emit_cookie() -> None:
+    """Set or clear the session cookie in the browser when a log-in or log-out asked to."""
+    script = st.session_state.pop("cookie_js", None)
+    if script:
+        st.html(script, unsafe_allow_javascript=True)
 
 
 def allowed(needed: Role) -> bool:
@@ -63,7 +105,7 @@ class Page:
 
     home: Home
     store: Store
-    user: User
+    user: Session
     plant: str
     spec: PlantSpec
 
@@ -95,13 +137,43 @@ def login_page() -> None:
         name = st.text_input("User name", key="login_name")
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in")
+    msg = st.session_state.pop("login_msg", None)
+    if msg and not submitted:
+        st.info(msg)
     if submitted:
         try:
-            st.session_state["user"] = log_in(store(), name, password)
+            s = log_in(store(), name, password, source=_text(st.context.ip_address))
         except AuthError as exc:
             st.error(str(exc))
         else:
+            st.session_state["user"] = s
+            lifetime = SecurityConfig.of(store()).session_lifetime_s
+            value = sign(cookie_key(home().keys_dir), s.token)
+            st.session_state["cookie_js"] = cookie_script(value, lifetime, _https())
             st.rerun()
+
+
+def _log_out(everywhere: bool) -> None:
+    u = user()
+    if u is not None:
+        api.log_out(store(), u, everywhere=everywhere)
+    for k in ("user", "plant"):
+        st.session_state.pop(k, None)
+    st.session_state["cookie_js"] = cookie_script(None, 0, _https())
+    st.rerun()
+
+
+def _reauth_form(u: Session) -> None:
+    """Approvals that write to the plant need the password entered recently (twin.api)."""
+    with st.expander("Confirm your password to approve writes"), st.form("reauth"):
+        password = st.text_input("Password", type="password", key="reauth_password")
+        if st.form_submit_button("Confirm"):
+            try:
+                st.session_state["user"] = api.reauthenticate(store(), u, password)
+            except AuthError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
 
 
 def sidebar() -> None:
@@ -120,12 +192,15 @@ def sidebar() -> None:
     with st.sidebar:
         if u is not None:
             st.markdown(f"Signed in as **{u.name}** ({u.role})")
+            if u.role >= Role.OPERATOR and needs_reauth(s, u):
+                _reauth_form(u)
         if plants:
             current = st.session_state.get("plant")
             if current not in plants:
                 current = cfg_plant if cfg_plant in plants else plants[0]
             st.session_state["plant"] = st.selectbox("Plant", plants, index=plants.index(current))
-        if st.button("Log out", key="logout"):
-            for k in ("user", "plant"):
-                st.session_state.pop(k, None)
-            st.rerun()
+        c1, c2 = st.columns(2)
+        if c1.button("Log out", key="logout"):
+            _log_out(everywhere=False)
+        if c2.button("Log out everywhere", key="logout_all"):
+            _log_out(everywhere=True)

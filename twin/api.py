@@ -1,7 +1,9 @@
-"""What the control room and the CLI may do: every function takes the acting user and checks
-their role itself (twin.auth.require), so a page that forgets a check, or a script that calls
-this module directly, still cannot approve as a viewer. Every change is audited in the same
-transaction that makes it.
+"""What the control room and the CLI may do: every function takes the acting user's session
+(`log_in`) and checks it and the user's role itself (twin.auth.require), so a page that forgets
+a check, or a script that calls this module directly, still cannot approve as a viewer, and a
+bare user name is refused. Approvals that write to the plant need the password entered
+recently (`reauthenticate`); a step test needs a second engineer to approve it. Every change is
+audited in the same transaction that makes it.
 
 Decisions only record intent: the runtime picks approvals up, guards them against the live
 plant and writes them (twin.serve). Nothing here talks to a plant.
@@ -10,18 +12,36 @@ plant and writes them (twin.serve). Nothing here talks to a plant.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from twin.auth import Role, User, require
+from twin.auth import (
+    RUNTIME,
+    PermissionDenied,
+    Role,
+    RuntimeIdentity,
+    SecurityConfig,
+    Session,
+    User,
+    check_session,
+    log_in,
+    log_out,
+    reauthenticate,
+    require,
+    require_fresh,
+    resume,
+)
 from twin.errors import BadInput
 from twin.guard import effective_limits
 from twin.spec import PlantSpec, load_spec
 from twin.state import ProposalClosed, ProposalRecord, Store, iso, now_utc
 from twin.users import create_user, set_disabled, set_role
+
+__all__ = ["log_in", "log_out", "reauthenticate", "resume"]  # sessions, from twin.auth
 
 # A modification's re-evaluation by the twin: given the modified MV values, returns the
 # planner's evaluation (an object or dict with `ok`/`feasible` and `reasons`, or a bool).
@@ -41,9 +61,10 @@ def spec_for(proposal: ProposalRecord) -> PlantSpec:
 # ---- proposals -------------------------------------------------------------------------
 
 
-def approve(store: Store, proposal_id: int, user: User | str, note: str = "") -> int:
+def approve(store: Store, proposal_id: int, user: Session, note: str = "") -> int:
     """Approve a pending proposal as proposed; returns the decision id."""
     who = require(store, user, Role.OPERATOR, "approve a proposal")
+    require_fresh(store, who, "approve a proposal")
     p = store.get_proposal(proposal_id)
     _check_not_expired(store, p)
     return _decide(store, p, who.name, "approve", p.mv_values, note, None)
@@ -52,7 +73,7 @@ def approve(store: Store, proposal_id: int, user: User | str, note: str = "") ->
 def modify(
     store: Store,
     proposal_id: int,
-    user: User | str,
+    user: Session,
     new_values: Mapping[str, float],
     note: str = "",
     evaluate: Evaluator | None = None,
@@ -60,6 +81,7 @@ def modify(
 ) -> int:
     """Approve modified MV values, after checking limits and the twin's re-evaluation."""
     who = require(store, user, Role.OPERATOR, "modify a proposal")
+    require_fresh(store, who, "modify a proposal")
     p = store.get_proposal(proposal_id)
     _check_not_expired(store, p)
     spec = spec or spec_for(p)
@@ -73,7 +95,7 @@ def modify(
     return _decide(store, p, who.name, "modify", values, note, evaluation)
 
 
-def reject(store: Store, proposal_id: int, user: User | str, reason: str) -> int:
+def reject(store: Store, proposal_id: int, user: Session, reason: str) -> int:
     """Reject a pending proposal; a reason is required (it is what the audit is for)."""
     who = require(store, user, Role.OPERATOR, "reject a proposal")
     if not reason.strip():
@@ -82,10 +104,20 @@ def reject(store: Store, proposal_id: int, user: User | str, reason: str) -> int
     return _decide(store, p, who.name, "reject", None, reason, None)
 
 
-def auto_approve(store: Store, proposal_id: int) -> int:
-    """The runtime in auto mode approving its own proposal (allowed only by the spec)."""
+def auto_approve(store: Store, proposal_id: int, actor: RuntimeIdentity = RUNTIME) -> int:
+    """The runtime in auto mode approving its own proposal, made in auto mode.
+
+    The runtime's identity is accepted here only, and a person's session is not: people
+    approve through `approve`. A process that can call this already holds the state store.
+    """
+    if not isinstance(actor, RuntimeIdentity):
+        raise PermissionDenied(f"auto-approve: only the runtime may auto-approve, not {actor!r}")
     p = store.get_proposal(proposal_id)
-    return _decide(store, p, "runtime(auto)", "approve", p.mv_values, "auto mode", None)
+    if p.mode != "auto":
+        raise PermissionDenied(
+            f"auto-approve: proposal {p.id} was made in {p.mode} mode; only auto mode approves itself"
+        )
+    return _decide(store, p, actor.name, "approve", p.mv_values, "auto mode", None)
 
 
 def _decide(
@@ -171,7 +203,7 @@ def _evaluation_dict(result: Any) -> dict[str, Any]:
 
 def set_operator_limits(
     store: Store,
-    user: User | str,
+    user: Session,
     spec: PlantSpec,
     tag: str,
     lo: float,
@@ -204,22 +236,28 @@ def operator_limits(store: Store, spec: PlantSpec) -> dict[str, tuple[float, flo
 
 
 def promote_model(
-    store: Store, user: User | str, home: Path | Any, plant: str, version: str, reason: str = ""
+    store: Store, user: Session, home: Path | Any, plant: str, version: str, reason: str = ""
 ) -> None:
     """Make a model version the plant's active one (engineer); rolling back is the same call."""
     who = require(store, user, Role.ENGINEER, "promote a model")
     from twin import registry  # the registry is its own component; imported only when used
 
     registry.promote(home, plant, version)
-    store.log_event(user=who.name, kind="model_promote", plant=plant, subject=f"model:{version}",
-                    what={"version": version}, why=reason)  # fmt: skip
+    store.log_event(
+        user=who.name,
+        kind="model_promote",
+        plant=plant,
+        subject=f"model:{version}",
+        what={"version": version},
+        why=reason,
+    )
 
 
 # ---- step tests ------------------------------------------------------------------------
 
 
 def request_steptest(
-    store: Store, user: User | str, spec: PlantSpec, design: Mapping[str, Any], note: str = ""
+    store: Store, user: Session, spec: PlantSpec, design: Mapping[str, Any], note: str = ""
 ) -> int:
     """Ask for a step-test campaign on the live plant (engineer); it waits for approval."""
     who = require(store, user, Role.ENGINEER, "request a step test")
@@ -228,24 +266,69 @@ def request_steptest(
     return store.add_steptest(spec.name, design, user=who.name, note=note, what=what)
 
 
-def approve_steptest(store: Store, user: User | str, campaign_id: int, note: str = "") -> None:
-    """Approve a requested campaign (engineer); the runtime then runs it, guarding each move."""
+def approve_steptest(store: Store, user: Session, campaign_id: int, note: str = "") -> None:
+    """Approve a requested campaign (engineer); the runtime then runs it, guarding each move.
+
+    Two-person rule: the engineer who requested it cannot approve it, unless the home's
+    security.toml says `single_operator = true` (then the waiver is audited).
+    """
     who = require(store, user, Role.ENGINEER, "approve a step test")
-    _steptest_transition(store, campaign_id, who.name, "requested", "approved", "steptest_approve", note,
-                         approved_by=who.name, approved_at=iso(now_utc()))  # fmt: skip
+    require_fresh(store, who, "approve a step test")
+    requested_by = store.get_steptest(campaign_id).requested_by
+    waived = requested_by == who.name
+    if waived and not SecurityConfig.of(store).single_operator:
+        raise PermissionDenied(
+            f"approve a step test: two-person rule: {who.name!r} requested campaign "
+            f"{campaign_id}, so another engineer must approve it (a one-person site sets "
+            "single_operator = true in security.toml)"
+        )
+    _steptest_transition(
+        store,
+        campaign_id,
+        who.name,
+        "requested",
+        "approved",
+        "steptest_approve",
+        note,
+        approved_by=who.name,
+        approved_at=iso(now_utc()),
+    )
+    if waived:
+        store.log_event(
+            user=who.name,
+            kind="two_person_waived",
+            subject=f"steptest:{campaign_id}",
+            what={"requested_by": requested_by, "approved_by": who.name},
+            why="single_operator = true in security.toml",
+        )
 
 
-def abort_steptest(store: Store, user: User | str, campaign_id: int, reason: str = "") -> None:
+def abort_steptest(store: Store, user: Session, campaign_id: int, reason: str = "") -> None:
     """Stop a campaign (operator and above: stopping is a safety action anyone on shift may take)."""
     who = require(store, user, Role.OPERATOR, "abort a step test")
-    _steptest_transition(store, campaign_id, who.name, ("requested", "approved", "running"), "aborted",
-                         "steptest_abort", reason, aborted_by=who.name, finished_at=iso(now_utc()))  # fmt: skip
+    _steptest_transition(
+        store,
+        campaign_id,
+        who.name,
+        ("requested", "approved", "running"),
+        "aborted",
+        "steptest_abort",
+        reason,
+        aborted_by=who.name,
+        finished_at=iso(now_utc()),
+    )
 
 
 def _steptest_transition(
-    store: Store, cid: int, who: str, from_: str | tuple[str, ...], to: str, kind: str, why: str,
+    store: Store,
+    cid: int,
+    who: str,
+    from_: str | tuple[str, ...],
+    to: str,
+    kind: str,
+    why: str,
     **cols: Any,
-) -> None:  # fmt: skip
+) -> None:
     allowed = (from_,) if isinstance(from_, str) else from_
     store.move_steptest(cid, user=who, from_=allowed, to=to, kind=kind, why=why, **cols)
 
@@ -296,25 +379,34 @@ def validate_design(spec: PlantSpec, design: Mapping[str, Any]) -> list[dict[str
 # ---- users, incidents ------------------------------------------------------------------
 
 
-def add_user(store: Store, user: User | str, name: str, role: Role | str, password: str) -> User:
+def add_user(store: Store, user: Session, name: str, role: Role | str, password: str) -> User:
     """Create a user (admin)."""
     who = require(store, user, Role.ADMIN, "add a user")
     return create_user(store, name, role, password, actor=who.name)
 
 
-def change_role(store: Store, user: User | str, name: str, role: Role | str, why: str = "") -> None:
+def change_role(store: Store, user: Session, name: str, role: Role | str, why: str = "") -> None:
     who = require(store, user, Role.ADMIN, "change a user's role")
     set_role(store, name, role, actor=who.name, why=why)
 
 
-def disable_user(store: Store, user: User | str, name: str, why: str = "") -> None:
+def disable_user(store: Store, user: Session, name: str, why: str = "") -> None:
     who = require(store, user, Role.ADMIN, "disable a user")
     set_disabled(store, name, True, actor=who.name, why=why)
+    store.revoke_user_sessions(name, actor=who.name, why=f"user disabled: {why}", now=time.time())
+
+
+def end_sessions(store: Store, user: Session, name: str, why: str = "") -> int:
+    """Log a user out everywhere (admin; anyone may do it for themselves with log_out)."""
+    who = check_session(store, user, "end a user's sessions")
+    if who.name != name:
+        who = require(store, user, Role.ADMIN, "end another user's sessions")
+    return store.revoke_user_sessions(name, actor=who.name, why=why, now=time.time())
 
 
 def mark_incident(
     store: Store,
-    user: User | str,
+    user: Session,
     plant: str,
     start: datetime,
     end: datetime,

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.logic.whatif import DEFAULT_HORIZON, Evaluation, evaluate_modification, window_at
 from twin import api
-from twin.auth import User
+from twin.auth import Session
 from twin.errors import BadInput
 from twin.historian import Historian
 from twin.spec import PlantSpec
@@ -52,7 +52,7 @@ def evaluate(model: Any, hist: Historian, spec: PlantSpec, store: Store, p: Prop
                                  api.operator_limits(store, spec), horizon_of(p))  # fmt: skip
 
 
-def modify(store: Store, user: User, p: ProposalRecord, spec: PlantSpec,
+def modify(store: Store, user: Session, p: ProposalRecord, spec: PlantSpec,
            values: Mapping[str, float], note: str, model: Any, hist: Historian) -> int:  # fmt: skip
     """twin.api.modify with the twin's re-evaluation; raises ModificationRefused with reasons."""
     return api.modify(store, p.id, user, values, note,

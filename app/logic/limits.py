@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from twin import api
-from twin.auth import User
+from twin.auth import Session
 from twin.errors import BadInput
 from twin.spec import PlantSpec
 from twin.state import Store
@@ -40,7 +40,7 @@ def changes(before: pd.DataFrame, after: pd.DataFrame) -> list[tuple[str, float,
     return out
 
 
-def apply_changes(store: Store, user: User | str, spec: PlantSpec,
+def apply_changes(store: Store, user: Session, spec: PlantSpec,
                   edits: list[tuple[str, float, float]], reason: str) -> list[str]:  # fmt: skip
     """Apply each edit through twin.api (role-checked, audited); returns one message per refusal.
 

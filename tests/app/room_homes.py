@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from twin.auth import Role, User
+from twin import api
+from twin.auth import Role, Session
 from twin.data import DataConfig
 from twin.generate import generate_into
 from twin.historian import Historian
@@ -30,7 +31,7 @@ TINY_TRAIN = TrainConfig(epochs=3, steps_per_epoch=10, batch_size=32, max_second
 class BuiltHome:
     home: Home
     spec: PlantSpec
-    users: dict[str, User]
+    users: dict[str, Session]
     version: str
     first: datetime
     last: datetime
@@ -38,9 +39,20 @@ class BuiltHome:
     """Stored proposal ids, oldest first: approved, rejected, then the pending one."""
 
 
-def add_users(store: Store) -> dict[str, User]:
-    return {r.name.lower(): create_user(store, r.name.lower(), r, PASSWORD, actor="test")
-            for r in Role}  # fmt: skip
+def add_users(store: Store) -> dict[str, Session]:
+    """A user of every role, logged in (named after the role).
+
+    The home's security.toml gives these sessions a day: the module's tests share them for
+    longer than the default idle timeout (expiry has its own tests in tests/runtime).
+    """
+    (Path(store.path).parent / "security.toml").write_text(
+        "idle_timeout_s = 86400\nreauth_s = 86400\n"
+    )
+    out = {}
+    for r in Role:
+        create_user(store, r.name.lower(), r, PASSWORD, actor="test")
+        out[r.name.lower()] = api.log_in(store, r.name.lower(), PASSWORD)
+    return out
 
 
 def train_tiny(home: Home, spec: PlantSpec) -> str:

@@ -1,4 +1,4 @@
-"""Fixtures of the runtime tests: a fresh state store and users of every role."""
+"""Fixtures of the runtime tests: a fresh state store and a logged-in user of every role."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from twin.auth import Role, User
+from twin import api
+from twin.auth import Role, Session
 from twin.spec import load_spec
 from twin.state import Store
 from twin.users import create_user
@@ -23,10 +24,13 @@ def store(tmp_path: Path):
 
 
 @pytest.fixture
-def users(store: Store) -> dict[str, User]:
-    return {
-        r.name.lower(): create_user(store, r.name.lower(), r, PASSWORD, actor="test") for r in Role
-    }
+def users(store: Store) -> dict[str, Session]:
+    """A session of each role, keyed by role name (the user has the same name)."""
+    out = {}
+    for r in Role:
+        create_user(store, r.name.lower(), r, PASSWORD, actor="test")
+        out[r.name.lower()] = api.log_in(store, r.name.lower(), PASSWORD)
+    return out
 
 
 @pytest.fixture

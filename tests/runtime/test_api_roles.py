@@ -51,6 +51,7 @@ def test_role_ladder(store, users, cstr) -> None:
     with pytest.raises(PermissionDenied):
         api.add_user(store, users["engineer"], "eve", "admin", "a long password")
     api.add_user(store, users["admin"], "eve", "operator", "a long password")
+    eve = api.log_in(store, "eve", "a long password")
     with pytest.raises(UserExists):
         create_user(store, "eve", "viewer", "a long password", actor="test")
     with pytest.raises(BadInput, match="role 'boss'"):
@@ -59,7 +60,7 @@ def test_role_ladder(store, users, cstr) -> None:
         create_user(store, "bob", "viewer", "short", actor="test")
     api.disable_user(store, users["admin"], "eve", "left")
     with pytest.raises(PermissionDenied, match="disabled"):
-        api.approve(store, add_pending(store), "eve")
+        api.approve(store, add_pending(store), eve)
     with pytest.raises(AuthError):
         authenticate(store, "eve", "a long password")
 
@@ -150,14 +151,15 @@ def test_steptest_lifecycle(store, users, cstr) -> None:
     cid = api.request_steptest(store, users["engineer"], cstr, design, "identify Tc -> Ca")
     with pytest.raises(PermissionDenied):
         api.approve_steptest(store, users["operator"], cid)
-    api.approve_steptest(store, users["engineer"], cid)
+    create_user(store, "erin", "engineer", PASSWORD, actor="test")
+    api.approve_steptest(store, api.log_in(store, "erin", PASSWORD), cid)
     assert store.get_steptest(cid).status == "approved"
     with pytest.raises(PermissionDenied):
         api.abort_steptest(store, users["viewer"], cid)
     api.abort_steptest(store, users["operator"], cid, "operator stop")
     assert store.get_steptest(cid).status == "aborted"
     with pytest.raises(BadInput):
-        api.approve_steptest(store, users["engineer"], cid)
+        api.approve_steptest(store, api.log_in(store, "erin", PASSWORD), cid)
 
 
 def test_incident(store, users) -> None:

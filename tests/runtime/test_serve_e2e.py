@@ -49,8 +49,10 @@ class Rig:
         self.home = tmp / "home"
         shutil.copytree(models, self.home / "models" / "cstr")
         self.store = Store(self.home / "state.db")
-        self.op = create_user(self.store, "olga", "operator", PASSWORD, actor="test")
-        self.viewer = create_user(self.store, "vic", "viewer", PASSWORD, actor="test")
+        create_user(self.store, "olga", "operator", PASSWORD, actor="test")
+        create_user(self.store, "vic", "viewer", PASSWORD, actor="test")
+        self.op = api.log_in(self.store, "olga", PASSWORD)
+        self.viewer = api.log_in(self.store, "vic", PASSWORD)
         self.sim_log, self.serve_log = tmp / "sim.log", tmp / "serve.log"
         self.sim = self.serve = None
 
@@ -173,14 +175,17 @@ def test_supervised_over_modbus(rig: Rig) -> None:
     assert read_opcua(rig.spec, "Tc") == pytest.approx(approved.mv_values["Tc"], abs=1e-4)
 
     # A step-test campaign: runs only once an engineer approves it, every move guarded and logged.
-    eng = create_user(rig.store, "erin", "engineer", PASSWORD, actor="test")
+    # Two engineers: the one who asks for a step test cannot approve it (two-person rule).
+    create_user(rig.store, "erin", "engineer", PASSWORD, actor="test")
+    create_user(rig.store, "ed", "engineer", PASSWORD, actor="test")
+    eng, eng2 = api.log_in(rig.store, "erin", PASSWORD), api.log_in(rig.store, "ed", PASSWORD)
     base = read_modbus(rig.spec, "Tc")
     moves = [{"at_s": 0, "values": {"Tc": base - 1.0}}, {"at_s": 30, "values": {"Tc": base - 2.0}},
              {"at_s": 60, "values": {"Tc": base - 1.0}}]  # fmt: skip
     cid = api.request_steptest(rig.store, eng, rig.spec, {"moves": moves}, "e2e campaign")
     time.sleep(1.0)
     assert rig.store.writes_for(campaign_id=cid) == []  # requested is not approved
-    api.approve_steptest(rig.store, eng, cid)
+    api.approve_steptest(rig.store, eng2, cid)
     rig.wait(lambda: rig.store.get_steptest(cid).status == "done", 60, "the campaign to finish")
     writes = rig.store.writes_for(campaign_id=cid)
     assert sorted(w.step for w in writes) == [0, 1, 2] and all(w.status == "done" for w in writes)
@@ -188,7 +193,7 @@ def test_supervised_over_modbus(rig: Rig) -> None:
     # A long campaign, aborted by an operator after its first move: nothing more is written.
     long = [{"at_s": 0, "values": {"Tc": base}}, {"at_s": 100_000, "values": {"Tc": base + 1.0}}]
     cid2 = api.request_steptest(rig.store, eng, rig.spec, {"moves": long})
-    api.approve_steptest(rig.store, eng, cid2)
+    api.approve_steptest(rig.store, eng2, cid2)
     rig.wait(lambda: len(rig.store.writes_for(campaign_id=cid2)) == 1, 30, "the first move")
     api.abort_steptest(rig.store, rig.op, cid2, "operator stop")
     time.sleep(1.0)

@@ -193,7 +193,7 @@ class ProposalsMixin(StoreCore):
                 "UPDATE proposals SET status = ?, status_reason = ? WHERE id = ?",
                 (status, note, proposal.id),
             )
-            self.audit(
+            seq = self.audit(
                 c,
                 user=user,
                 kind=kind,
@@ -207,7 +207,13 @@ class ProposalsMixin(StoreCore):
                 },
                 why=note,
             )
+            c.execute("UPDATE decisions SET audit_seq = ? WHERE id = ?", (seq, decision_id))
             return decision_id
+
+    def decision_audit_seq(self, decision_id: int) -> int | None:
+        """The audit entry that recorded a decision (None for decisions made before schema 3)."""
+        rows = self.query("SELECT audit_seq FROM decisions WHERE id = ?", (decision_id,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     def get_decision(self, proposal_id: int) -> DecisionRecord | None:
         rows = self.query("SELECT * FROM decisions WHERE proposal_id = ?", (proposal_id,))

@@ -1,6 +1,6 @@
 """The state store's tables (SQLite dialect); the audit table lives in twin.audit."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -118,6 +118,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # The live value of each MV before its move, so that a move that cannot complete can be
     # put back (safety rule 5) even after a restart.
     2: ("ALTER TABLE writes ADD COLUMN prior REAL",),
+    # The audit entry of each decision, so that the runtime checks that very entry (key, MAC,
+    # values) before it writes the decision to the plant.
+    3: ("ALTER TABLE decisions ADD COLUMN audit_seq INTEGER",),
 }
 
 # Tables added later that need no data migration, each owned by its own module: created with
