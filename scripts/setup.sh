@@ -2,7 +2,8 @@
 # Sets up a fresh machine: system packages (when root), a virtual environment in .venv with
 # CPU PyTorch first (so pip never pulls a CUDA build), the project, and the test peers.
 #   scripts/setup.sh          runtime only (enough for `twin demo`)
-#   scripts/setup.sh --test   also test tools: chromium, mbpoll, node-opcua, pytest, playwright
+#   scripts/setup.sh --test   also test tools: chromium, mbpoll, node-opcua, pytest, playwright,
+#                             and Ray (the fleet extra) for the fleet tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,7 @@ pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNIN
 # CPU build first: a plain "torch" requirement would otherwise fetch several GB of CUDA.
 python -c "import torch" 2>/dev/null || pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 if [[ $WITH_TESTS == 1 ]]; then
-  pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  pip install -q --disable-pip-version-check -e ".[dev,fleet]" 2>&1 | grep -v "^WARNING: Location" || true
   if [[ -f tests/peers/package.json ]]; then
     (cd tests/peers && npm install --no-audit --no-fund --silent)
   fi

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "twin.cli.room_cmd",
     "twin.cli.health_cmd",
     "twin.cli.demo_cmd",
+    "twin.cli.fleet_cmd",
 )
 
 app = typer.Typer(
