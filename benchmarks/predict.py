@@ -382,6 +382,28 @@ def print_plant(plant: str, s: dict, checks: dict) -> None:
         print(f"  {k}: {v:.3f}")
 
 
+def markdown(plant: str, s: dict) -> str:
+    """The plant's tables as markdown (for the README)."""
+    hs = list(map(str, HORIZONS))
+    n = len(s["runs"]) if "runs" in s else 0
+    lines = [
+        f"**{plant}** ({n} seeds): held-out NRMSE, mean ± 95 % interval",
+        "",
+        "| model | " + " | ".join(f"h{h}" for h in hs) + " |",
+        "| --- |" + " --- |" * len(hs),
+    ]
+    for m, t in s["nrmse"].items():
+        cells = [f"{t[h]['mean']:.3f} ± {t[h]['ci95']:.3f}" if t.get(h) else "-" for h in hs]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for name, key in (("5-95 % band coverage", "coverage_5_95"), ("pinball (CV std)", "pinball")):
+        cells = [f"{s[key][h]['mean']:.3f} ± {s[key][h]['ci95']:.3f}" for h in hs]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| OOD gate | mean ± 95 % interval |", "| --- | --- |"]
+    for k, v in s["ood"].items():
+        lines.append(f"| {k} | {v['mean']:.3f} ± {v['ci95']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plants", nargs="+", default=["cstr", "four_tank"])
@@ -427,6 +449,7 @@ def main() -> None:
             s["targets"] = targets(plant, s)
         for plant, s in merged["plants"].items():
             print_plant(plant, s, s["targets"])
+            print("\n" + markdown(plant, s))
         args.out.write_text(json.dumps(merged, indent=2))
         print(f"\nwrote {args.out}")
         return
