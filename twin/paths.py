@@ -27,8 +27,10 @@ class Home:
         return cls(path)
 
     def historian_dir(self, plant: str) -> Path:
-        """Parquet segments of one plant."""
-        return self.root / "historian" / plant
+        """Parquet segments of one plant: historian/plant=NAME/date=YYYY-MM-DD/ (Hive
+        partitions, docs/historian.md). A home made before that layout keeps historian/NAME/."""
+        legacy = self.root / "historian" / plant
+        return legacy if legacy.is_dir() else self.root / "historian" / f"plant={plant}"
 
     @property
     def state_db(self) -> Path:

@@ -46,7 +46,8 @@ def known_plants(home: Home, store: Store) -> list[str]:
     names: set[str] = set()
     hist = home.root / "historian"
     if hist.is_dir():
-        names.update(p.name for p in hist.iterdir() if p.is_dir())
+        # historian/plant=NAME (Hive layout) or historian/NAME (homes made before it)
+        names.update(p.name.removeprefix("plant=") for p in hist.iterdir() if p.is_dir())
     names.update(r["plant"] for r in store.query("SELECT DISTINCT plant FROM runtime_status"))
     names.update(r["plant"] for r in store.query("SELECT DISTINCT plant FROM proposals"))
     return sorted(names)

@@ -19,6 +19,7 @@ from connectors.opcua_client import OpcuaConnection
 from connectors.opcua_server import OpcuaServeConfig
 from twin.historian import Historian
 from twin.ingest import ingest
+from twin.paths import Home
 from twin.sample import Quality
 
 pytestmark = pytest.mark.timeout(120)
@@ -103,7 +104,7 @@ async def test_twin_ingest_command_streams_for_a_duration(tmp_path: Path) -> Non
     assert proc.returncode == 0, text
     stored = int(re.search(r"stored ([\d,]+) samples", text).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert "samples/s" in text and stored >= 6 * 10  # the status line, and ~30 steps of 6 tags
-    with Historian(home / "historian" / spec.name) as historian:
+    with Historian(Home.at(home).historian_dir(spec.name)) as historian:
         assert (
             len(
                 historian.read_long(

@@ -29,5 +29,6 @@ def live_segments(folder: Path, day: str = "*") -> int:
     import json
 
     return sum(
-        len(json.loads(m.read_text())["segments"]) for m in folder.glob(f"days/{day}/manifest.json")
+        len(json.loads(m.read_text())["segments"])
+        for m in folder.glob(f"date={day}/_manifest.json")
     )

@@ -40,7 +40,7 @@ def test_duplicates_last_written_wins_everywhere(folder):
     with Historian(folder) as h:
         assert h.compact() >= 3
         h.append([Sample(at(2), "a", 6.0)])  # newer than the merged file
-    files = list(folder.glob("days/*/seg-*.parquet"))
+    files = list(folder.glob("date=*/seg-*.parquet"))
     assert len(files) == 2
     assert list(Historian(folder).read(at(0), at(3), tags=["a"])["a"]) == [5.0, 6.0]
 
@@ -55,7 +55,7 @@ def test_tail_merges_keep_newest_values(folder):
     while live_segments(folder) > 4 and time.monotonic() < deadline:
         time.sleep(0.05)  # the merge thread works in the background
     h.close()
-    assert len(list(folder.glob("days/*/seg-*.parquet"))) <= 4
+    assert len(list(folder.glob("date=*/seg-*.parquet"))) <= 4
     got = Historian(folder).read(at(0), at(20), tags=["a"])["a"]
     # Sample i was last written by flush k = min(i, 9).
     assert list(got) == [float(min(i, 9) * 100 + i) for i in range(14)]
@@ -73,7 +73,7 @@ def test_day_boundary_and_closed_day_compaction(folder):
     while live_segments(folder, "2024-05-01") > 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     h.close()
-    assert len(list(folder.glob("days/2024-05-01/seg-*.parquet"))) == 1
+    assert len(list(folder.glob("date=2024-05-01/seg-*.parquet"))) == 1
     frame = Historian(folder).read(
         midnight - pd.Timedelta(seconds=20), midnight + pd.Timedelta(seconds=5)
     )

@@ -75,7 +75,7 @@ def test_sigkill_loses_at_most_the_unflushed_buffer(folder):
     lost = last_appended + 1 - len(frame)
     # Ticks appended in one flush interval, plus slack for a flush in progress on a busy machine.
     assert 0 <= lost <= (flush_s + 1.0) / tick_s
-    for f in folder.glob("days/*/seg-*.parquet"):
+    for f in folder.glob("date=*/seg-*.parquet"):
         pq.read_table(f)  # every file on disk is whole
 
     with Historian(folder) as h:  # the lock died with the writer: a new writer opens
@@ -108,7 +108,7 @@ def test_compaction_under_a_concurrent_reader(folder, tmp_path, monkeypatch):
     assert summary["reads"] >= 3
     frame = Historian(folder).read(BASE, BASE + timedelta(days=2), tags=TAGS)
     assert len(frame) == 140 and check(frame) is None
-    assert len(list(folder.glob("days/*/seg-*.parquet"))) == 2  # one per day
+    assert len(list(folder.glob("date=*/seg-*.parquet"))) == 2  # one per day
 
 
 def test_a_second_writer_gets_a_clear_error_and_readers_are_unaffected(folder):

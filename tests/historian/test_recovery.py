@@ -32,11 +32,11 @@ def test_segment_written_but_not_in_manifest_is_adopted(folder, monkeypatch):
         h.flush()
     _crash(h)
     assert list(Historian(folder).read(at(0), at(5))["a"]) == [1.0]  # not visible yet
-    (folder / "days" / "2024-05-01" / ".tmp-deadbeef.parquet").write_bytes(b"half a file")
+    (folder / "date=2024-05-01" / ".tmp-deadbeef.parquet").write_bytes(b"half a file")
     with Historian(folder) as h2:
         h2.append([Sample(at(2), "a", 3.0)])
     assert list(Historian(folder).read(at(0), at(5))["a"]) == [1.0, 2.0, 3.0]
-    assert not list(folder.glob("days/*/.tmp-*"))
+    assert not list(folder.glob("date=*/.tmp-*"))
     assert Historian(folder).latest()["a"].value == 3.0
 
 
@@ -45,7 +45,7 @@ def test_merge_inputs_left_behind_are_removed_and_not_double_counted(folder):
         for i in range(4):
             h.append([Sample(at(i), "a", float(i))])
             h.flush()
-        day = folder / "days" / "2024-05-01"
+        day = folder / "date=2024-05-01"
         inputs = sorted(day.glob("seg-*.parquet"))
         saved = [p.read_bytes() for p in inputs]
         h.compact()

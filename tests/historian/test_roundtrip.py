@@ -147,7 +147,7 @@ def test_annotations(folder):
 def test_segments_are_sorted_by_tag_then_time(folder):
     with Historian(folder) as h:
         h.append([Sample(at(9 - i), t, float(i)) for i in range(10) for t in ("b", "a")])
-    files = list(folder.glob("days/*/seg-*.parquet"))
+    files = list(folder.glob("date=*/seg-*.parquet"))
     assert len(files) == 1
     table = pq.read_table(files[0]).to_pandas()
     assert table.sort_values(["tag_id", "ts"]).index.tolist() == list(range(len(table)))

@@ -142,7 +142,7 @@ def test_cli_with_a_plant_outside_the_repository(tmp_path: Path, capsys) -> None
     code = main(["generate", str(toml), "--hours", "0.02", "--home", str(tmp_path / "home")])
     assert code == 0
     assert "wrote 432 values of 6 tags for river_tanks" in capsys.readouterr().out
-    assert (tmp_path / "home" / "historian" / "river_tanks").is_dir()
+    assert (tmp_path / "home" / "historian" / "plant=river_tanks").is_dir()
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "twin.cli.health_cmd",
     "twin.cli.demo_cmd",
     "twin.cli.fleet_cmd",
+    "twin.cli.historian_cmd",
 )
 
 app = typer.Typer(

@@ -6,10 +6,14 @@
   tags.json                   tag name -> dense integer id (the id column is what reads filter on)
   latest.json                 newest sample per tag, rewritten after every flush
   annotations/ann-*.json      one file per annotation ("campaign", "gap", ...)
-  days/YYYY-MM-DD/            one folder per UTC day
-    manifest.json             the live segments of the day: the only list readers trust
+  date=YYYY-MM-DD/            one folder per UTC day (a Hive partition; docs/historian.md)
+    _manifest.json            the live segments of the day: the only list readers trust
     seg-<lo>-<hi>.parquet     segments; lo..hi is the range of write sequence numbers merged in it
 ```
+
+The plant folder itself is `historian/plant=<name>` (twin.paths.Home), so any engine reads the
+history with Hive partitioning. Folders written before that layout (`days/YYYY-MM-DD/` with
+`manifest.json`) are still read and written in place.
 
 Every file is written to a temporary name, fsynced, then renamed over its final name, and
 the folder is fsynced: a reader or a crash sees either the old file or the new one, never a
@@ -32,6 +36,12 @@ US_PER_DAY = 86_400_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SEGMENT_NAME = re.compile(r"^seg-(\d{12})-(\d{12})\.parquet$")
 TMP_PREFIX = ".tmp-"
+SCHEMA_VERSION = 2
+"""Version of the on-disk format (1: days/ folders; 2: Hive date= folders, _manifest.json)."""
+MANIFEST = "_manifest.json"  # "_": Spark, Trino and Hive skip it when listing a partition
+LEGACY_MANIFEST = "manifest.json"
+LEGACY_DAYS = "days"
+DATE_KEY = "date="
 
 
 def fsync_dir(folder: Path) -> None:
@@ -156,33 +166,43 @@ class Layout:
 
     @property
     def days_dir(self) -> Path:
-        return self.root / "days"
+        """Where version-1 folders kept their days (new days go to `date=` folders in root)."""
+        return self.root / LEGACY_DAYS
 
     def day_dir(self, day: int) -> Path:
-        return self.days_dir / day_name(day)
+        legacy = self.days_dir / day_name(day)
+        return legacy if legacy.is_dir() else self.root / f"{DATE_KEY}{day_name(day)}"
 
     def days(self) -> list[int]:
-        """Days that have a folder, ascending."""
-        try:
-            names = os.listdir(self.days_dir)
-        except FileNotFoundError:
-            return []
-        return sorted(d for d in (day_from_name(n) for n in names) if d is not None)
+        """Days that have a folder (either layout), ascending."""
+        found: set[int] = set()
+        for folder, prefix in ((self.root, DATE_KEY), (self.days_dir, "")):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for n in names:
+                if n.startswith(prefix) and (d := day_from_name(n[len(prefix) :])) is not None:
+                    found.add(d)
+        return sorted(found)
 
     # ---- manifests ------------------------------------------------------------------
 
     def read_manifest(self, day: int) -> list[Segment]:
-        raw = read_json(self.day_dir(day) / "manifest.json")
+        folder = self.day_dir(day)
+        raw = read_json(folder / MANIFEST) or read_json(folder / LEGACY_MANIFEST)
         if raw is None:
             return []
         return [Segment(**s) for s in raw["segments"]]
 
     def write_manifest(self, day: int, segments: list[Segment]) -> None:
         ordered = sorted(segments, key=lambda s: s.lo)
+        folder = self.day_dir(day)
         write_json_atomic(
-            self.day_dir(day) / "manifest.json",
-            {"version": 1, "segments": [asdict(s) for s in ordered]},
+            folder / MANIFEST,
+            {"version": SCHEMA_VERSION, "segments": [asdict(s) for s in ordered]},
         )
+        (folder / LEGACY_MANIFEST).unlink(missing_ok=True)  # the new name is read first
 
     # ---- tag ids --------------------------------------------------------------------
 

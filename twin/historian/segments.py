@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from twin.historian.columns import Columns
 from twin.historian.config import HistorianConfig
-from twin.historian.layout import Segment, publish, segment_name, temp_path
+from twin.historian.layout import SCHEMA_VERSION, Segment, publish, segment_name, temp_path
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 
@@ -44,7 +44,8 @@ def write_segment(
             "value": pa.array(cols.value, type=pa.float64()),
             "quality": pa.array(cols.quality, type=pa.int8()),
             "seq": pa.array(np.full(len(cols), hi, dtype=np.int64)),
-        }
+        },
+        metadata={"twin.historian.schema_version": str(SCHEMA_VERSION)},
     )
     final = folder / segment_name(lo, hi)
     tmp = temp_path(folder, ".parquet")
