@@ -68,7 +68,7 @@ def ray_address() -> Iterator[str]:
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
-            head.wait(30)
+            head.wait(10)
         except subprocess.TimeoutExpired:
             pass
         _kill_group(head.pid)  # raylet and GCS share the head's process group
