@@ -23,7 +23,8 @@ if ui.user() is None:
     # Every page's address shows the log-in form (no "Page not found" on a deep link); after
     # the log-in the same address shows the page itself.
     nav = st.navigation(
-        [st.Page(ui.login_page, title="Log in", url_path="login", default=True)]
+        [st.Page(ui.login_page, title="Log in", url_path="home", default=True)]
+        + [st.Page(ui.login_page, title="Log in", url_path="login")]
         + [st.Page(ui.login_page, title=p.title, url_path=p.url_path) for p in PAGES[1:]],
         position="hidden",
     )

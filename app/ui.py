@@ -114,6 +114,9 @@ def page() -> Page:
     """The page's context; stops the page with a message when there is no plant to show."""
     u = user()
     if u is None:
+        # A page script run without app/main.py's navigation (Streamlit's first run of a
+        # fresh server on a deep link goes straight to the pages/ file) still asks to log in.
+        login_page()
         st.stop()
     plant = st.session_state.get("plant")
     if not plant:
@@ -202,5 +205,5 @@ def sidebar() -> None:
         c1, c2 = st.columns(2)
         if c1.button("Log out", key="logout"):
             _log_out(everywhere=False)
-        if c2.button("Log out everywhere", key="logout_all"):
+        if c2.button("End all my sessions", key="logout_all"):
             _log_out(everywhere=True)
