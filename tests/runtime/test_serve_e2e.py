@@ -15,6 +15,7 @@ import pytest
 from twin import api, audit
 from twin.auth import PermissionDenied
 from twin.paths import Home
+from twin.spec import load_spec
 from twin.state import Store
 from twin.users import create_user
 
@@ -111,6 +112,17 @@ def rig(tmp_path, tiny_models):
     r = Rig(tmp_path, tiny_models)
     yield r
     r.close()
+
+
+def _auto_operating(rig: Rig) -> None:
+    """In auto mode operating limits are hard (safety rule 4): the tiny test twin's wide bands
+    on T (about +-30 K) would cross the cstr's 360 K operating limit on every plan, so the
+    auto-mode tests run the plant with T's operating band widened inside its engineering limits."""
+    text = rig.spec.path.read_text().replace(
+        "operating = [300.0, 360.0]", "operating = [290.0, 398.0]"
+    )
+    rig.spec.path.write_text(text)
+    rig.spec = load_spec(rig.spec.path)
 
 
 def _close(a: float, b: float) -> bool:
@@ -341,6 +353,7 @@ def test_advisory_writes_nothing_and_auto_closes_the_loop(rig: Rig) -> None:
         api.approve(rig.store, made[0].id, rig.op)
     assert rig.store.writes_for(plant="cstr") == [] and _close(read_opcua(rig.spec, "Tc"), nominal)
 
+    _auto_operating(rig)
     rig.serve = start_serve(rig.spec, rig.home, rig.serve_log, mode="auto", steps=3)
     assert rig.serve.wait(120) == 0, rig.serve_log.read_text()
     auto = [p for p in rig.store.list_proposals("cstr") if p.mode == "auto"]
@@ -361,3 +374,30 @@ def test_auto_mode_is_refused_unless_the_spec_allows_it(tmp_path) -> None:
     run = subprocess.run(twin_cmd("serve", str(spec.path), "--mode", "auto", "--home", str(tmp_path / "h")),
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 2 and "allow_auto" in run.stderr
+
+
+@pytest.mark.timeout(300)
+def test_auto_moves_sit_on_the_control_interval_grid(rig: Rig) -> None:
+    # Served at 20x, consecutive writes used to land 25-35 s of plant time apart on a 30 s
+    # interval, so an MV could move twice its max_move within one interval.
+    from twin.historian import Historian
+
+    _auto_operating(rig)
+    rig.sim = start_sim(rig.spec, rig.sim_log)
+    rig.serve = start_serve(rig.spec, rig.home, rig.serve_log, mode="auto", steps=12)
+    assert rig.serve.wait(200) == 0, rig.serve_log.read_text()
+    done = [w for w in rig.store.writes_for(plant="cstr") if w.status == "done"]
+    assert len(done) >= 3, rig.serve_log.read_text()[-3000:]
+    with Historian(Home.at(rig.home).historian_dir("cstr")) as h:
+        start, end = h.time_range()
+        tc = h.read(start, end, tags=["Tc"])["Tc"].dropna()
+    interval = rig.spec.plant.control_interval_s
+    max_move = rig.spec.tag("Tc").max_move
+    grid = (tc.index.map(lambda t: t.timestamp()).to_numpy() // interval).astype(int)
+    spans = tc.groupby(grid).agg(lambda v: v.max() - v.min())
+    assert (spans <= max_move + 1e-6).all(), spans[spans > max_move]
+    # Each interval starts from where the previous one ended: the sum of both sides too.
+    ends = tc.groupby(grid).last()
+    starts = tc.groupby(grid).first()
+    moved = (starts.shift(-1) - ends).abs().dropna()
+    assert ((spans + moved.reindex(spans.index, fill_value=0)) <= 2 * max_move + 1e-6).all()

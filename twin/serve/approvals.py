@@ -128,6 +128,10 @@ class Approvals:
             reasons.append("a step test is running")
         if proposal.data_ts > now:
             reasons.append("the proposal was made on another plant timeline (the plant restarted)")
+        if self.writes.moved_in_interval(now):
+            # One move per control interval of plant time: two moves in one interval could
+            # add up to twice max_move (safety rule 2's rate limit is per interval).
+            reasons.append("the MVs were already moved in this control interval (plant clock)")
         if reasons:
             return GuardDecision({}, tuple(reasons))
         # A fallback's move is made because the twin does not know this state: the twin's own

@@ -86,6 +86,7 @@ class WritePath:
         self.rel_tol = rel_tol
         self.unsettled: list[Move] = []
         self.writes = 0
+        self._moved_interval: int | None = None
         self._restart_checked = False
 
     # ---- the sink ----------------------------------------------------------------------
@@ -117,6 +118,14 @@ class WritePath:
             operator_limits=self.store.operator_limits(self.spec.name),
         )
 
+    def interval_of(self, ts: datetime) -> int:
+        """The control interval of plant time `ts` falls in (intervals on the epoch grid)."""
+        return math.floor(ts.timestamp() / self.spec.plant.control_interval_s + 1e-9)
+
+    def moved_in_interval(self, now: datetime) -> bool:
+        """An approved move was already started in the control interval of `now`."""
+        return self._moved_interval is not None and self._moved_interval == self.interval_of(now)
+
     def start(
         self,
         values: Mapping[str, float],
@@ -137,6 +146,8 @@ class WritePath:
             proposal_id=proposal_id,
             campaign=campaign,
         )
+        if decision_id is not None:
+            self._moved_interval = self.interval_of(now)
         return Move(ids, dict(values), prior, now, decision_id, proposal_id, campaign)
 
     async def write(self, move: Move) -> str:
