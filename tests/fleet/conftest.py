@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from twin.fleet.cluster import keep_on_loopback
 from twin.generate import generate_into
 from twin.paths import Home
 from twin.spec import load_spec
@@ -45,6 +46,7 @@ def ray_address() -> Iterator[str]:
     if os.environ.get("RAY_ADDRESS"):
         yield os.environ["RAY_ADDRESS"]
         return
+    keep_on_loopback()  # this process's drivers, and the head started below
     env = dict(os.environ, RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"))
     os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]  # drivers in this process use the same mode
     address = f"127.0.0.1:{_free_port()}"

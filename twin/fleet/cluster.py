@@ -25,6 +25,15 @@ class RayUnavailable(TwinError):
     """Ray is not installed or the cluster cannot be reached."""
 
 
+def keep_on_loopback() -> None:
+    """A Ray on this host only: every Ray service on 127.0.0.1.
+
+    Ray picks its node address from the machine's outward interface even when told
+    --node-ip-address 127.0.0.1; with this setting (read when Ray is imported) it keeps to the
+    loopback address, so a single-host fleet never listens on or talks over the plant network."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
 def import_ray() -> ModuleType:
     try:
         import ray
@@ -40,9 +49,11 @@ def connected(address: str | None, cpus: int | None = None) -> Iterator[ModuleTy
     """Ray, connected for the block: `address` (ray://HOST:PORT, HOST:PORT or auto; else
     RAY_ADDRESS) or, with neither, a local Ray started now on 127.0.0.1 and stopped after
     (cpus: its CPU count)."""
-    ray = import_ray()
     # Ray's own convention: RAY_ADDRESS names the cluster when --address does not.
     address = address if address is not None else (os.environ.get("RAY_ADDRESS") or None)
+    if address is None or address.split("://")[-1].startswith(("127.", "localhost")):
+        keep_on_loopback()
+    ray = import_ray()
     if address is not None and not address.strip():
         raise BadInput("--address: give ray://HOST:PORT, HOST:PORT or auto")
     if address is not None and cpus is not None:
