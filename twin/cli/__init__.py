@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "twin.cli.runtime_cmd",
     "twin.cli.room_cmd",
     "twin.cli.health_cmd",
+    "twin.cli.health_report_cmd",
     "twin.cli.demo_cmd",
     "twin.cli.fleet_cmd",
     "twin.cli.historian_cmd",
