@@ -80,6 +80,12 @@ ALARM_CATALOGUE: dict[str, AlarmClass] = {
         "The plant's clock leapt forward: staleness and expiry are judged on the new clock. "
         "Check the plant server's time source.",
     ),
+    "model_drift": AlarmClass(
+        "low",
+        "The twin's live prediction errors have grown past its model card's held-out figures "
+        "(drift test; evidence in the audit log). Proposals may be worse than they look: tell "
+        "the data scientist, who retrains the twin on recent history.",
+    ),
     "runtime_error": AlarmClass(
         "medium",
         "The runtime hit an unexpected error and carries on. Tell the engineer on call; the "

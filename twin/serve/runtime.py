@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.errors import BadInput, ConnectionLost
+from twin.health.monitor import DriftMonitor
 from twin.historian import Historian
 from twin.ingest import ingest
 from twin.paths import Home
@@ -74,6 +75,7 @@ class Runtime:
         self._connections = connections
         self.live = LiveState(spec, keep_s=self._keep_s())
         self.alarms = Alarms(self.store, spec.name)
+        self.drift = DriftMonitor(home, spec, self.store, self.alarms, self.live)
         self.summary = RunSummary()
         self._tick_due = asyncio.Event()
         self._stop = asyncio.Event()
@@ -269,6 +271,7 @@ class Runtime:
             try:
                 assert self.control is not None
                 await self.control.step()
+                self.drift.check(self.proposer.version, self.control.ood_ratio)
             except Exception as exc:  # the plant side keeps running whatever a step does
                 log.exception("control step failed")
                 self.alarms.raise_("runtime_error", None, f"control step failed: {exc!r}")
