@@ -61,7 +61,15 @@ class Approvals:
             return
         now = self.live.clock.now()
         writing = self.mode != "advisory"
-        if writing and (now is None or not self.live.clock.measured or self.writes.unsettled):
+        # One move per control interval of plant time: two moves in one interval could add up
+        # to twice max_move, so an approval that arrives after this interval's move waits for
+        # the next interval (its expiry still applies when it is written).
+        if writing and (
+            now is None
+            or not self.live.clock.measured
+            or self.writes.unsettled
+            or self.writes.moved_in_interval(now)
+        ):
             return  # decided once the plant clock is known and interrupted moves are settled
         g = self._guard(decision, proposal, now) if writing and now is not None else None
         if g is None:
@@ -128,10 +136,6 @@ class Approvals:
             reasons.append("a step test is running")
         if proposal.data_ts > now:
             reasons.append("the proposal was made on another plant timeline (the plant restarted)")
-        if self.writes.moved_in_interval(now):
-            # One move per control interval of plant time: two moves in one interval could
-            # add up to twice max_move (safety rule 2's rate limit is per interval).
-            reasons.append("the MVs were already moved in this control interval (plant clock)")
         if reasons:
             return GuardDecision({}, tuple(reasons))
         # A fallback's move is made because the twin does not know this state: the twin's own
