@@ -34,7 +34,7 @@ class ModelConfig:
     """Weight of the multi-step latent rollout loss."""
     w_readout: float = 1.0
     """Weight of the readout loss (mean squared error + pinball), on encoded and rolled-out latents."""
-    target_stop_grad: bool = True
+    target_stop_grad: bool = False
     """Latent targets (encodings of the future windows) under stop-gradient, as in LeJEPA: the
     latent losses move the predictor and the context encoding, never the target towards it."""
     readout_detach: bool = False
