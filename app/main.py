@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/limits.py", title="Limits", url_path="limits"),
     st.Page("pages/alarms.py", title="Alarms", url_path="alarms"),
     st.Page("pages/shift.py", title="Shift log", url_path="shift"),
+    st.Page("pages/health.py", title="Health", url_path="health"),
 ]
 
 if ui.user() is None:
