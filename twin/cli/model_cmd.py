@@ -13,6 +13,7 @@ from rich.table import Table
 
 from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
 from twin.errors import BadInput
+from twin.paths import Home
 
 console = Console()
 err = Console(stderr=True)
@@ -208,7 +209,10 @@ def ood_table(ood: dict) -> Table:
 def models_cmd(
     first: Annotated[
         str,
-        typer.Argument(metavar="PLANT | promote", help="A plant (list its versions) or `promote`."),
+        typer.Argument(
+            metavar="PLANT | promote | shadow-report",
+            help="A plant (list its versions), `promote` or `shadow-report`.",
+        ),
     ],
     rest: Annotated[
         list[str] | None,
@@ -231,6 +235,9 @@ def models_cmd(
         spec = spec_of(rest[0])
         registry.promote(h, spec, rest[1])
         console.print(f"{spec.name}: {rest[1]} is now the active version", highlight=False)
+        return
+    if first == "shadow-report":
+        shadow_report(h, rest, as_json)
         return
     if rest:
         raise BadInput(
@@ -327,6 +334,27 @@ def steptest_cmd(
         f"campaign recorded {start.isoformat()} .. {end.isoformat()} and annotated as a campaign",
         highlight=False,
     )
+
+
+def shadow_report(h: Home, rest: list[str], as_json: bool) -> None:
+    """`twin models shadow-report PLANT VERSION`: the shadow candidate vs the active twin."""
+    from twin.serve.shadow import score
+    from twin.state import Store
+
+    if len(rest) != 2:
+        raise BadInput("usage: twin models shadow-report PLANT VERSION")
+    spec = spec_of(rest[0])
+    with Store.open(h) as store:
+        result = score(h, spec, store, rest[1]).to_dict()
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"Shadow {rest[1]} vs active on {spec.name}", box=box.SIMPLE_HEAD)
+    table.add_column("figure")
+    table.add_column("value")
+    for k, v in result.items():
+        table.add_row(k, _fmt(v) if isinstance(v, float) else str(v))
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -38,6 +38,10 @@ def serve(
     mode: Annotated[str, typer.Option(help="advisory | supervised | auto")] = "supervised",
     source: Annotated[str, typer.Option(help="opcua | modbus")] = "opcua",
     steps: Annotated[int | None, typer.Option(help="Stop after N control intervals.")] = None,
+    shadow: Annotated[
+        str | None,
+        typer.Option(help="Model version that plans beside the active one and writes nothing."),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Run beside a plant: ingest, a proposal every control interval, guarded write-back of approvals."""
@@ -45,8 +49,13 @@ def serve(
     from twin.serve import serve as run_serve
 
     spec = spec_of(plant)
-    config = RuntimeConfig(mode=mode, source=source, steps=steps)  # type: ignore[arg-type]
+    config = RuntimeConfig(mode=mode, source=source, steps=steps, shadow=shadow)  # type: ignore[arg-type]
     h = home_of(home)
+    if shadow is not None:
+        from twin import registry
+
+        if shadow not in registry.versions(h, spec):
+            raise BadInput(f"--shadow {shadow}: no such model version of {spec.name}")
     console.print(f"serving {spec.name} in {mode} mode over {source} (home {h.root}); Ctrl-C stops")
     summary = run_serve(spec, h, config)
     console.print(

@@ -33,6 +33,8 @@ class RuntimeConfig:
     """Wait between attempts to reach a plant that is down at start."""
     readback_rel_tol: float = 1e-5
     """Relative tolerance when reconciling an interrupted write with the live value (float32)."""
+    shadow: str | None = None
+    """Model version planning beside the active one, writing nothing (twin.serve.shadow)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -37,6 +37,7 @@ from twin.serve.fallback import Fallback
 from twin.serve.live import LiveState
 from twin.serve.lock import PlantLock
 from twin.serve.proposer import Proposer, TwinProposer
+from twin.serve.shadow import Shadow
 from twin.serve.writepath import WritePath
 from twin.spec import PlantSpec
 from twin.state import Store, iso, now_utc
@@ -76,6 +77,7 @@ class Runtime:
         self.live = LiveState(spec, keep_s=self._keep_s())
         self.alarms = Alarms(self.store, spec.name)
         self.drift = DriftMonitor(home, spec, self.store, self.alarms, self.live)
+        self.shadow = Shadow(home, spec, self.store, self.alarms, self.live, config.shadow)
         self.summary = RunSummary()
         self._tick_due = asyncio.Event()
         self._stop = asyncio.Event()
@@ -272,6 +274,7 @@ class Runtime:
                 assert self.control is not None
                 await self.control.step()
                 self.drift.check(self.proposer.version, self.control.ood_ratio)
+                await self.shadow.step(self.proposer.version, self.control.last_proposal_id)
             except Exception as exc:  # the plant side keeps running whatever a step does
                 log.exception("control step failed")
                 self.alarms.raise_("runtime_error", None, f"control step failed: {exc!r}")

@@ -1,0 +1,93 @@
+"""Shadow evaluation: `twin serve --shadow V` against `twin sim` with two tiny twins. The
+candidate plans every interval on the active twin's window, its would-be proposals land in the
+shadow table only (nothing is written to the plant), and `twin models shadow-report` scores
+both twins on the matured intervals. A candidate that cannot load is an alarm, not a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from twin import registry
+from twin.cli import app
+from twin.paths import Home
+from twin.serve.alarms import Alarms
+from twin.serve.live import LiveState
+from twin.serve.shadow import Shadow, score
+from twin.spec import load_spec
+from twin.state import Store
+
+from .plant import start, start_sim, stop, train_tiny, twin_cmd, write_spec
+
+pytestmark = [pytest.mark.slow]
+
+STEPS = 14
+
+
+@pytest.mark.timeout(300)
+def test_shadow_plans_beside_the_active_twin_and_writes_nothing(tmp_path: Path) -> None:
+    home = Home.at(tmp_path / "home")
+    candidate = train_tiny(home)
+    active = train_tiny(home)
+    assert candidate != active
+    registry.promote(home, "cstr", active)
+    spec = write_spec(tmp_path / "spec")
+    sim = start_sim(spec, tmp_path / "sim.log", speed=20.0)
+    log = tmp_path / "serve.log"
+    args = ["serve", str(spec.path), "--mode", "supervised", "--home", str(home.root),
+            "--steps", str(STEPS), "--shadow", candidate]  # fmt: skip
+    serve = start(twin_cmd(*args), log)
+    try:
+        assert serve.wait(240) == 0, log.read_text()[-3000:]
+    finally:
+        stop(serve)
+        stop(sim)
+
+    with Store.open(home) as store:
+        rows = store.list_shadow("cstr", candidate)
+        proposals = {p.id: p for p in store.list_proposals("cstr", limit=1000)}
+        assert store.writes_for(plant="cstr") == []  # no approval: nothing may reach the plant
+        assert store.list_shadow("cstr", active) == []
+        result = score(home, spec, store, candidate)
+    assert rows and all(r.active_version == active for r in rows)
+    proposed = [r for r in rows if r.mv_values is not None]
+    assert proposed, [r.payload for r in rows]
+    for r in proposed:
+        assert set(r.mv_values or {}) == {t.name for t in spec.mvs}
+        assert set(r.payload["predicted"]) == set(r.payload["hold"]) == {t.name for t in spec.cvs}
+        assert r.payload["model_version"] == candidate
+    paired = [r for r in rows if r.active_proposal_id is not None]
+    assert paired
+    for r in paired:  # the same window as the active twin's proposal of that interval
+        p = proposals[r.active_proposal_id or 0]
+        assert p.model_version == active and p.data_ts == r.data_ts
+    assert result.shadow_rows == len(rows) and result.active_versions == [active]
+    assert result.scored >= 1
+    for v in (result.active_multi_step, result.candidate_multi_step, result.candidate_one_step):
+        assert v is not None and math.isfinite(v) and v >= 0
+    out = CliRunner().invoke(
+        app, ["models", "shadow-report", str(spec.path), candidate, "--json", "--home",
+              str(home.root)]
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == result.to_dict()
+
+
+def test_a_candidate_that_cannot_load_raises_an_alarm_and_does_not_propagate(
+    tmp_path: Path,
+) -> None:
+    spec = load_spec("cstr")
+    home = Home.at(tmp_path)
+    with Store.open(home) as store:
+        alarms = Alarms(store, spec.name)
+        shadow = Shadow(home, spec, store, alarms, LiveState(spec, keep_s=60), "v-missing")
+        asyncio.run(shadow.step("v-active", None))
+        asyncio.run(shadow.step("v-active", None))  # a standing failure is one alarm
+        raised = [a for a in store.alarm_history(spec.name) if a.kind == "runtime_error"]
+        assert len(raised) == 1 and "shadow twin v-missing failed" in raised[0].message
+        assert store.list_shadow(spec.name, "v-missing") == []

@@ -1,0 +1,228 @@
+"""Shadow evaluation: a candidate twin plans beside the active one and writes nothing.
+
+Each control interval the candidate plans on the same live window and operating limits as the
+active twin; its would-be proposal (values and predicted trajectories) goes to the state
+store's shadow_proposals table and nowhere else. `score` later compares both twins' predictions
+on the intervals that have matured, normalised as the drift test does (twin.health.drift)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twin import api
+from twin.health.drift import normalised_errors
+from twin.health.monitor import HORIZON, expected_rmse
+from twin.historian import Historian
+from twin.paths import Home
+from twin.serve.alarms import Alarms
+from twin.serve.live import LiveState
+from twin.spec import PlantSpec
+from twin.state import Store
+
+log = logging.getLogger(__name__)
+
+
+class VersionProposer:
+    """One fixed model version and its planner (not the active one: it never reloads)."""
+
+    def __init__(self, home: Home, spec: PlantSpec, version: str) -> None:
+        from twin import registry  # the model stack (torch) loads only when a shadow runs
+        from twin.plan.controller import PlanningController
+
+        model = registry.load_version(home, spec, version)
+        model.eval()
+        self.version = version
+        self.window = int(model.window)
+        self.tag_names: list[str] = list(model.tag_names)
+        self._controller = PlanningController(model, spec)
+
+    def __call__(
+        self,
+        window: np.ndarray,
+        data_ts: datetime,
+        now: datetime,
+        operating: Mapping[str, tuple[float, float]],
+    ) -> Any:
+        return self._controller.decide(window, data_ts, now, operating=dict(operating))
+
+
+class Shadow:
+    """The runtime's shadow hook: `step` once per control interval. A failure of the candidate
+    raises a runtime_error alarm and is never passed on to the active control."""
+
+    def __init__(
+        self,
+        home: Home,
+        spec: PlantSpec,
+        store: Store,
+        alarms: Alarms,
+        live: LiveState,
+        version: str | None,
+    ) -> None:
+        self.home, self.spec, self.store, self.alarms, self.live = home, spec, store, alarms, live
+        self.version = version
+        self._proposer: VersionProposer | None = None
+        self._last_active_id: int | None = None
+        self._failing = False
+
+    async def step(self, active_version: str | None, active_proposal_id: int | None) -> None:
+        """Plan with the candidate on this interval's window and record the would-be proposal."""
+        if self.version is None or self.version == active_version:
+            return  # nothing to compare with (the candidate itself serves)
+        paired = active_proposal_id if active_proposal_id != self._last_active_id else None
+        self._last_active_id = active_proposal_id
+        try:
+            await self._plan(active_version, paired)
+        except Exception as exc:  # the active twin keeps control whatever the candidate does
+            log.exception("shadow twin %s failed", self.version)
+            if not self._failing:
+                self.alarms.raise_(
+                    "runtime_error", None, f"shadow twin {self.version} failed: {exc!r}"
+                )
+            self._failing = True
+        else:
+            self._failing = False
+
+    async def _plan(self, active_version: str | None, paired: int | None) -> None:
+        assert self.version is not None
+        if self._proposer is None:
+            self._proposer = await asyncio.to_thread(
+                VersionProposer, self.home, self.spec, self.version
+            )
+        proposer = self._proposer
+        now, data_ts = self.live.clock.now(), self.live.newest_ts()
+        if paired is not None:  # the very window the active twin planned on
+            data_ts = self.store.get_proposal(paired).data_ts
+        if now is None or data_ts is None:
+            return
+        window = self.live.window(proposer.tag_names, proposer.window, data_ts)
+        operating = api.operator_limits(self.store, self.spec)
+        result = await asyncio.to_thread(proposer, window, data_ts, now, operating)
+        proposed = getattr(result, "proposed", None)
+        if proposed is None:
+            payload: dict[str, Any] = {
+                "code": str(getattr(result, "code", "none")),
+                "reason": str(getattr(result, "reason", result)),
+            }
+        else:
+            payload = result.to_dict()
+        self.store.add_shadow(
+            plant=self.spec.name,
+            version=self.version,
+            active_version=active_version,
+            active_proposal_id=paired,
+            data_ts=data_ts,
+            mv_values=None if proposed is None else dict(proposed),
+            payload=payload,
+        )
+
+
+@dataclass(frozen=True)
+class ShadowScore:
+    """Active vs candidate on the matured intervals where nothing was written, so that both
+    twins' predictions under hold are tested against what the plant did."""
+
+    version: str
+    active_versions: list[str]
+    shadow_rows: int
+    candidate_proposals: int
+    scored: int
+    active_one_step: float | None
+    active_multi_step: float | None
+    candidate_one_step: float | None
+    candidate_multi_step: float | None
+
+    @property
+    def improvement(self) -> float | None:
+        """1 - candidate/active multi-step error (0.1: the candidate's error is 10 % lower)."""
+        a, c = self.active_multi_step, self.candidate_multi_step
+        return None if a is None or c is None or a <= 0 else 1.0 - c / a
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {**asdict(self), "improvement": self.improvement}
+
+
+def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScore:
+    """Score the candidate against the active twin of each interval it shadowed. Errors are
+    divided by the active twin's held-out RMSE (the candidate's if the active has no card), so
+    both twins are measured on one scale; lower is better, about 1 is as good as the card."""
+    rows = store.list_shadow(spec.name, version)
+    actives = sorted({r.active_version for r in rows if r.active_version})
+    frame = _history(home, spec, rows)
+    step = timedelta(seconds=float(spec.plant.control_interval_s))
+    scales: dict[str, dict[str, list[float]]] = {}
+    active_e: list[list[float]] = []
+    cand_e: list[list[float]] = []
+    for r in rows:
+        if r.active_proposal_id is None or r.mv_values is None or frame is None:
+            continue
+        if r.data_ts + HORIZON * step > frame.index.max():
+            continue  # not matured yet
+        if store.get_decision(r.active_proposal_id) is not None:
+            continue  # a move was (or may have been) written: hold predictions do not apply
+        active = store.get_proposal(r.active_proposal_id)
+        key = active.model_version or r.active_version or ""
+        if key not in scales:
+            scales[key] = expected_rmse(home, spec, key) if key else {}
+            scales[key] = scales[key] or expected_rmse(home, spec, version)
+        rmse = scales[key]
+        actual = {
+            cv: [_at(frame, cv, r.data_ts + (k + 1) * step) for k in range(HORIZON)] for cv in rmse
+        }
+        a = normalised_errors(_hold(active.payload, rmse), actual, rmse)
+        c = normalised_errors(_hold(r.payload, rmse), actual, rmse)
+        if len(a) == HORIZON and len(c) == HORIZON:
+            active_e.append(a)
+            cand_e.append(c)
+    return ShadowScore(
+        version=version,
+        active_versions=[str(v) for v in actives],
+        shadow_rows=len(rows),
+        candidate_proposals=sum(r.mv_values is not None for r in rows),
+        scored=len(active_e),
+        active_one_step=_mean([e[0] for e in active_e]),
+        active_multi_step=_mean([sum(e) / len(e) for e in active_e]),
+        candidate_one_step=_mean([e[0] for e in cand_e]),
+        candidate_multi_step=_mean([sum(e) / len(e) for e in cand_e]),
+    )
+
+
+def _history(home: Home, spec: PlantSpec, rows: list[Any]) -> pd.DataFrame | None:
+    folder = home.historian_dir(spec.name)
+    if not rows or not folder.exists():
+        return None
+    with Historian(folder) as h:
+        span = h.time_range()
+        if span is None:
+            return None
+        frame = h.read(min(r.data_ts for r in rows), span[1], tags=[t.name for t in spec.cvs])
+    return None if frame.empty else frame
+
+
+def _hold(payload: Mapping[str, Any], rmse: Mapping[str, Any]) -> dict[str, list[float]]:
+    bands = payload.get("hold") or {}
+    return {cv: list(b["mean"][:HORIZON]) for cv, b in bands.items() if cv in rmse}
+
+
+def _at(frame: pd.DataFrame, cv: str, ts: datetime) -> float | None:
+    """The CV's newest value at or before `ts` (what the runtime saw at that interval)."""
+    if cv not in frame:
+        return None
+    v = frame[cv].loc[:ts].dropna()
+    return float(v.iloc[-1]) if len(v) else None
+
+
+def _mean(xs: list[float]) -> float | None:
+    xs = [x for x in xs if math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else None
