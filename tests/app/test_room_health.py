@@ -42,8 +42,8 @@ def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -
     moves = sum(len(e["what"]["proposed"]) for e in approved)
 
     port, log = free_port(), tmp_path / "app.log"
-    cmd = [sys.executable, "-m", "twin.cli", "app", "--port", str(port),
-           "--home", str(built.home.root), "--plant", name]  # fmt: skip
+    cmd = [sys.executable, "-m", "twin.cli", "app", "--port", str(port), "--plant", name]
+    cmd += ["--home", str(built.home.root)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
