@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from twin import registry
+from twin import audit, registry
 from twin.cli import app
 from twin.paths import Home
 from twin.serve.alarms import Alarms
@@ -39,8 +39,8 @@ def test_shadow_plans_beside_the_active_twin_and_writes_nothing(tmp_path: Path) 
     spec = write_spec(tmp_path / "spec")
     sim = start_sim(spec, tmp_path / "sim.log", speed=20.0)
     log = tmp_path / "serve.log"
-    args = ["serve", str(spec.path), "--mode", "supervised", "--home", str(home.root),
-            "--steps", str(STEPS), "--shadow", candidate]  # fmt: skip
+    args = ["serve", str(spec.path), "--mode", "supervised", "--home", str(home.root)]
+    args += ["--steps", str(STEPS), "--shadow", candidate]
     serve = start(twin_cmd(*args), log)
     try:
         assert serve.wait(240) == 0, log.read_text()[-3000:]
@@ -70,12 +70,28 @@ def test_shadow_plans_beside_the_active_twin_and_writes_nothing(tmp_path: Path) 
     assert result.scored >= 1
     for v in (result.active_multi_step, result.candidate_multi_step, result.candidate_one_step):
         assert v is not None and math.isfinite(v) and v >= 0
-    out = CliRunner().invoke(
-        app, ["models", "shadow-report", str(spec.path), candidate, "--json", "--home",
-              str(home.root)]
-    )  # fmt: skip
+    report = ["models", "shadow-report", str(spec.path), candidate, "--json"]
+    out = CliRunner().invoke(app, [*report, "--home", str(home.root)])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output) == result.to_dict()
+
+    # Gated promotion: refused when the candidate cannot beat the active twin by the margin
+    # (an improvement is at most 1), granted with a margin it meets; audited with the score.
+    def promote(margin: str) -> str:
+        args = ["models", "promote", str(spec.path), candidate, "--gated", "--margin", margin]
+        out = CliRunner().invoke(app, [*args, "--min-intervals", "1", "--home", str(home.root)])
+        return f"{out.exit_code} {out.output} {out.exception}"
+
+    assert "not promoted" in promote("1.5")
+    assert registry.active_version(home, "cstr") == active
+    assert f"{candidate} is now the active version" in promote("-1000")
+    assert registry.active_version(home, "cstr") == candidate
+    with Store.open(home) as store:
+        events = audit.entries(store, plant="cstr", kind="model_promote")
+    refused, granted = events[-2:]
+    assert refused["kind"] == "model_promote_refused" and granted["kind"] == "model_promote"
+    assert granted["what"]["scored"] == result.scored and granted["what"]["active"] == active
+    assert "margin 1.5" in refused["why"]
 
 
 def test_a_candidate_that_cannot_load_raises_an_alarm_and_does_not_propagate(

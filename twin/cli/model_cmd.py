@@ -14,6 +14,7 @@ from rich.table import Table
 from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
 from twin.errors import BadInput
 from twin.paths import Home
+from twin.spec import PlantSpec
 
 console = Console()
 err = Console(stderr=True)
@@ -222,6 +223,15 @@ def models_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    gated: Annotated[
+        bool, typer.Option(help="Promote only if the shadow run beat the active twin.")
+    ] = False,
+    margin: Annotated[
+        float, typer.Option(help="With --gated: relative error reduction required.")
+    ] = 0.1,
+    min_intervals: Annotated[
+        int, typer.Option(help="With --gated: matured intervals the shadow score needs.")
+    ] = 10,
     home: HomeOption = None,
 ) -> None:
     """List a plant's model versions (`twin models PLANT`) or make one active (`twin models promote PLANT V`)."""
@@ -233,6 +243,9 @@ def models_cmd(
         if len(rest) != 2:
             raise BadInput("usage: twin models promote PLANT VERSION")
         spec = spec_of(rest[0])
+        if gated:
+            gated_promote(h, spec, rest[1], margin, min_intervals)
+            return
         registry.promote(h, spec, rest[1])
         console.print(f"{spec.name}: {rest[1]} is now the active version", highlight=False)
         return
@@ -355,6 +368,36 @@ def shadow_report(h: Home, rest: list[str], as_json: bool) -> None:
     for k, v in result.items():
         table.add_row(k, _fmt(v) if isinstance(v, float) else str(v))
     console.print(table)
+
+
+def gated_promote(h: Home, spec: PlantSpec, version: str, margin: float, least: int) -> None:
+    """Promote only a candidate whose shadow score beats the active twin; audited either way."""
+    import getpass
+
+    from twin import registry
+    from twin.serve.shadow import gate, score
+    from twin.state import Store
+
+    with Store.open(h) as store:
+        active = registry.active_version(h, spec)
+        result = score(h, spec, store, version)
+        reasons = gate(result, active, margin, least)
+        evidence = {**result.to_dict(), "active": active, "margin": margin, "refused": reasons}
+        kind = "model_promote_refused" if reasons else "model_promote"
+        if not reasons:
+            registry.promote(h, spec, version)
+        why = "; ".join(reasons) or f"shadow score beats {active} by at least {margin:g}"
+        store.log_event(
+            user=f"cli:{getpass.getuser()}",
+            kind=kind,
+            plant=spec.name,
+            subject=f"model:{version}",
+            what=evidence,
+            why=why,
+        )
+    if reasons:
+        raise BadInput(f"{spec.name}: {version} not promoted: {why}")
+    console.print(f"{spec.name}: {version} is now the active version ({why})", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

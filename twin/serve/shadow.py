@@ -226,3 +226,27 @@ def _at(frame: pd.DataFrame, cv: str, ts: datetime) -> float | None:
 def _mean(xs: list[float]) -> float | None:
     xs = [x for x in xs if math.isfinite(x)]
     return sum(xs) / len(xs) if xs else None
+
+
+MIN_SCORED = 10
+"""Matured intervals a gated promotion needs at least (fewer is no evidence either way)."""
+
+
+def gate(
+    result: ShadowScore, active: str | None, margin: float, min_scored: int = MIN_SCORED
+) -> list[str]:
+    """Why the candidate may not replace the active twin (empty: it may): it must have been
+    scored against the version serving now, on enough intervals, and beat it by `margin`."""
+    reasons = []
+    if result.active_versions != [active]:
+        reasons.append(
+            f"the shadow run compared {result.version} with {result.active_versions or 'nothing'},"
+            f" not with the active version {active}"
+        )
+    if result.scored < min_scored:
+        reasons.append(f"{result.scored} matured intervals scored; {min_scored} needed")
+    gain = result.improvement
+    if gain is None or gain < margin:
+        shown = "unknown" if gain is None else f"{gain:+.3f}"
+        reasons.append(f"improvement over the active twin {shown} < margin {margin:g}")
+    return reasons
