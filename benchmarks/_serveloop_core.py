@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -73,9 +74,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spec_on_free_ports(folder: Path) -> PlantSpec:
-    """The built-in cstr spec, unchanged but for its ports; its simulator by absolute path."""
+def spec_on_free_ports(
+    folder: Path, operating: dict[str, tuple[float, float]] | None = None
+) -> PlantSpec:
+    """The built-in cstr spec, unchanged but for its ports (and `operating` limits given per
+    tag); its simulator by absolute path."""
     text = (PLANTS_DIR / "cstr" / "plant.toml").read_text(encoding="utf-8")
+    blocks = text.split("[[tags]]")
+    for tag, (lo, hi) in (operating or {}).items():
+        for i, block in enumerate(blocks):
+            if re.search(rf'^name = "{tag}"$', block, flags=re.M):
+                blocks[i] = re.sub(
+                    r"^operating = .*$", f"operating = [{lo}, {hi}]", block, flags=re.M
+                )
+    text = "[[tags]]".join(blocks)
     op, mb = free_port(), free_port()
     text = text.replace("opc.tcp://127.0.0.1:4840/twin/", f"opc.tcp://127.0.0.1:{op}/twin/")
     text = text.replace("port = 5020", f"port = {mb}")
@@ -152,7 +164,14 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen[bytes], log_p
 
 
 def run_served(
-    models: Path, run_dir: Path, *, scenario: str, seed: int, speed: float, intervals: int
+    models: Path,
+    run_dir: Path,
+    *,
+    scenario: str,
+    seed: int,
+    speed: float,
+    intervals: int,
+    operating: dict[str, tuple[float, float]] | None = None,
 ) -> LoopRun:
     """`twin sim --speed X` and `twin serve --mode auto --steps intervals+1` as processes.
 
@@ -162,7 +181,7 @@ def run_served(
     from twin.historian import Historian
     from twin.state import Store
 
-    spec = spec_on_free_ports(run_dir / "spec")
+    spec = spec_on_free_ports(run_dir / "spec", operating)
     home = Home.at(run_dir / "home")
     shutil.copytree(models, home.models_dir(spec.name))
     op, mb = _ports(spec)
@@ -237,9 +256,11 @@ def run_inprocess(
     from plants.base import Simulation
     from twin.plan.controller import PlanningController
     from twin.plan.proposal import Proposal
+    from twin.plan.settings import PlannerConfig
 
     sim = Simulation(spec, seed=seed, scenario=scenario, start=START)
-    controller = PlanningController(twin, spec)
+    # As `twin serve --mode auto` plans: operating limits are hard constraints in auto mode.
+    controller = PlanningController(twin, spec, PlannerConfig(hard_operating=True))
     names = controller.tag_names
     mvs = [t.name for t in spec.mvs]
     operating = {t.name: t.operating_limits for t in spec.tags}

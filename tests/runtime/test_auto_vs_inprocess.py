@@ -25,6 +25,7 @@ from _serveloop_core import (  # noqa: E402
     move_delays_s,
     run_inprocess,
     run_served,
+    spec_on_free_ports,
     tracking_cost,
 )
 
@@ -45,10 +46,20 @@ def test_tracking_cost_is_the_integrated_squared_error_of_measured_cvs() -> None
 def test_auto_mode_closes_the_loop_over_opcua_on_the_in_process_plant(tmp_path: Path) -> None:
     home = Home.at(tmp_path / "tiny")
     train_tiny(home)
-    spec = load_spec("cstr")
+    # Auto mode makes operating limits hard; the tiny twin's bands on T (about +-30 K) would
+    # cross the cstr's 360 K operating limit on every plan, so T's band is widened for both loops.
+    wide = {"T": (290.0, 398.0)}
+    spec = spec_on_free_ports(tmp_path / "inproc-spec", wide)
     warmup, intervals = 2, 2
-    served = run_served(home.models_dir("cstr"), tmp_path / "run", scenario="feed_temp_step",
-                        seed=3, speed=20.0, intervals=warmup + intervals + 1)  # fmt: skip
+    served = run_served(
+        home.models_dir("cstr"),
+        tmp_path / "run",
+        scenario="feed_temp_step",
+        seed=3,
+        speed=20.0,
+        intervals=warmup + intervals + 1,
+        operating=wide,
+    )
 
     # The loop closed: the runtime's own proposals were written to the simulated plant, and the
     # plant's MV (as ingested back over OPC-UA) took the proposed values.

@@ -118,6 +118,8 @@ def test_one_tag_an_hour_behind_is_flagged_not_a_restart() -> None:
     update = live.on_batch([Sample(late, "Caf", 1.0, Quality.GOOD)])
     assert update.clock_reset is None and "Caf" in update.behind
     assert live.clock.last_ts == before
+    now = live.clock.last_ts
+    assert [(f.tag, f.kind) for f in live.faults(now)] == [("Caf", "stale")]  # at once
     update = live.on_batch(_batch(spec, 110))
     assert update.clock_reset is None
     assert [f.tag for f in live.faults(live.newest_ts())] == []  # Caf reported again on time

@@ -86,15 +86,19 @@ class LiveState:
             return update
         self._check_timeline(real, update)
         behind_limit = timedelta(seconds=self.spec.safety.max_staleness_s)
+        newest_of: dict[str, Sample] = {}
         for s in real:
             if s.tag not in self.spec.tag_names:
                 continue
             if self.clock.last_ts is not None and s.ts < self.clock.last_ts - behind_limit:
                 update.behind[s.tag] = (self.clock.last_ts - s.ts).total_seconds()
-            prev = self.latest.get(s.tag)
-            if prev is None or s.ts >= prev.ts:
-                self.latest[s.tag] = s
+            if s.tag not in newest_of or s.ts >= newest_of[s.tag].ts:
+                newest_of[s.tag] = s
             self._buffer.append(s)
+        # A tag's latest is what it said last, even when that is older than what it said
+        # before: a device whose clock fell behind shows as stale now instead of hiding behind
+        # its last good sample until that ages out.
+        self.latest.update(newest_of)
         newest = max(s.ts for s in real)
         if newest > (self.clock.last_ts or newest - timedelta(seconds=1)):
             self.clock.observe(newest)
