@@ -16,7 +16,7 @@ from twin.serve.live import LiveState
 from twin.serve.proposer import Proposer
 from twin.serve.writepath import WritePath
 from twin.spec import PlantSpec
-from twin.state import DecisionRecord, ProposalRecord, Store
+from twin.state import DecisionRecord, ProposalRecord, Store, iso
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +167,17 @@ class Approvals:
             log.exception("OOD score at write time")
             self.alarms.raise_("runtime_error", None, f"OOD score at write time failed: {exc!r}")
             return float("inf")
+
+    def expire(self, now: datetime | None) -> None:
+        """The pending proposal expires when the plant clock passes its expiry."""
+        p = self.store.pending_proposal(self.spec.name)
+        if p is not None and now is not None and now > p.expires_at:
+            self.store.set_proposal_status(
+                p.id,
+                "expired",
+                actor=ACTOR,
+                only_if="pending",
+                why=f"not decided before {iso(p.expires_at)} (plant clock)",
+            )
+
+    # ---- status ------------------------------------------------------------------------

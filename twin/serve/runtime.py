@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +36,10 @@ from twin.serve.live import LiveState
 from twin.serve.lock import PlantLock
 from twin.serve.proposer import Proposer, TwinProposer
 from twin.serve.shadow import Shadow
+from twin.serve.status import StatusReporter
 from twin.serve.writepath import WritePath
 from twin.spec import PlantSpec
-from twin.state import Store, iso, now_utc
+from twin.state import Store, iso
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +78,12 @@ class Runtime:
         self.drift = DriftMonitor(home, spec, self.store, self.alarms, self.live)
         self.shadow = Shadow(home, spec, self.store, self.alarms, self.live, config.shadow)
         self.summary = RunSummary()
+        self.status = StatusReporter(self)
         self._tick_due = asyncio.Event()
         self._stop = asyncio.Event()
         self._apply_lock = asyncio.Lock()
-        self._source: Any = None
+        self.source: Any = None
+        """The plant connection being read (its status tells whether it is connected)."""
         self._writes: WritePath | None = None
         self._campaigns: Campaigns | None = None
         self._approvals: Approvals | None = None
@@ -103,7 +104,7 @@ class Runtime:
         spec, cfg = self.spec, self.config
         with PlantLock(Path(self.home.runs_dir) / f"{spec.name}.serve.lock", spec.name):
             source, sink = self._connections or open_connections(spec, self.home, cfg.source)
-            self._source = source
+            self.source = source
             self._started()
             await self._load_twin()
             historian = Historian(
@@ -148,36 +149,15 @@ class Runtime:
         return self.summary
 
     def _started(self) -> None:
-        spec, cfg = self.spec, self.config
-        what = {"mode": cfg.mode, "source": cfg.source, "pid": os.getpid(), "steps": cfg.steps}
-        self.store.log_event(user=ACTOR, kind="runtime_start", plant=spec.name, what=what)
-        self.store.put_status(
-            spec.name,
-            mode=cfg.mode,
-            source=cfg.source,
-            pid=os.getpid(),
-            connected=False,
-            heartbeat_at=now_utc(),
-            steps_done=0,
-            alarms=[],
-            last_reason="starting",
-        )
+        self.status.started()
         self.store.expire_pending(
-            spec.name,
+            self.spec.name,
             actor=ACTOR,
             why="made before this runtime started; its plant state is not vouched for",
         )
 
     def _stopped(self) -> None:
-        self._write_status(final=True)
-        s = self.summary
-        what = {
-            "steps": s.steps,
-            "proposals": s.proposals,
-            "writes": s.writes,
-            "refused": s.refused,
-        }
-        self.store.log_event(user=ACTOR, kind="runtime_stop", plant=self.spec.name, what=what)
+        self.status.stopped()
         if self._own_store:
             self.store.close()
 
@@ -279,7 +259,7 @@ class Runtime:
                 log.exception("control step failed")
                 self.alarms.raise_("runtime_error", None, f"control step failed: {exc!r}")
             self.summary.steps += 1
-            self._write_status()
+            self.status.write()
             if self.config.steps is not None and self.summary.steps >= self.config.steps:
                 log.info("%d control intervals done: stopping", self.summary.steps)
                 self.stop()
@@ -300,7 +280,7 @@ class Runtime:
 
     async def poll_once(self) -> None:
         """Settle interrupted moves, act on approvals, run step tests, expire proposals."""
-        assert self._writes is not None and self._campaigns is not None
+        assert self._writes and self._campaigns and self._approvals
         now = self.live.clock.now()
         measured = self.live.clock.measured and now is not None
         if measured:
@@ -309,25 +289,12 @@ class Runtime:
         if measured and now is not None and not self._writes.unsettled:
             if self.config.mode != "advisory":  # advisory writes nothing, step tests included
                 await self._campaigns.step(now)
-        self._expire(now)
+        self._approvals.expire(now)
 
     async def _apply_approvals(self) -> None:
         assert self._approvals is not None
         await self._approvals.apply_all()
         self.summary.writes = self._writes.writes if self._writes else 0
-
-    def _expire(self, now: datetime | None) -> None:
-        p = self.store.pending_proposal(self.spec.name)
-        if p is not None and now is not None and now > p.expires_at:
-            self.store.set_proposal_status(
-                p.id,
-                "expired",
-                actor=ACTOR,
-                only_if="pending",
-                why=f"not decided before {iso(p.expires_at)} (plant clock)",
-            )
-
-    # ---- status ------------------------------------------------------------------------
 
     def _reason(self, text: str) -> None:
         if self.control is not None:
@@ -335,36 +302,8 @@ class Runtime:
 
     async def _heartbeat(self) -> None:
         while not self._stop.is_set():
-            self._write_status()
+            self.status.write()
             await asyncio.sleep(self.config.heartbeat_s)
-
-    def _write_status(self, final: bool = False) -> None:
-        now = self.live.clock.now()
-        newest = self.live.last_heard()
-        age = (now - newest).total_seconds() if now is not None and newest is not None else None
-        status = getattr(self._source, "status", None)
-        connected = bool(getattr(status, "connected", False)) and not final
-        if age is not None and age > self.spec.safety.max_staleness_s:
-            reason = f"data stale: newest sample {age:.0f} s old"
-        else:
-            reason = self.control.last_reason if self.control else "starting"
-        self.summary.alarms = self.alarms.raised
-        self.store.put_status(
-            self.spec.name,
-            heartbeat_at=now_utc(),
-            connected=connected,
-            last_sample_ts=self.live.clock.last_ts,
-            last_sample_age_s=age,
-            model_version=self.proposer.version,
-            ood_score=self.control.ood_ratio if self.control else None,
-            last_proposal_id=self.control.last_proposal_id if self.control else None,
-            last_reason="stopped" if final else reason,
-            steps_done=self.summary.steps,
-            alarms=list(self.alarms.recent),
-            mode=self.config.mode,
-            source=self.config.source,
-            pid=os.getpid(),
-        )
 
 
 def serve(spec: PlantSpec, home: Home, config: RuntimeConfig) -> RunSummary:
