@@ -57,6 +57,7 @@ def case(draw: st.DrawFn) -> dict:
         hi = lo + draw(st.floats(1, 100, **finite))
         width = hi - lo
         a, b = sorted(draw(st.lists(st.floats(0, 1, **finite), min_size=2, max_size=2)))
+        a = min(a, 0.99)  # the band keeps at least 1 % of the span, inside the limits
         operating = [lo + a * width, lo + max(b, a + 0.01) * width]
         cvs.append({"name": f"y{i}", "limits": [lo, hi], "operating": operating})
         setpoints[f"y{i}"] = operating[0] + draw(st.floats(0, 1, **finite)) * (

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from twin.plan.cost import plan_cost
-from twin.plan.gating import gate
+from twin.plan.gating import gate, ood_ratio
 from twin.plan.moves import shift_plan, violations
 from twin.plan.observer import DisturbanceObserver, ObserverGains
 from twin.plan.optimizer import Plan, PlanObjective, plan
@@ -95,16 +95,17 @@ class PlanningController:
         with torch.inference_mode():
             x = torch.as_tensor(window, dtype=torch.float32)[None]  # (1, W, n_tags)
             z0 = self.model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (1, D)
-            ood = float(self.model.ood_score(z0)[0])
-        threshold = float(self.model.ood_threshold)
+        # The one OOD check, shared with the write guard (twin.plan.gating.ood_ratio).
+        found = ood_ratio(self.model, window)
+        ratio = 0.0 if found is None else found
         blocked = gate(
             name,
             model_version=self.model.version,
             data_ts=data_ts,
             now=now,
             max_staleness_s=self.spec.safety.max_staleness_s,
-            ood_score=ood,
-            ood_threshold=threshold,
+            ood_score=found,
+            ood_threshold=None if found is None else 1.0,
         )
         if blocked is not None:
             self.reset()
@@ -132,7 +133,6 @@ class PlanningController:
         if broken:  # cannot happen by construction; refuse rather than propose it
             raise AssertionError(f"planner produced an infeasible plan: {broken}")
         self._warm = result.u
-        ratio = ood / threshold if math.isfinite(threshold) and threshold > 0 else 0.0
         return self._proposal(problem, result, data_ts, now, ratio)
 
     def evaluate(

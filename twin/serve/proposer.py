@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -84,19 +83,13 @@ class TwinProposer:
             self._controller.reset()
 
     def ood_ratio(self, window: np.ndarray) -> float | None:
-        """Recomputed at write time (safety rule 2) from the window as the plant is now."""
+        """Recomputed at write time (safety rule 2) from the window as the plant is now, by the
+        planner's own check (twin.plan.gating.ood_ratio)."""
         if self._controller is None:
             return None
-        import torch
+        from twin.plan.gating import ood_ratio
 
-        model = self._controller.model
-        threshold = float(model.ood_threshold)
-        if not math.isfinite(threshold) or threshold <= 0:
-            return None
-        with torch.inference_mode():
-            x = torch.as_tensor(np.asarray(window, dtype=np.float32))[None]  # (1, W, n_tags)
-            z = model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (1, D)
-            return float(model.ood_score(z)[0]) / threshold
+        return ood_ratio(self._controller.model, window)
 
     def __call__(
         self,
