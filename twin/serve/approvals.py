@@ -64,6 +64,9 @@ class Approvals:
         # One move per control interval of plant time: two moves in one interval could add up
         # to twice max_move, so an approval that arrives after this interval's move waits for
         # the next interval (its expiry still applies when it is written).
+        if writing and now is not None and self.writes.quarantined(values, now):
+            await self.writes.probe()
+            return  # a write of these MVs may still land late: wait (see WritePath.quarantined)
         if writing and (
             now is None
             or not self.live.clock.measured

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -88,6 +88,9 @@ class WritePath:
         self.writes = 0
         self._moved_interval: int | None = None
         self._restart_checked = False
+        self._quarantine: dict[str, datetime | None] = {}
+        """MVs whose last write's outcome was unknown -> plant time a fresh connection to the
+        plant was made after it (None: not yet)."""
 
     # ---- the sink ----------------------------------------------------------------------
 
@@ -95,7 +98,34 @@ class WritePath:
         if self._sink is None:
             await self._sink_obj.__aenter__()
             self._sink = self._sink_obj
+            reopened = self.live.clock.now()
+            for tag, since in self._quarantine.items():
+                if since is None:
+                    self._quarantine[tag] = reopened
         return self._sink
+
+    def quarantined(self, tags: Iterable[str], now: datetime) -> bool:
+        """A write of one of `tags` had an unknown outcome and may still land (a stalled
+        connection can deliver it late): no new move of it until a fresh connection to the
+        plant has been made and a control interval of plant time has passed since, so a late
+        landing happens from the value it was approved against, not on top of a newer move."""
+        interval = self.spec.plant.control_interval_s
+        for tag in tags:
+            if tag not in self._quarantine:
+                continue
+            since = self._quarantine[tag]
+            if since is None and self._sink is not None:  # reconnected before the clock ran
+                self._quarantine[tag] = since = now
+            if since is None or (now - since).total_seconds() < interval:
+                return True
+            del self._quarantine[tag]
+        return False
+
+    async def probe(self) -> None:
+        """Try to reopen the plant connection (ends a quarantine's wait for one)."""
+        if self._sink is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._open_sink(), timeout=10.0)
 
     async def close(self) -> None:
         sink, self._sink = self._sink, None
@@ -123,7 +153,9 @@ class WritePath:
         return math.floor(ts.timestamp() / self.spec.plant.control_interval_s + 1e-9)
 
     def moved_in_interval(self, now: datetime) -> bool:
-        """An approved move was already started in the control interval of `now`."""
+        """A move (approved, repair or step-test step) was already started in the control
+        interval of `now`: the live samples the next guard check measures max_move from may
+        not show it yet."""
         return self._moved_interval is not None and self._moved_interval == self.interval_of(now)
 
     def start(
@@ -146,8 +178,7 @@ class WritePath:
             proposal_id=proposal_id,
             campaign=campaign,
         )
-        if decision_id is not None:
-            self._moved_interval = self.interval_of(now)
+        self._moved_interval = self.interval_of(now)  # repairs and step-test steps count too
         return Move(ids, dict(values), prior, now, decision_id, proposal_id, campaign)
 
     async def write(self, move: Move) -> str:
@@ -201,6 +232,7 @@ class WritePath:
             self.store.complete_write(wid, "uncertain", reason=why)
             self.alarms.raise_("write_uncertain", tag, f"{tag}: {why}", move.subject)
             move.unsettled.add(tag)
+            self._quarantine[tag] = None
             return tag
         self.store.complete_write(wid, "done", written=res.written, read_back=res.read_back)
         self.writes += 1
