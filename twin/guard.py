@@ -66,13 +66,15 @@ def check_write(
     modification: Mapping[str, float] | None = None,
     ood_score: float | None = None,
     ood_threshold: float | None = None,
+    written: Mapping[str, float] | None = None,
 ) -> GuardDecision:
     """Re-check an approved write against the plant as it is now.
 
     approved: the values about to be written; proposed: what the proposal said; modification:
     the re-evaluated modification an operator approved (then approved must equal it instead);
     live: the newest sample of each tag; now: the plant clock; expires_at: the proposal's expiry
-    (None for step-test moves, which are not proposals).
+    (None for step-test moves, which are not proposals); written: values the runtime wrote that
+    the live samples do not show yet (max_move is checked from them too).
     """
     reasons: list[str] = []
     mv_names = {t.name for t in spec.mvs}
@@ -97,6 +99,7 @@ def check_write(
             reasons.append(f"{tag}: value {value!r} is not a finite number")
             continue
         reasons.extend(_value_checks(spec, tag, float(value), expected, live, operator_limits))
+        reasons.extend(_from_written(spec, tag, float(value), written))
     if reasons:
         return GuardDecision({}, tuple(reasons))
     return GuardDecision({k: float(v) for k, v in approved.items()}, ())
@@ -154,6 +157,23 @@ def sensor_faults(spec: PlantSpec, live: Mapping[str, Sample], now: datetime) ->
                 )
             )  # noqa: E501
     return faults
+
+
+def _from_written(
+    spec: PlantSpec, tag: str, value: float, written: Mapping[str, float] | None
+) -> list[str]:
+    """max_move also from the value the runtime last wrote, while the live samples may not show
+    it yet (a lagging or reconnecting source): a move is within max_move of both."""
+    max_move = spec.tag(tag).max_move
+    if not written or tag not in written or max_move is None:
+        return []
+    last = written[tag]
+    if abs(value - last) > max_move * (1 + _EPS) + _EPS:
+        return [
+            f"{tag}: move {value - last:+g} from the value last written {last:g} "
+            f"exceeds max_move {max_move:g} (the live samples do not show that write yet)"
+        ]
+    return []
 
 
 def _value_checks(

@@ -197,3 +197,14 @@ def test_property_runs_exercised_allowed_writes() -> None:
     # Guards against a vacuous property: the random scenarios above must include allowed writes.
     if ALLOWED_SEEN:
         assert sum(ALLOWED_SEEN) >= 20, f"only {sum(ALLOWED_SEEN)} of {len(ALLOWED_SEEN)} allowed"
+
+
+def test_max_move_also_holds_from_a_write_the_samples_do_not_show_yet() -> None:
+    # The plant was just put back to 300 by the runtime, but the live sample still says 301.5:
+    # 303 is within max_move (2) of the sample and not of what the plant now holds.
+    live = _live(CSTR, {"Tc": 301.5})
+    d = _check(approved={"Tc": 303.0}, proposed={"Tc": 303.0}, live=live, written={"Tc": 300.0})
+    assert not d.allowed
+    assert any("value last written 300" in r for r in d.reasons), d.reasons
+    ok = _check(approved={"Tc": 301.0}, proposed={"Tc": 301.0}, live=live, written={"Tc": 300.0})
+    assert ok.allowed, ok.reasons

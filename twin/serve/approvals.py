@@ -156,6 +156,7 @@ class Approvals:
             modification=values if decision.kind == "modify" else None,
             ood_score=ood,
             ood_threshold=1.0 if ood is not None else None,
+            written=self.writes.unseen_writes(),
         )
 
     def _ood_now(self) -> float | None:

@@ -88,6 +88,8 @@ class WritePath:
         self.writes = 0
         self._moved_interval: int | None = None
         self._restart_checked = False
+        self._written: dict[str, tuple[float, datetime]] = {}
+        """Each MV's last value written and read back, with the plant time it was written."""
         self._quarantine: dict[str, datetime | None] = {}
         """MVs whose last write's outcome was unknown -> plant time a fresh connection to the
         plant was made after it (None: not yet)."""
@@ -135,6 +137,18 @@ class WritePath:
 
     # ---- one move ----------------------------------------------------------------------
 
+    def unseen_writes(self) -> dict[str, float]:
+        """Values written whose effect no live sample shows yet (a sample newer than the write
+        ends that): the guard measures max_move from them as well as from the samples."""
+        out = {}
+        for tag, (value, at) in list(self._written.items()):
+            sample = self.live.latest.get(tag)
+            if sample is not None and sample.ts > at:
+                del self._written[tag]
+            else:
+                out[tag] = value
+        return out
+
     def check_own_move(self, values: Mapping[str, float], now: datetime) -> GuardDecision:
         """The guard for a move the runtime makes itself (a step-test step, a repair): no
         proposal to match and no expiry, every other check as for an approval."""
@@ -146,6 +160,7 @@ class WritePath:
             now=now,
             expires_at=None,
             operator_limits=self.store.operator_limits(self.spec.name),
+            written=self.unseen_writes(),
         )
 
     def interval_of(self, ts: datetime) -> int:
@@ -235,6 +250,9 @@ class WritePath:
             self._quarantine[tag] = None
             return tag
         self.store.complete_write(wid, "done", written=res.written, read_back=res.read_back)
+        written_at = self.live.clock.now()
+        if written_at is not None and math.isfinite(res.read_back):
+            self._written[tag] = (res.read_back, written_at)
         self.writes += 1
         self.store.log_event(
             user=ACTOR,
