@@ -71,7 +71,9 @@ def as_user(plant: LivePlant, browser):
                 accept_downloads=True, viewport={"width": 1400, "height": 1000}
             )
             page = context.new_page()
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(
+                60_000
+            )  # a loaded 2-core CI runner: Streamlit reruns can take long
             page.goto(plant.url, timeout=90_000)  # a loaded CI runner: first load is slow
             page.get_by_role("textbox", name="User name").fill(name)
             page.get_by_role("textbox", name="Password").fill(PASSWORDS[name])

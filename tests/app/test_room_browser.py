@@ -56,7 +56,9 @@ def browser_page(plant: LivePlant, tmp_path_factory: pytest.TempPathFactory):
             accept_downloads=True, viewport={"width": 1400, "height": 1000},
         )  # fmt: skip
         page = context.pages[0] if context.pages else context.new_page()
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(
+            60_000
+        )  # a loaded 2-core CI runner: Streamlit reruns can take long
         yield page
         context.close()
     shutil.rmtree(profile, ignore_errors=True)

@@ -94,7 +94,9 @@ def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(
+                60_000
+            )  # a loaded 2-core CI runner: Streamlit reruns can take long
             page.goto(url, timeout=120_000)
             page.get_by_role("textbox", name="User name").fill("operator")
             page.get_by_role("textbox", name="Password").fill(PASSWORD)

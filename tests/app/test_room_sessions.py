@@ -58,7 +58,9 @@ def test_reload_deep_link_and_log_out(tmp_path: Path) -> None:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             context = browser.new_context()
             page = context.new_page()
-            page.set_default_timeout(30_000)
+            page.set_default_timeout(
+                60_000
+            )  # a loaded 2-core CI runner: Streamlit reruns can take long
             # A deep link while logged out: the log-in form at that address, then the page.
             # A fresh server runs a deep link's page file directly (Streamlit's pages/ folder)
             # the first time: it too asks to log in. Then the root page sets up navigation.
