@@ -87,30 +87,13 @@ def train_cmd(
 ) -> None:
     """Train a new twin version from the plant's history; prints the new version id last."""
     from twin import registry
-    from twin.data import DataConfig
-    from twin.model.config import ModelConfig
-    from twin.train import TrainConfig, resolve_device, train_plant
+    from twin.train import train_plant
+    from twin.train_presets import train_configs
 
     spec = spec_of(plant)
-    resolve_device(device)
-    model_cfg, data_cfg, cfg = ModelConfig(), DataConfig(), TrainConfig(device=device, seed=seed)
-    if quick:
-        model_cfg = replace(model_cfg, latent_dim=8, hidden=32, action_dim=8, readout_hidden=16)
-        data_cfg = replace(data_cfg, horizon=5, window_intervals=2)
-        cfg = replace(
-            cfg,
-            epochs=3,
-            steps_per_epoch=5,
-            batch_size=16,
-            max_seconds=5,
-            obs_max_seconds=3,
-            val_anchors=64,
-            min_effective_rank=1.0,
-        )
-    if epochs is not None:
-        cfg = replace(cfg, epochs=epochs)
-    if max_seconds is not None:
-        cfg = replace(cfg, max_seconds=max_seconds, obs_max_seconds=max_seconds)
+    model_cfg, data_cfg, cfg = train_configs(
+        device=device, seed=seed, quick=quick, epochs=epochs, max_seconds=max_seconds
+    )
     if ablations:
         from twin.model.config import ABLATIONS
 

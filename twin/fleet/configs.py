@@ -1,8 +1,7 @@
 """The configs a sweep starts from, and the part of them it searches.
 
-`train_configs` mirrors how `twin train` turns its options into configs (its --quick preset
-included); tests/fleet checks the two against a version `twin train` registered, so they cannot
-drift apart unnoticed. (The preset belongs in one shared function; see docs/fleet.md.)
+`train_configs` is `twin train`'s own option handling (twin.train_presets) applied to a fleet
+job's options.
 """
 
 from __future__ import annotations
@@ -10,38 +9,24 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
-from twin.data import DataConfig
+from twin import train_presets as presets
 from twin.errors import BadInput
 from twin.fleet.jobs import TrainOptions
 from twin.model.config import ModelConfig
-from twin.train import TrainConfig, resolve_device
+from twin.train import TrainConfig
 
-Configs = tuple[ModelConfig, DataConfig, TrainConfig]
+Configs = presets.Configs
 
 
 def train_configs(options: TrainOptions, seed: int) -> Configs:
-    """The configs `twin train --seed SEED` uses with these options."""
-    resolve_device(options.device)
-    model_cfg, data_cfg = ModelConfig(), DataConfig()
-    cfg = TrainConfig(device=options.device, seed=seed)
-    if options.quick:
-        model_cfg = replace(model_cfg, latent_dim=8, hidden=32, action_dim=8, readout_hidden=16)
-        data_cfg = replace(data_cfg, horizon=5, window_intervals=2)
-        cfg = replace(
-            cfg,
-            epochs=3,
-            steps_per_epoch=5,
-            batch_size=16,
-            max_seconds=5,
-            obs_max_seconds=3,
-            val_anchors=64,
-            min_effective_rank=1.0,
-        )
-    if options.epochs is not None:
-        cfg = replace(cfg, epochs=options.epochs)
-    if options.max_seconds is not None:
-        cfg = replace(cfg, max_seconds=options.max_seconds, obs_max_seconds=options.max_seconds)
-    return model_cfg, data_cfg, cfg
+    """The configs `twin train --seed SEED` uses with these options (twin.train_presets)."""
+    return presets.train_configs(
+        device=options.device,
+        seed=seed,
+        quick=options.quick,
+        epochs=options.epochs,
+        max_seconds=options.max_seconds,
+    )
 
 
 def search_space(tune: Any, quick: bool) -> dict[str, Any]:
