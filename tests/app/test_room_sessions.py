@@ -29,13 +29,14 @@ PASSWORD = "olga's long password"
 
 def signed_in(page) -> None:
     page.get_by_text("Signed in as olga").wait_for()
-    assert page.get_by_role("button", name="Log in").count() == 0
+    # Streamlit may still show the previous run's elements for a moment: the form must go.
+    page.get_by_role("button", name="Log in").wait_for(state="detached")
 
 
 def login_form(page, timeout_s: float = 30) -> None:
     page.get_by_role("button", name="Log in").wait_for(timeout=timeout_s * 1000)
     assert page.get_by_text("Page not found").count() == 0
-    assert page.get_by_text("Signed in as").count() == 0
+    page.get_by_text("Signed in as").wait_for(state="detached")
 
 
 def test_reload_deep_link_and_log_out(tmp_path: Path) -> None:
