@@ -198,7 +198,19 @@ class WritePath:
 
     async def write(self, move: Move) -> str:
         """Write every MV of the move; "written", "failed" (certainly not applied, nothing of
-        it) or "unsettled" (to be settled from the plant's samples)."""
+        it) or "unsettled" (to be settled from the plant's samples).
+
+        A stop that arrives mid-move does not cut it short: the move is finished and recorded
+        first (bounded), so no intent is left open with the plant already moved."""
+        inner = asyncio.ensure_future(self._write_move(move))
+        try:
+            return await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(inner), timeout=8.0)
+            raise
+
+    async def _write_move(self, move: Move) -> str:
         async with self._lock:
             failed_at: str | None = None
             for tag, value in move.requested.items():
