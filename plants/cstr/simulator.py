@@ -194,6 +194,12 @@ def _scenarios() -> dict[str, Scenario]:
             "Unmeasured jacket fouling: UA falls 8% over 6 h (Tc must fall to hold Ca)",
             disturbances={"ua_factor": ramp(0.0, m(360), 1.0, 0.92)},
         ),
+        "fouling_growth": Scenario(
+            "fouling_growth",
+            "Unmeasured jacket fouling that grows: clean for 30 min, then UA falls 12% over 2 h "
+            "and stays (model maintenance: drift, retrain, promote)",
+            disturbances={"ua_factor": ramp(m(30), m(150), 1.0, 0.88)},
+        ),
         "fouling": Scenario(
             "fouling",
             "Unmeasured jacket fouling: UA falls 8% over 10 min from 5 min, then stays (Tc must "

@@ -203,6 +203,12 @@ def _scenarios() -> dict[str, Scenario]:
             "Pump 1 wears: its gain drifts down 10% over 6 h",
             disturbances={"pump1_factor": ramp(0.0, 360 * m, 1.0, 0.9)},
         ),
+        "pump_wear_growth": Scenario(
+            "pump_wear_growth",
+            "Pump 1 wears: as new for 30 min, then its gain falls 15% over 2 h and stays (model "
+            "maintenance: drift, retrain, promote)",
+            disturbances={"pump1_factor": ramp(30 * m, 150 * m, 1.0, 0.85)},
+        ),
         "tracking": Scenario(
             "tracking",
             "Level setpoint changes (h1, h2) and an unmeasured inflow step into tank 4",
