@@ -17,16 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.procs import free_port
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec
 
 SPEED = 5.0
 """Simulated seconds per wall second: a control interval (30 s) every 6 s."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def spec_on_free_ports(folder: Path) -> PlantSpec:

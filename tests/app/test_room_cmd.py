@@ -9,8 +9,9 @@ import sys
 import time
 
 import pytest
-from room_plant import free_port, healthy, wait_for
+from room_plant import healthy, wait_for
 
+from tests.support.procs import free_port
 from twin.cli.room_cmd import streamlit_command
 
 

@@ -17,8 +17,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from room_plant import free_port, healthy, wait_for
+from room_plant import healthy, wait_for
 
+from tests.support.procs import free_port
 from twin.keyfiles import write_private
 
 

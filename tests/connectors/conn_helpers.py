@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ from connectors.modbus_server import ModbusServeConfig
 from connectors.opcua_server import OpcuaServeConfig
 from connectors.simserver import SimServeConfig, SimServer
 from plants.base import Simulation
+from tests.support.procs import free_port
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def copy_plant(

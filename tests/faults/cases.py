@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tests.support.procs import free_port, stop
+
 from . import mixer, store_view
 from .fault_plant import FaultPlant, MvWrite, PlantThread
-from .procs import free_port, install_models, start_serve, stop
+from .procs import install_models, start_serve
 from .proxy import Proxy
 from .verdict import ANY, Block, CaseResult, partial_moves, samples_lost, unsafe_writes
 

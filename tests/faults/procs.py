@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from twin.paths import Home
 from twin.spec import PlantSpec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def train_tiny(home: Path, spec: PlantSpec) -> Path:
@@ -67,14 +59,3 @@ def start_serve(
     return subprocess.Popen(
         args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode

@@ -6,24 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from tests.support.procs import free_port, wait_for
+from tests.support.procs import stop as stop  # re-exported for the runtime tests
 from twin.paths import Home
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_spec(folder: Path, *, ttl_s: float = 600.0, staleness_s: float = 30.0) -> PlantSpec:
@@ -99,44 +91,12 @@ def start_serve(spec: PlantSpec, home: Path, log: Path, mode: str = "supervised"
     return start(twin_cmd(*args), log)
 
 
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 def _accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
     except OSError:
         return False
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str,
-             proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> Any:  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(
-                f"process exited ({proc.returncode}) waiting for {what}:\n{_tail(log)}"
-            )
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{_tail(log)}")
-
-
-def _tail(log: Path | None) -> str:
-    if log is None or not log.exists():
-        return ""
-    return "\n".join(log.read_text(errors="replace").splitlines()[-30:])
 
 
 # ---- independent clients (not our connectors) --------------------------------------------
