@@ -86,17 +86,17 @@ def test_read_retries_when_a_merge_removes_its_segments_mid_read(folder, monkeyp
     for i in range(5):
         writer.append([Sample(at(i), "a", float(i))])
         writer.flush()
-    real_query = reader_module.query_segments
+    real_read = reader_module.read_segments
     calls = []
 
-    def compact_then_query(con, paths, *args):
+    def compact_then_read(paths, *args):
         calls.append(list(paths))
         if len(calls) == 1:
-            writer.compact()  # between the manifest read and the query: the listed files go
+            writer.compact()  # between the manifest read and the file reads: the listed files go
             writer._writer.empty_trash()
-        return real_query(con, paths, *args)
+        return real_read(paths, *args)
 
-    monkeypatch.setattr(reader_module, "query_segments", compact_then_query)
+    monkeypatch.setattr(reader_module, "read_segments", compact_then_read)
     frame = Historian(folder).read(at(0), at(10), tags=["a"])
     assert list(frame["a"]) == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert len(calls) == 2 and len(calls[0]) == 5 and len(calls[1]) == 1

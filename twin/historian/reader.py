@@ -21,7 +21,8 @@ import pandas as pd
 from twin.errors import BadInput, HistorianError
 from twin.historian.columns import Columns, ordered_unique
 from twin.historian.layout import Layout, Segment, day_of_us
-from twin.historian.segments import query_bin_means, query_segments
+from twin.historian.scan import read_segments
+from twin.historian.segments import query_bin_means
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _on_snapshot(
         try:
             overlapping = any(_overlapping(segs) for segs in days)
             return query(paths, overlapping, all(s.all_good for segs in days for s in segs))
-        except duckdb.IOException as exc:
+        except (duckdb.IOException, OSError) as exc:  # OSError: pyarrow found a file gone
             missing = [p for p in paths if not p.exists()]
             if not missing:
                 raise HistorianError(f"{layout.root}: cannot read segments: {exc}") from exc
@@ -109,9 +110,7 @@ def read_columns(
     """
 
     def query(paths: list[Path], overlapping: bool, all_good: bool) -> Columns:
-        cols = query_segments(
-            con, paths, start_us, end_us, tag_ids, overlapping, good_only, all_good
-        )
+        cols = read_segments(paths, start_us, end_us, tag_ids, overlapping, good_only, all_good)
         return ordered_unique(cols) if ordered or overlapping else cols
 
     cols = _on_snapshot(layout, start_us, end_us, retries, query)

@@ -24,6 +24,27 @@ from twin.historian.layout import SCHEMA_VERSION, Segment, publish, segment_name
 TS_TYPE = pa.timestamp("us", tz="UTC")
 
 
+def row_groups(tag_id: np.ndarray, target: int) -> list[tuple[int, int]]:
+    """Row ranges [a, b) of a segment's row groups (rows sorted by tag id): at most `target`
+    rows each, and cut where the tag changes, unless that would leave a group under a quarter
+    of `target`. A read of a few tags then decodes little beyond their own rows (a day of one
+    tag at 1 s is one group), while small tags still share groups."""
+    n = len(tag_id)
+    starts = np.flatnonzero(np.r_[True, tag_id[1:] != tag_id[:-1]]) if n else np.empty(0, int)
+    ends = np.r_[starts[1:], n]
+    out, lo = [], 0
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        if e - lo > target and s - lo >= target // 4:  # the tag does not fit: close at its start
+            out.append((lo, s))
+            lo = s
+        while e - lo > target:  # a tag longer than a group: whole groups of it
+            out.append((lo, lo + target))
+            lo += target
+    if lo < n:
+        out.append((lo, n))
+    return out
+
+
 def write_segment(
     folder: Path,
     cols: Columns,
@@ -49,10 +70,9 @@ def write_segment(
     )
     final = folder / segment_name(lo, hi)
     tmp = temp_path(folder, ".parquet")
-    pq.write_table(
-        table,
+    with pq.ParquetWriter(
         tmp,
-        row_group_size=config.row_group_rows,
+        table.schema,
         # ts is nearly regular: delta encoding makes it tiny and cheap to decode (no codec on
         # top); tag_id, seq and quality are long runs: dictionary + run-length encoding.
         compression={
@@ -66,7 +86,9 @@ def write_segment(
         use_dictionary=["tag", "tag_id", "seq", "quality"],
         column_encoding={"ts": "DELTA_BINARY_PACKED"},
         write_statistics=["ts", "tag_id"],
-    )
+    ) as out:
+        for a, b in row_groups(cols.tag_id, config.row_group_rows):
+            out.write_table(table.slice(a, b - a), row_group_size=b - a)
     publish(tmp, final)
     return Segment(
         name=final.name,
@@ -81,55 +103,6 @@ def write_segment(
 
 def _sql_list(paths: Sequence[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-
-
-def query_segments(
-    con: duckdb.DuckDBPyConnection,
-    paths: Sequence[Path],
-    start_us: int | None,
-    end_us: int | None,
-    tag_ids: Sequence[int] | None,
-    with_prio: bool,
-    good_only: bool = False,
-    all_good: bool = False,
-) -> Columns:
-    """Rows of `paths` with start <= ts < end and tag_id in `tag_ids` (None: all).
-
-    good_only: values that are not GOOD and finite come back as NaN (masked inside DuckDB,
-    in parallel, rather than in a numpy pass afterwards). all_good: every row of `paths` is GOOD,
-    so there is nothing to mask.
-    """
-    where = []
-    if start_us is not None:
-        where.append(f"ts >= make_timestamptz({int(start_us)}::BIGINT)")
-    if end_us is not None:
-        where.append(f"ts < make_timestamptz({int(end_us)}::BIGINT)")
-    if tag_ids is not None:
-        if not tag_ids:
-            return _empty(with_prio)
-        # A literal IN list lets DuckDB prune row groups by the tag_id statistics.
-        where.append(f"tag_id IN ({', '.join(str(int(i)) for i in tag_ids)})")
-    value = (
-        "CASE WHEN quality = 0 AND isfinite(value) THEN value ELSE 'NaN'::DOUBLE END AS value"
-        if good_only and not all_good
-        else "value"
-    )
-    # With good_only the mask is applied in SQL, so quality need not travel back at all.
-    sql = (
-        f"SELECT tag_id, ts, {value}"
-        + ("" if good_only else ", quality")
-        + (", seq" if with_prio else "")
-        + f" FROM read_parquet({_sql_list(paths)})"
-        + (" WHERE " + " AND ".join(where) if where else "")
-    )
-    table = con.sql(sql).to_arrow_table()
-    return Columns(
-        tag_id=_np(table, "tag_id", np.int32),
-        ts=table.column("ts").to_numpy().view(np.int64),
-        value=_np(table, "value", np.float64),
-        quality=np.zeros(table.num_rows, np.int8) if good_only else _np(table, "quality", np.int8),
-        prio=_np(table, "seq", np.int64) if with_prio else None,
-    )
 
 
 def query_bin_means(

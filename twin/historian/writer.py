@@ -35,7 +35,8 @@ from twin.historian.layout import (
     Segment,
     fsync_dir,
 )
-from twin.historian.segments import query_segments, write_segment
+from twin.historian.scan import FOOTERS, read_segments
+from twin.historian.segments import write_segment
 from twin.historian.writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class SegmentWriter:
         if not newer:
             return
         paths = [self.layout.day_dir(day) / s.name for day, s in newer]
-        cols = ordered_unique(query_segments(self._con.cursor(), paths, None, None, None, True))
+        cols = ordered_unique(read_segments(paths, None, None, None, True))
         self._latest = merge_latest(self._latest, newest_per_tag(cols, self.names))
         self._latest_seq = self._next_seq - 1
         write_latest(self.layout, self._latest_seq, self._latest)
@@ -259,9 +260,7 @@ class SegmentWriter:
 
     def _merge(self, day: int, inputs: list[Segment]) -> Segment:
         folder = self.layout.day_dir(day)
-        cols = query_segments(
-            self._con.cursor(), [folder / s.name for s in inputs], None, None, None, True
-        )
+        cols = read_segments([folder / s.name for s in inputs], None, None, None, True)
         cols = ordered_unique(cols)
         with self._tags_lock:
             names = list(self.names)
@@ -292,6 +291,7 @@ class SegmentWriter:
         for path in due:
             path.unlink(missing_ok=True)
             folders.add(path.parent)
+        FOOTERS.forget(due)
         for folder in folders:
             fsync_dir(folder)
 
