@@ -29,6 +29,8 @@ class Run:
     """(previous, applied) MV values of every decision, to audit limits and max_move."""
     no_proposal: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    fallback_decisions: int = 0
+    """Decisions the fallback (linear MPC) made because the twin abstained."""
 
 
 def score(run: Run, spec: PlantSpec) -> dict[str, float]:
@@ -83,6 +85,8 @@ def score(run: Run, spec: PlantSpec) -> dict[str, float]:
             out[f"ss_error.{n}"] = float(np.nanmean((np.array(run.y[n]) - sp)[tail]))
     if run.no_proposal:
         out["no_proposal"] = dict(run.no_proposal)
+    if run.fallback_decisions:
+        out["fallback_decisions"] = run.fallback_decisions
     if run.notes:
         out["outside_known_region_notes"] = len(run.notes)
     return out
@@ -156,6 +160,7 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
 
 
 SUMMED = ("cv_violations", "cv_limit_crossings", "mv_violations", "decisions")
+"""Counts summed over runs; fallback_decisions too, where present."""
 MEANED = (
     "cost",
     "ratio_to_oracle",
@@ -177,6 +182,8 @@ def aggregate(runs: list[dict]) -> dict:
             out[key], out[f"{key}_ci95"] = mean_ci(values)
     for key in SUMMED:
         out[key] = int(sum(r[key] for r in runs))
+    if any("fallback_decisions" in r for r in runs):
+        out["fallback_decisions"] = int(sum(r.get("fallback_decisions", 0) for r in runs))
     if any("max_T" in r for r in runs):
         out["max_T"] = max(r["max_T"] for r in runs)
     for key in ("plan_ms_p50", "plan_ms_p95", "plan_cpu_ms_p50", "plan_cpu_ms_p95"):

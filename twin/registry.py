@@ -3,7 +3,9 @@
 Layout under home.models_dir(plant):
 
     v001/model.pt      checkpoint (weights, configs, normalisation, tags, spec hash, metrics,
-                       the baselines it was compared with)
+                       the baselines it was compared with, the disturbance observer's gains
+                       fitted on its validation block; a version saved before those loads
+                       with the planner's default gains)
     v001/card.json     model card: data window, split, metrics, monitors, training run
     v001/card.md       the same for people
     active.json        {"version": "v001"}; the first version becomes active by itself
@@ -28,6 +30,7 @@ from twin.errors import BadInput
 from twin.model.obs_model import ObservationModel
 from twin.model.twin_model import TwinModel
 from twin.paths import Home
+from twin.plan.observer import ObserverGains, fit_gains_on_series
 from twin.spec import PlantSpec
 
 if TYPE_CHECKING:
@@ -108,6 +111,9 @@ def save(home: Home, spec: PlantSpec, outcome: TrainOutcome) -> str:
         },
     }
     card = model_card(spec, version, outcome)
+    gains = _fit_observer(outcome)
+    if gains is not None:
+        ckpt["observer"] = card["observer"] = gains.to_dict()
     ckpt["card"] = card
     tmp = folder / "model.pt.tmp"
     torch.save(ckpt, tmp)
@@ -118,6 +124,21 @@ def save(home: Home, spec: PlantSpec, outcome: TrainOutcome) -> str:
         _write_active(models, version)
     log.info("saved %s version %s", spec.name, version)
     return version
+
+
+def _fit_observer(outcome: TrainOutcome) -> ObserverGains | None:
+    """The disturbance observer's gains from the twin's validation block (None: too short)."""
+    try:
+        return fit_gains_on_series(outcome.twin, outcome.series)
+    except ValueError as exc:
+        log.warning("observer gains not fitted (the planner uses its defaults): %s", exc)
+        return None
+
+
+def observer_gains(ckpt: dict) -> ObserverGains | None:
+    """The observer gains saved with a checkpoint; None for a version saved before them."""
+    saved = ckpt.get("observer")
+    return None if saved is None else ObserverGains.from_dict(saved)
 
 
 def model_card(spec: PlantSpec, version: str, outcome: TrainOutcome) -> dict[str, Any]:
@@ -253,6 +274,16 @@ def load_version(home: Home | Path | str, plant: str | PlantSpec, version: str) 
 def load_active(home: Home | Path | str, plant: str | PlantSpec) -> TwinModel:
     """The plant's active version as a TwinModel."""
     return _twin_from(load_checkpoint(home, plant), plant)
+
+
+def load_for_planning(
+    home: Home | Path | str, plant: str | PlantSpec, version: str | None = None
+) -> tuple[TwinModel, ObserverGains | None]:
+    """A version (default: the active one) and the observer gains saved with it."""
+    ckpt = load_checkpoint(home, plant, version)
+    model = _twin_from(ckpt, plant)
+    model.eval()
+    return model, observer_gains(ckpt)
 
 
 def load_baselines(ckpt: dict) -> tuple[ArxModel, ObservationModel]:

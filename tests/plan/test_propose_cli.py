@@ -114,3 +114,54 @@ def test_propose_table_and_reasons(small_home: tuple[Path, Path], tmp_path: Path
 def test_bench_rejects_an_unknown_name(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["bench", "nonsense"]) == 2
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_the_twin_is_saved_with_observer_gains_that_propose_and_serve_use(
+    small_home: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Registering a twin fits the disturbance observer's gains on its validation block and
+    stores them with it; `twin propose` and the runtime's proposer plan with them. A version
+    saved before gains were stored loads with the planner's default gains."""
+    import shutil
+
+    import torch
+
+    from twin import registry
+    from twin.plan.propose import twin_controller
+    from twin.plan.settings import PlannerConfig
+    from twin.serve.proposer import TwinProposer
+
+    spec_path, root = small_home
+    spec = load_spec(spec_path)
+    shutil.copytree(root, tmp_path / "home")  # this test adds a version: keep the module's home
+    home = Home.at(tmp_path / "home")
+    ckpt = registry.load_checkpoint(home, spec)
+    saved = ckpt["observer"]
+    assert (
+        saved["source"].startswith("fitted on ") and "held-out control intervals" in saved["source"]
+    )
+    assert all(0.05 <= g <= 1.0 for g in saved["latent"] + saved["output"])
+    assert len(saved["output"]) == len(spec.cvs)
+    card = json.loads((home.models_dir(spec.name) / ckpt["version"] / "card.json").read_text())
+    assert card["observer"] == saved
+
+    gains = twin_controller(home, spec).observer.gains  # what `twin propose` plans with
+    assert gains.to_dict() == saved
+    proposer = TwinProposer(home, spec)
+    proposer.refresh()
+    assert proposer.observer_gains.to_dict() == saved
+
+    # An older version: its checkpoint has no gains; it loads, with the planner's defaults.
+    old = home.models_dir(spec.name) / "v002"
+    old.mkdir()
+    legacy = {k: v for k, v in ckpt.items() if k != "observer"}
+    legacy["version"] = "v002"
+    torch.save(legacy, old / "model.pt")
+    registry.promote(home, spec, "v002")
+    defaults = twin_controller(home, spec).observer.gains
+    assert defaults.source == "planner settings"
+    planner = PlannerConfig()
+    assert defaults.latent.tolist() == [planner.observer_latent_gain]
+    assert defaults.output.tolist() == [planner.observer_output_gain]
+    proposer.refresh()
+    assert proposer.version == "v002" and proposer.observer_gains.source == "planner settings"

@@ -13,12 +13,34 @@ is zero for this model because its state holds the measurements themselves.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import torch
 
 from twin.arx import ArxModel
 from twin.spec import PlantSpec
+
+if TYPE_CHECKING:
+    from twin.plan.controller import PlanningController
+    from twin.plan.settings import PlannerConfig
+
+
+def linear_mpc(
+    arx: ArxModel, spec: PlantSpec, config: PlannerConfig | None = None, version: str = "arx"
+) -> PlanningController:
+    """The linear MPC: the planner on the ARX in velocity form (its own offset-free form), with
+    the output disturbance filtered at the planner's default gain and no latent disturbance
+    state on top. The runtime's fallback and the control benchmark both use this one."""
+    from twin.plan.controller import PlanningController
+    from twin.plan.observer import ObserverGains
+    from twin.plan.settings import PlannerConfig
+
+    config = config or PlannerConfig()
+    gains = ObserverGains.constant(0.0, config.observer_output_gain)
+    world = ArxWorld(arx, spec, version=version)
+    return PlanningController(world, spec, config, observer_gains=gains)  # type: ignore[arg-type]
 
 
 class ArxWorld:

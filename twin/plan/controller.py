@@ -96,7 +96,7 @@ class PlanningController:
             x = torch.as_tensor(window, dtype=torch.float32)[None]  # (1, W, n_tags)
             z0 = self.model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (1, D)
         # The one OOD check, shared with the write guard (twin.plan.gating.ood_ratio).
-        found = ood_ratio(self.model, window)
+        found = ood_ratio(self.model, window, z0)
         ratio = 0.0 if found is None else found
         blocked = gate(
             name,

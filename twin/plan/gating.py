@@ -17,28 +17,38 @@ from twin.plan.world import WorldModel
 class WindowGated(Protocol):
     """A world model whose out-of-distribution check sees the whole input window."""
 
-    def ood_ratio(self, window: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, W, n_tags) eng units -> (B,) ratio to the threshold; above 1 is unseen."""
+    def ood_ratio(
+        self,
+        window: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        latent: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, W, n_tags) eng units -> (B,) ratio to the threshold; above 1 is unseen.
+        `latent`: the window already encoded (B, D), so it is not encoded twice."""
         ...
 
 
-def ood_ratio(model: WorldModel, window: np.ndarray) -> float | None:
+def ood_ratio(
+    model: WorldModel, window: np.ndarray, latent: torch.Tensor | None = None
+) -> float | None:
     """The one OOD check of the planner and the write guard: the current window (W, n_tags),
     engineering units, NaN where missing -> its ratio to the model's threshold (> 1: refuse).
 
     The JEPA twin answers with its calibrated window gate (TwinModel.ood_ratio: latent k-NN
     and window checks); other world models with ood_score of the encoded window over
-    ood_threshold. None when the model has no finite threshold (no gate to ask).
+    ood_threshold. None when the model has no finite threshold (no gate to ask). `latent`:
+    model.encode of this window (1, D) when the caller (the planner) has encoded it already.
     """
     with torch.inference_mode():
         x = torch.as_tensor(np.asarray(window, dtype=np.float32))[None]  # (1, W, n_tags)
         ok = torch.isfinite(x)
         if isinstance(model, WindowGated):
-            return float(model.ood_ratio(torch.nan_to_num(x), ok)[0])
+            return float(model.ood_ratio(torch.nan_to_num(x), ok, latent)[0])
         threshold = float(model.ood_threshold)
         if not math.isfinite(threshold) or threshold <= 0:
             return None
-        return float(model.ood_score(model.encode(torch.nan_to_num(x), ok))[0]) / threshold
+        z = model.encode(torch.nan_to_num(x), ok) if latent is None else latent
+        return float(model.ood_score(z)[0]) / threshold
 
 
 def gate(

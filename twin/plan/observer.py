@@ -23,12 +23,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from twin.plan.world import WorldModel
+
+if TYPE_CHECKING:
+    from twin.data import PlantSeries
+
+MIN_GAIN = 0.05
+"""Floor under fitted gains: a twin whose validation block shows no drift would otherwise turn
+its observer off, and offset-free control with it."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,15 @@ def fit_gains(
         np.maximum(output, min_gain),
         f"fitted on {count} held-out control intervals",
     )
+
+
+def fit_gains_on_series(model: WorldModel, series: PlantSeries) -> ObserverGains:
+    """The gains a twin is saved with: fitted on its own validation block (data only, never
+    a simulator), floored at MIN_GAIN."""
+    lo, hi = series.blocks["val"]
+    cols = [series.tag_names.index(n) for n in model.tag_names]
+    values = series.raw[lo:hi][:, cols]
+    return fit_gains(model, values, series.spi, MIN_GAIN)
 
 
 @dataclass(frozen=True)

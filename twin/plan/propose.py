@@ -41,6 +41,17 @@ def latest_window(
     return window_rows(frame, spec, tags, samples, end), end
 
 
+def twin_controller(
+    home: Home, spec: PlantSpec, version: str | None = None, config: PlannerConfig | None = None
+) -> PlanningController:
+    """The planner on a twin version (default: the active one) with the disturbance observer's
+    gains saved with it (the planner's defaults for a version saved before them)."""
+    from twin import registry
+
+    model, gains = registry.load_for_planning(home, spec, version)
+    return PlanningController(model, spec, config, observer_gains=gains)
+
+
 def propose(
     home: Home,
     spec: PlantSpec,
@@ -67,7 +78,7 @@ def propose(
                 now=now,
                 max_staleness_s=spec.safety.max_staleness_s,
             )  # type: ignore[return-value]
-        controller = PlanningController(registry.load_active(home, spec), spec, config)
+        controller = twin_controller(home, spec, config=config)
     found = latest_window(home, spec, controller.tag_names, int(controller.model.window))
     if found is None:
         return NoProposal(spec.name, "no_data", f"no data for plant {spec.name!r} in the historian")

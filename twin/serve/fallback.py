@@ -53,17 +53,12 @@ class Fallback:
         if self.kind != "linear_mpc" or version is None or version == self._version:
             return
         from twin import registry
-        from twin.baselines.arx_world import ArxWorld
-        from twin.plan.controller import PlanningController
-        from twin.plan.observer import ObserverGains
+        from twin.baselines.arx_world import linear_mpc
         from twin.plan.settings import PlannerConfig
 
         arx, _ = registry.load_baselines(registry.load_checkpoint(self.home, self.spec, version))
         config = PlannerConfig(hard_operating=self.hard_operating)
-        # Its own offset-free form (velocity ARX): no latent disturbance state on top.
-        gains = ObserverGains.constant(0.0, config.observer_output_gain)
-        world = ArxWorld(arx, self.spec, version=f"{version}/arx")
-        self._controller = PlanningController(world, self.spec, config, observer_gains=gains)  # type: ignore[arg-type]
+        self._controller = linear_mpc(arx, self.spec, config, version=f"{version}/arx")
         self._version = version
         log.info("fallback linear MPC ready (ARX of twin %s)", version)
 

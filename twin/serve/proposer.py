@@ -60,7 +60,7 @@ class TwinProposer:
 
     def refresh(self) -> None:
         from twin import registry  # the model stack (torch) loads only when serving proposals
-        from twin.plan.controller import PlanningController
+        from twin.plan.propose import twin_controller
         from twin.plan.settings import PlannerConfig
 
         active = registry.active_version(self.home, self.spec)
@@ -68,14 +68,24 @@ class TwinProposer:
             if active is None:
                 self.version, self._controller = None, None
             return
-        model = registry.load_version(self.home, self.spec, active)
-        model.eval()
         config = PlannerConfig(hard_operating=self.hard_operating)
-        self._controller = PlanningController(model, self.spec, config)
+        # With the observer gains saved with the version (twin.registry.observer_gains).
+        self._controller = twin_controller(self.home, self.spec, active, config)
+        model = self._controller.model
         self.version = active
         self.window = int(model.window)
         self.tag_names = list(model.tag_names)
-        log.info("serving with model version %s", active)
+        log.info(
+            "serving with model version %s (observer gains: %s)",
+            active,
+            self._controller.observer.gains.source,
+        )
+
+    @property
+    def observer_gains(self) -> Any:
+        """The disturbance observer's gains in use (twin.plan.observer.ObserverGains): those
+        saved with the active version, or the planner's defaults; None before a version loads."""
+        return None if self._controller is None else self._controller.observer.gains
 
     def reset(self) -> None:
         """Forget the warm start and disturbance estimate (the plant restarted)."""
