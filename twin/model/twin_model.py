@@ -163,17 +163,23 @@ class TwinModel(nn.Module):
         """The false-alarm rate ood_ratio was calibrated for (latent gate and window checks together)."""
         return self._false_alarm
 
-    def ood_ratio(self, window: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def ood_ratio(
+        self,
+        window: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        latent: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """window (B, W, n_tags) eng units -> (B,) out-of-distribution ratio; above 1 refuses.
 
         The gate of the planner and of the write guard (through twin.plan.gating.ood_ratio):
         the larger of the latent k-NN score over its threshold and the window checks
         (consistency of the CVs with the MVs, liveness of every CV) over theirs. Calibrated
-        so that about ood_false_alarm of held-out normal windows exceed 1.
+        so that about ood_false_alarm of held-out normal windows exceed 1. `latent`: the
+        window's encoding when the caller has it already (self.encode(window, mask)).
         """
         x = self.normalise_window(window, mask)
-        latent = self.gate(self.net.encode(x)) / self.gate.threshold
-        return torch.maximum(latent, self.window_check(x))
+        z = self.net.encode(x) if latent is None else latent
+        return torch.maximum(self.gate(z) / self.gate.threshold, self.window_check(x))
 
     # ---- calibration and persistence ---------------------------------------------------
 
