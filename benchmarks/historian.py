@@ -14,18 +14,28 @@ one tag's time range), filled and read in the same run on the same machine.
 - read: `Historian.read(day, day + 1 d, tags=100 tags)` -> wide frame of 86,400 x 100 (8.64M
   values) from the compacted day, vs. SQLite: one indexed range query per tag assembled into the
   same wide frame.
-Every figure is the median of --runs runs.
+- small reads (what every control-room rerun pays): 1 day x 10 tags, the last hour of 5 tags,
+  the last 10 minutes of 5 tags, the last minute of 1 tag, and 1 day x 100 tags as the large
+  read that must not get slower. Each is timed in the current code and in the code of the
+  baseline commit (--baseline, default: the commit before the engine-free read path), each
+  reading a day written by its own writer, in separate processes run alternately
+  (--rounds x --small-runs reads each); the frames must be identical (compared by digest).
+  Reported: median wall time, the fastest run, median CPU time, the first read in a fresh
+  process, and the ratio baseline / current.
+Every figure is the median of --runs runs (small reads: of rounds x small-runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,8 +57,10 @@ SECONDS_PER_DAY = 86_400
 TARGET_APPEND = 200_000
 TARGET_READ_S = 0.5
 TARGET_READ_RATIO = 3.0
+TARGET_SMALL_READ_S = 0.020
+ROOT = Path(__file__).resolve().parent.parent
 
-console = Console()
+console = Console(width=150)
 
 
 def day_frame() -> pd.DataFrame:
@@ -175,6 +187,183 @@ def timed_cpu(fn, runs: int) -> tuple[float, list[float], float]:
     return statistics.median(times), times, statistics.median(cpu)
 
 
+# ---- small reads: current code vs the baseline commit, in separate processes ----------------
+
+
+def small_cases() -> dict[str, tuple[datetime, datetime, list[str]]]:
+    end = DAY + timedelta(days=1)
+    return {
+        "1 day x 10 tags": (DAY, end, TAGS[::10]),
+        "last hour x 5 tags": (end - timedelta(hours=1), end, TAGS[:5]),
+        "last 10 min x 5 tags": (end - timedelta(minutes=10), end, TAGS[:5]),
+        "last minute x 1 tag": (end - timedelta(minutes=1), end, TAGS[:1]),
+        "1 day x 100 tags (large)": (DAY, end, TAGS),
+    }
+
+
+def digest(frame: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    h.update(",".join(map(str, frame.columns)).encode())
+    h.update(frame.index.as_unit("ns").asi8.tobytes())
+    h.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def measure_small_reads(folder: Path, runs: int) -> dict:
+    """In this process's code: write the day if needed, then time each small read."""
+    if not folder.exists():
+        with Historian(folder) as h:
+            h.append_wide(day_frame())
+            h.flush()
+            h.compact()
+    out = {}
+    reader = Historian(folder)
+    for name, (start, end, tags) in small_cases().items():
+        t0 = time.perf_counter()
+        frame = reader.read(start, end, tags=tags)  # the first read of this process
+        first = time.perf_counter() - t0
+        _, times, cpu = timed_cpu(lambda s=start, e=end, t=tags: reader.read(s, e, tags=t), runs)
+        out[name] = {
+            "wall_s": times,
+            "cpu_median_s": cpu,
+            "first_s": first,
+            "digest": digest(frame),
+            "shape": list(frame.shape),
+        }
+    reader.close()
+    return out
+
+
+def baseline_tree(rev: str, work: Path) -> tuple[str, Path]:
+    """The baseline commit's twin package, extracted under work/; (full hash, folder)."""
+    full = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", rev], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    tree = work / f"baseline-{full[:10]}"
+    if not tree.exists():
+        tree.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", full, "twin"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return full, tree
+
+
+def default_baseline() -> str:
+    """The commit before the engine-free read path (twin/historian/scan.py) came in."""
+    added = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(ROOT),
+            "log",
+            "--diff-filter=A",
+            "--format=%H",
+            "--",
+            "twin/historian/scan.py",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return f"{added[-1]}^" if added else "HEAD"
+
+
+def small_reads(work: Path, baseline: str, rounds: int, runs: int) -> dict:
+    full, tree = baseline_tree(baseline, work)
+    sides = {"current": str(ROOT), "baseline": str(tree)}
+    samples: dict[str, dict[str, list[dict]]] = {side: {} for side in sides}
+    for _ in range(rounds):
+        for side, path in sides.items():
+            env = {**os.environ, "PYTHONPATH": path}
+            cmd = [
+                sys.executable,
+                __file__,
+                "--measure-small",
+                str(work / f"small-{side}"),
+                "--small-runs",
+                str(runs),
+            ]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"small reads ({side}) failed:\n{proc.stderr[-3000:]}")
+            for name, m in json.loads(proc.stdout.splitlines()[-1]).items():
+                samples[side].setdefault(name, []).append(m)
+    cases = {}
+    for name in small_cases():
+        row: dict = {}
+        for side in sides:
+            ms = samples[side][name]
+            wall = [t for m in ms for t in m["wall_s"]]
+            row[side] = {
+                "wall_median_s": statistics.median(wall),
+                "wall_min_s": min(wall),
+                "cpu_median_s": statistics.median(m["cpu_median_s"] for m in ms),
+                "first_read_median_s": statistics.median(m["first_s"] for m in ms),
+                "reads": len(wall),
+                "digest": ms[0]["digest"],
+                "shape": ms[0]["shape"],
+            }
+        digests = {m["digest"] for side in sides for m in samples[side][name]}
+        row["same_frames"] = len(digests) == 1
+        row["ratio_wall"] = row["baseline"]["wall_median_s"] / row["current"]["wall_median_s"]
+        row["ratio_cpu"] = row["baseline"]["cpu_median_s"] / row["current"]["cpu_median_s"]
+        cases[name] = row
+    small = [n for n in cases if "large" not in n]
+    return {
+        "baseline_commit": full,
+        "rounds": rounds,
+        "runs_per_round": runs,
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "cases": cases,
+        "target_s": TARGET_SMALL_READ_S,
+        "meets_target": all(
+            cases[n]["current"]["wall_median_s"] <= TARGET_SMALL_READ_S for n in small
+        ),
+        "large_not_slower": cases["1 day x 100 tags (large)"]["ratio_wall"] >= 1.0,
+        "results_identical": all(c["same_frames"] for c in cases.values()),
+    }
+
+
+def report_small(r: dict) -> None:
+    table = Table(
+        title=f"historian small reads: current vs baseline {r['baseline_commit'][:10]} "
+        f"({r['rounds']} rounds x {r['runs_per_round']} reads, load average "
+        f"{r['load_average_1min_at_end']:.1f})"
+    )
+    for col in (
+        "read",
+        "current ms (median / fastest / CPU / first)",
+        "baseline ms (median / fastest / CPU / first)",
+        "ratio wall",
+        "ratio CPU",
+        "same frames",
+    ):
+        table.add_column(col)
+    for name, c in r["cases"].items():
+        cells = []
+        for side in ("current", "baseline"):
+            m = c[side]
+            cells.append(
+                f"{1e3 * m['wall_median_s']:.1f} / {1e3 * m['wall_min_s']:.1f} / "
+                f"{1e3 * m['cpu_median_s']:.1f} / {1e3 * m['first_read_median_s']:.1f}"
+            )
+        table.add_row(
+            name,
+            *cells,
+            f"{c['ratio_wall']:.1f}x",
+            f"{c['ratio_cpu']:.1f}x",
+            "yes" if c["same_frames"] else "NO",
+        )
+    console.print(table)
+    console.print(
+        f"small reads <= {1e3 * r['target_s']:.0f} ms (median wall): "
+        f"{'yes' if r['meets_target'] else 'NO'}; large read not slower: "
+        f"{'yes' if r['large_not_slower'] else 'NO'}; identical frames: "
+        f"{'yes' if r['results_identical'] else 'NO'}"
+    )
+
+
 # ---- main ---------------------------------------------------------------------------------
 
 
@@ -187,15 +376,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="scratch folder (default: a temp dir)"
     )
+    parser.add_argument("--baseline", default=None, help="commit whose reads are the baseline")
+    parser.add_argument("--rounds", type=int, default=5, help="small reads: alternating rounds")
+    parser.add_argument("--small-runs", type=int, default=7, help="small reads per round")
+    parser.add_argument("--only-small", action="store_true", help="only the small-read figures")
+    parser.add_argument("--measure-small", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.measure_small is not None:  # a child of small_reads(): one side's timings as JSON
+        print(json.dumps(measure_small_reads(args.measure_small, args.small_runs)))
+        return 0
     work = Path(args.workdir or tempfile.mkdtemp(prefix="twin-bench-historian-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        results = run(work, args.runs, args.append_ticks)
+        if args.only_small and RESULTS.exists():
+            results = json.loads(RESULTS.read_text())
+        else:
+            results = run(work, args.runs, args.append_ticks)
+        with console.status("small reads: current vs baseline ..."):
+            results["small_reads"] = small_reads(
+                work, args.baseline or default_baseline(), args.rounds, args.small_runs
+            )
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     report(results)
+    report_small(results["small_reads"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"saved {RESULTS}")
