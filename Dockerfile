@@ -14,7 +14,8 @@ COPY twin ./twin
 COPY connectors ./connectors
 COPY app ./app
 COPY plants ./plants
-RUN pip install .
+# The postgres extra: psycopg, for a state store in PostgreSQL (compose.yaml, TWIN_STATE_URL).
+RUN pip install ".[postgres]"
 
 FROM python:3.11-slim AS runtime
 RUN useradd --create-home --uid 10001 twin \

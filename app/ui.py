@@ -6,6 +6,7 @@ Pages stay thin: they call these helpers and the tested functions in app.logic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -35,9 +36,9 @@ def room_config() -> context.RoomConfig:
 
 
 @st.cache_resource
-def _store(path: str) -> Store:
+def _store(root: str, target: str) -> Store:
     # One connection per server process; Store serialises threads behind its own lock.
-    return Store(path)
+    return Store(target, home=Home(Path(root)))
 
 
 def home() -> Home:
@@ -45,7 +46,8 @@ def home() -> Home:
 
 
 def store() -> Store:
-    return _store(str(home().state_db))
+    h = home()
+    return _store(str(h.root), str(h.state_target()))
 
 
 @st.cache_resource(max_entries=4)

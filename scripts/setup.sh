@@ -3,7 +3,8 @@
 # CPU PyTorch first (so pip never pulls a CUDA build), the project, and the test peers.
 #   scripts/setup.sh          runtime only (enough for `twin demo`)
 #   scripts/setup.sh --test   also test tools: chromium, mbpoll, node-opcua, pytest, playwright,
-#                             and Ray (the fleet extra) for the fleet tests
+#                             Ray (the fleet extra) for the fleet tests, and a PostgreSQL server
+#                             with psycopg (the postgres extra) for the state-store tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ WITH_TESTS=0
 PY="${PYTHON:-python3}"
 
 if [[ $WITH_TESTS == 1 && $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-  pkgs=(chromium mbpoll)
+  pkgs=(chromium mbpoll postgresql)
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
   missing=()
@@ -33,7 +34,7 @@ pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNIN
 # CPU build first: a plain "torch" requirement would otherwise fetch several GB of CUDA.
 python -c "import torch" 2>/dev/null || pip install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 if [[ $WITH_TESTS == 1 ]]; then
-  pip install -q --disable-pip-version-check -e ".[dev,fleet]" 2>&1 | grep -v "^WARNING: Location" || true
+  pip install -q --disable-pip-version-check -e ".[dev,fleet,postgres]" 2>&1 | grep -v "^WARNING: Location" || true
   if [[ -f tests/peers/package.json ]]; then
     (cd tests/peers && npm install --no-audit --no-fund --silent)
   fi

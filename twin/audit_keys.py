@@ -11,10 +11,9 @@ live elsewhere make such a rewrite visible:
   still verify) falls short of the head the anchor remembers.
 
 Anchor lines are written when the transaction that holds the entry commits, never before: a
-line for an entry that was rolled back would later look like a deleted entry. `sqlite3` has no
-commit hook, so `watch` follows the connection's statements with its trace callback and writes
-the queued lines on COMMIT (dropping them on ROLLBACK); the state store needs no change.
-No SQL lives here.
+line for an entry that was rolled back would later look like a deleted entry. The state store's
+transaction runs the queued line after its COMMIT (`twin.state.db.Db.after_commit`) and drops
+it on ROLLBACK. No SQL lives here.
 """
 
 from __future__ import annotations
@@ -25,11 +24,11 @@ import logging
 import os
 import re
 import secrets
-import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from twin.errors import TwinError
 from twin.keyfiles import read_private, write_private
@@ -60,21 +59,14 @@ class AuditFiles:
     @classmethod
     def of_database(cls, db_file: str | Path) -> AuditFiles:
         """The files of the twin home that holds this database file (`Home.state_db`)."""
-        if not str(db_file):  # an in-memory database belongs to no home
+        if str(db_file) in ("", ":memory:"):  # an in-memory database belongs to no home
             return cls(None, None)
         return cls.of_home(Home(Path(db_file).resolve().parent))
-
-    @classmethod
-    def of_connection(cls, c: sqlite3.Connection) -> AuditFiles:
-        for _, name, file in c.execute("PRAGMA database_list").fetchall():
-            if name == "main":
-                return cls.of_database(file or "")
-        return cls(None, None)
 
 
 def entry_mac(key: bytes, key_id: str, entry_hash: str) -> str:
     """HMAC-SHA256 of an entry's hash; the key id is inside, so a MAC cannot move between keys."""
-    return hmac.new(key, f"{key_id}:{entry_hash}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key, f"{key_id}:{entry_hash}".encode(), "sha256").hex()
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -85,11 +77,12 @@ def key_fingerprint(key: bytes) -> str:
 class Keyring:
     """The audit keys in one folder, `audit-k<N>.key`, each 32 random bytes as hex, mode 0600."""
 
-    _cache: dict[Path, bytes] = {}
+    _cache: dict[tuple[str, str], bytes] = {}
     _cache_lock = threading.Lock()
 
     def __init__(self, folder: Path, *, cached: bool = True) -> None:
         self.folder = folder
+        self._folder = str(folder)
         # Appends share keys across the process; a verifier reads them afresh, once each.
         self._keys = Keyring._cache if cached else {}
 
@@ -105,9 +98,10 @@ class Keyring:
 
     def get(self, key_id: str) -> bytes:
         """A key's bytes; AuditKeyError names the file when it is missing or damaged."""
+        known = self._keys.get((self._folder, key_id))
+        if known is not None:  # every append asks: no path arithmetic on this path
+            return known
         path = self.path(key_id)
-        if path in self._keys:
-            return self._keys[path]
         try:
             key = bytes.fromhex(read_private(path).decode("ascii").strip())
         except FileNotFoundError:
@@ -117,7 +111,7 @@ class Keyring:
         if len(key) < 32:
             raise AuditKeyError(f"audit key {key_id} is too short ({len(key)} bytes): {path}")
         with Keyring._cache_lock:
-            self._keys[path] = key
+            self._keys[(self._folder, key_id)] = key
         return key
 
     def current_or_create(self) -> str:
@@ -152,92 +146,51 @@ def read_anchor(path: Path) -> Iterator[tuple[int, int, str]]:
 class _AnchorWriter:
     """Appends lines with one write(2) each to an O_APPEND descriptor kept open per file.
 
-    The descriptor is reopened when the file at the path is no longer the one it points to
-    (deleted, replaced), so lines never go to a file nobody will read.
+    The descriptor is reopened when the file it points to has lost its last name (deleted, or
+    replaced by a rename), so lines never go to a file nobody will read; that check is an
+    fstat of the open descriptor, not a path lookup per line.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: dict[Path, tuple[int, int, int]] = {}
+        self._open: dict[Path, int] = {}
 
     def write(self, path: Path, data: bytes) -> None:
         with self._lock:
-            fd = self._fd(path)
-            os.write(fd, data)
+            os.write(self._fd(path), data)
 
     def _fd(self, path: Path) -> int:
-        known = self._open.get(path)
-        try:
-            st = os.stat(path)
-            if known is not None and (st.st_dev, st.st_ino) == known[1:]:
-                return known[0]
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        if known is not None:
-            os.close(known[0])
+        fd = self._open.get(path)
+        if fd is not None:
+            if os.fstat(fd).st_nlink > 0:
+                return fd
+            os.close(fd)
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        st = os.fstat(fd)
-        self._open[path] = (fd, st.st_dev, st.st_ino)
+        self._open[path] = fd
         return fd
 
 
 _writer = _AnchorWriter()
 
 
-class _CommitWatch:
-    """Anchor lines queued on one connection, written at its COMMIT, dropped at its ROLLBACK."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[Path, bytes]] = []
-        self.statements = 0
-
-    def __call__(self, statement: str) -> None:
-        self.statements += 1
-        if not self.pending:
-            return
-        head = statement.lstrip()[:12].upper()
-        if head.startswith(("COMMIT", "END")):
-            self.flush()
-        elif head.startswith("ROLLBACK"):
-            # ROLLBACK TO a savepoint may keep some entries; anchoring fewer is safe, more is not.
-            self.pending.clear()
-
-    def flush(self) -> None:
-        # One line per transaction: its last entry is the head, and its hash chains the others.
-        heads = {path: data for path, data in self.pending}
-        self.pending = []
-        for path, data in heads.items():
-            try:
-                _writer.write(path, data)
-            except OSError as exc:
-                # The entry is committed; a missing anchor line weakens the check, never the plant.
-                log.error("audit anchor %s not written: %s", path, exc)
+class _Transaction(Protocol):
+    def after_commit(self, fn: Callable[[], None], key: object = None) -> None: ...
 
 
-_watches: dict[int, _CommitWatch] = {}
-_watches_lock = threading.Lock()
+def anchor_line(db: _Transaction, anchor: Path, seq: int, entry_hash: str) -> None:
+    """Append `seq hash` to the anchor once the transaction holding the entry commits.
 
-
-def commit_watch(c: sqlite3.Connection) -> _CommitWatch:
-    """The watch of `c`, installed on first use; call before the append's first statement."""
-    with _watches_lock:
-        watch = _watches.get(id(c))
-        if watch is None:
-            watch = _watches[id(c)] = _CommitWatch()
-            c.set_trace_callback(watch)
-        return watch
-
-
-def anchor_on_commit(
-    c: sqlite3.Connection, watch: _CommitWatch, seen: int, anchor: Path, seq: int, entry_hash: str
-) -> None:
-    """Queue `seq hash` for the anchor; written when `c` commits (at once in autocommit).
-
-    `seen` is `watch.statements` before the append ran its statements: if the count did not
-    move, the watch belongs to a closed connection whose id `c` now reuses, so it is installed.
+    One line per transaction: a later entry of the same transaction replaces the pending line
+    (its hash chains the ones before it). Nothing is written if the transaction rolls back.
     """
-    if watch.statements == seen:
-        c.set_trace_callback(watch)
-    watch.pending.append((anchor, f"{seq} {entry_hash}\n".encode("ascii")))
-    if not c.in_transaction:
-        watch.flush()
+    data = f"{seq} {entry_hash}\n".encode("ascii")
+
+    def write() -> None:
+        try:
+            _writer.write(anchor, data)
+        except OSError as exc:
+            # The entry is committed; a missing anchor line weakens the check, never the plant.
+            log.error("audit anchor %s not written: %s", anchor, exc)
+
+    db.after_commit(write, key=("anchor", anchor))

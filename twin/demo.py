@@ -270,7 +270,7 @@ def _ensure_demo_user(home: Home, cfg: DemoConfig) -> str:
     password = "demo-" + secrets.token_hex(3)
     from twin.users import bootstrap_user
 
-    bootstrap_user(Store(home.state_db), cfg.user, "engineer", password, actor="twin demo")
+    bootstrap_user(Store.open(home), cfg.user, "engineer", password, actor="twin demo")
     secret_file.write_text(password + "\n")
     secret_file.chmod(0o600)
     return password

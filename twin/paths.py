@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "twin-data"
+STATE_URL_ENV = "TWIN_STATE_URL"
+"""A PostgreSQL URL that holds the state store instead of the home's SQLite file."""
 
 
 def default_home() -> Path:
@@ -36,6 +38,11 @@ class Home:
     def state_db(self) -> Path:
         """SQLite state store: proposals, approvals, users, audit."""
         return self.root / "state.db"
+
+    def state_target(self, url: str | None = None) -> Path | str:
+        """Where the state store is: `url`, else `TWIN_STATE_URL` (`twin --state-url`), else the
+        SQLite file `state_db`. Every process opens its store from here (`Store.open`)."""
+        return url or os.environ.get(STATE_URL_ENV) or self.state_db
 
     def models_dir(self, plant: str) -> Path:
         """Model registry of one plant: one folder per version."""

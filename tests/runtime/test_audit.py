@@ -8,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.state import backends
+from tests.state.backends import Raw, reopen
 from twin import audit
 from twin.audit_keys import entry_mac
 from twin.cli import main
 from twin.keyfiles import write_private
 from twin.paths import Home
 from twin.state import Store
+from twin.state.db import StoreIntegrityError
+
+# The store fixtures of both backends (SQLite, PostgreSQL): every test here runs on each.
+backend = backends.backend
+store = backends.store
 
 
 def _fill(store: Store, n: int) -> None:
@@ -32,18 +39,15 @@ def test_chain_verifies_and_is_append_only(store: Store) -> None:
     _fill(store, 20)
     result = audit.verify(store)
     assert result.ok and result.entries == 20
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(StoreIntegrityError, match="append-only"):
         store.query("UPDATE audit SET why = 'rewritten' WHERE seq = 3")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(StoreIntegrityError, match="append-only"):
         store.query("DELETE FROM audit WHERE seq = 20")
     assert audit.verify(store).ok
 
 
-def _raw_without_triggers(store: Store) -> sqlite3.Connection:
-    raw = sqlite3.connect(store.path, isolation_level=None)
-    raw.execute("DROP TRIGGER audit_no_update")
-    raw.execute("DROP TRIGGER audit_no_delete")
-    return raw
+def _raw_without_triggers(store: Store) -> Raw:
+    return Raw(store).drop_audit_triggers()
 
 
 def test_tampered_content_names_first_broken_entry(store: Store) -> None:
@@ -107,8 +111,8 @@ def test_export_csv_round_trips_and_filters(store: Store, tmp_path) -> None:
 def test_reopening_restores_dropped_triggers(store: Store) -> None:
     _fill(store, 3)
     _raw_without_triggers(store).close()
-    again = Store(store.path)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    again = reopen(store)
+    with pytest.raises(StoreIntegrityError, match="append-only"):
         again.query("DELETE FROM audit WHERE seq = 1")
     again.close()
 
@@ -117,10 +121,10 @@ def test_reopening_restores_dropped_triggers(store: Store) -> None:
 
 
 def _home(store: Store) -> Home:
-    return Home(Path(store.path).parent)
+    return store.home
 
 
-def _resign_without_key(raw: sqlite3.Connection, from_seq: int, why: str) -> None:
+def _resign_without_key(raw: Raw, from_seq: int, why: str) -> None:
     """An attacker without the key: edits an entry and recomputes every hash after it."""
     rows = raw.execute(f"SELECT {', '.join(audit.COLUMNS)} FROM audit ORDER BY seq").fetchall()
     prev = audit.GENESIS
@@ -228,7 +232,7 @@ def test_older_copy_of_the_database_is_detected(tmp_path: Path) -> None:
     _fill(store, 6)
     old = tmp_path / "old.db"
     with sqlite3.connect(old) as copy:
-        store._conn.backup(copy)  # a consistent copy, as a backup tool would take
+        store.db.conn.backup(copy)  # a consistent copy, as a backup tool would take
     _fill(store, 4)
     store.close()
     for suffix in ("-wal", "-shm"):
@@ -333,11 +337,16 @@ def test_private_files_are_born_0600(tmp_path: Path) -> None:
 
 
 def test_cli_verify_names_the_first_bad_entry_and_rotates(
-    store: Store, capsys: pytest.CaptureFixture[str]
+    store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = str(Path(store.path).parent)
+    home = str(store.home.root)
+    # --state-url sets TWIN_STATE_URL for the command; monkeypatch puts back what was there
+    # before (set first, so that it records the variable even when it was absent).
+    monkeypatch.setenv("TWIN_STATE_URL", "")
+    monkeypatch.delenv("TWIN_STATE_URL")
+    url = ["--state-url", str(store.target)] if store.backend == "postgresql" else []
     _fill(store, 4)
-    assert main(["audit", "rotate-key", "--home", home]) == 0
+    assert main([*url, "audit", "rotate-key", "--home", home]) == 0
     _fill(store, 1)
     assert main(["audit", "verify", "--home", home]) == 0
     out = capsys.readouterr().out

@@ -1,31 +1,39 @@
 """The state store: schema, records, and several processes writing at once."""
 
 import multiprocessing as mp
-import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from tests.state import backends
+from tests.state.backends import new_target, reopen
 from twin import audit
+from twin.paths import Home
 from twin.state import SCHEMA_VERSION, Store, StoreError
+from twin.state.db import StoreIntegrityError
+
+# The store fixtures of both backends (SQLite, PostgreSQL): every test here runs on each.
+backend = backends.backend
+store = backends.store
 
 
 def test_schema_and_wal(store: Store) -> None:
     assert store.schema_version == SCHEMA_VERSION
-    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    if store.backend == "sqlite":
+        assert store.query("PRAGMA journal_mode")[0][0] == "wal"
     store.close()
     # Reopening keeps the data and does not re-run the migration.
-    again = Store(store.path)
+    again = reopen(store)
     assert again.schema_version == SCHEMA_VERSION
     again.close()
 
 
-def test_newer_schema_is_refused(tmp_path) -> None:
-    s = Store(tmp_path / "s.db")
-    s.query("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    s.close()
+def test_newer_schema_is_refused(store: Store) -> None:
+    store.query("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    store.close()
     with pytest.raises(StoreError, match="newer"):
-        Store(tmp_path / "s.db")
+        reopen(store)
 
 
 def test_status_round_trip(store: Store) -> None:
@@ -53,8 +61,8 @@ def test_proposal_payload_round_trip(store: Store) -> None:
     assert store.pending_proposal("cstr") is None
 
 
-def _worker(path: str, n: int, k: int) -> None:
-    s = Store(path)
+def _worker(target: str, home: str, n: int, k: int) -> None:
+    s = Store(target, home=Home(Path(home)))
     t = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n):
         s.log_event(user=f"proc{k}", kind="load", what={"i": i})
@@ -66,17 +74,17 @@ def _worker(path: str, n: int, k: int) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_several_processes_write_at_once(tmp_path) -> None:
-    path = str(tmp_path / "state.db")
-    Store(path).close()
+def test_several_processes_write_at_once(backend: str, tmp_path: Path) -> None:
+    target = str(new_target(backend, tmp_path))
+    Store(target, home=Home(tmp_path)).close()
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(path, 40, k)) for k in range(4)]
+    procs = [ctx.Process(target=_worker, args=(target, str(tmp_path), 40, k)) for k in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(90)
         assert p.exitcode == 0
-    s = Store(path)
+    s = Store(target, home=Home(tmp_path))
     # Each process: 40 events + 40 proposals, each audited; the chain stays linear.
     result = audit.verify(s)
     assert result.ok and result.entries == 4 * 80
@@ -93,7 +101,7 @@ def test_one_write_per_decision_and_tag(store: Store) -> None:
         c.execute(
             "INSERT INTO writes (plant, decision_id, tag, requested, status, at) VALUES ('cstr', 1, 'Tc', 1.0, 'intent', 'x')"
         )
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreIntegrityError):
         with store.write() as c:
             c.execute(
                 "INSERT INTO writes (plant, decision_id, tag, requested, status, at) VALUES ('cstr', 1, 'Tc', 1.0, 'intent', 'x')"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from twin.errors import BadInput, TwinError
+from twin.paths import STATE_URL_ENV
 
 # One module per command group; adding a group adds a line here and touches no other module.
 COMMAND_MODULES = (
@@ -47,7 +49,12 @@ err_console = Console(stderr=True)
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+    state_url: str | None = typer.Option(
+        None, "--state-url", help="PostgreSQL state store (postgresql://...); sets TWIN_STATE_URL."
+    ),
 ) -> None:
+    if state_url:  # every store this command (and its children) opens: twin.state.core
+        os.environ[STATE_URL_ENV] = state_url
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

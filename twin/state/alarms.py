@@ -7,12 +7,21 @@ transaction that makes it. Wall-clock times throughout: alarm handling is a huma
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from twin.state.base import NotFound, dt, inserted_id, iso, j, now_utc, parse_ts, to_json
+from twin.state.base import (
+    NotFound,
+    Row,
+    dt,
+    inserted_id,
+    iso,
+    j,
+    now_utc,
+    parse_ts,
+    to_json,
+)
 from twin.state.core import StoreCore
 from twin.state.schema import ENSURED
 
@@ -90,7 +99,7 @@ class AlarmRecord:
     service_reason: str | None
 
     @classmethod
-    def of(cls, r: sqlite3.Row) -> AlarmRecord:
+    def of(cls, r: Row) -> AlarmRecord:
         d = dict(r)
         for k in ("latched", "suppressed", "active", "out_of_service"):
             d[k] = bool(d[k])
@@ -130,7 +139,7 @@ class ShiftRecord:
     ack_note: str | None
 
     @classmethod
-    def of(cls, r: sqlite3.Row) -> ShiftRecord:
+    def of(cls, r: Row) -> ShiftRecord:
         d = dict(r)
         d["at"] = dt(d["at"])
         d["acked_at"] = parse_ts(d["acked_at"])

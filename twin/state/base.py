@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,9 +28,9 @@ class StoreConfig:
     """How long a writer waits for another process's transaction before giving up."""
 
 
-def inserted_id(cur: sqlite3.Cursor) -> int:
+def inserted_id(cur: Any) -> int:
     """The row id of the INSERT `cur` just ran."""
-    # typeshed types lastrowid as optional: it is None only on a cursor that never executed.
+    # SQLite's cursor's lastrowid; on PostgreSQL the INSERT ran with RETURNING id.
     if cur.lastrowid is None:
         raise StoreError("the database returned no row id for an INSERT")
     return cur.lastrowid
@@ -87,6 +86,10 @@ def _finite(value: Any) -> Any:
 def j(text: str | None) -> Any:
     """A JSON column (None stays None)."""
     return json.loads(text) if text else None
+
+
+Row = Any
+"""A row of a query: read by position or by column name (sqlite3.Row, or its PostgreSQL twin)."""
 
 
 def select(table: str, **equal: Any) -> tuple[str, tuple[Any, ...]]:

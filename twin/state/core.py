@@ -1,63 +1,74 @@
 """The state store's connection: transactions, migrations and the audit entry point.
 
-One SQLite file per twin home (`Home.state_db`) shared by the runtime, the control room and the
-CLI, each in its own process. WAL mode lets readers run beside the one writer; every write is a
-short `BEGIN IMMEDIATE` transaction (the writer lock is taken up front, so two processes never
-deadlock upgrading a read lock) and `busy_timeout` makes the others wait instead of failing.
+By default one SQLite file per twin home (`Home.state_db`) shared by the runtime, the control
+room and the CLI, each in its own process. WAL mode lets readers run beside the one writer;
+every write is a short `BEGIN IMMEDIATE` transaction (the writer lock is taken up front, so two
+processes never deadlock upgrading a read lock) and `busy_timeout` makes the others wait.
+`TWIN_STATE_URL=postgresql://...` puts the same tables in PostgreSQL for a site whose runtimes
+and control rooms run on several hosts, with the same guarantees (twin.state.postgres).
 Every state change appends its audit entry in the same transaction, so the audit log and the
 state can never disagree.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from twin import audit
+from twin.audit_keys import AuditFiles
 from twin.paths import Home
+from twin.state import audit_log
 from twin.state.base import StoreConfig, StoreError
+from twin.state.db import Db, connect, is_url
 from twin.state.schema import ENSURED, MIGRATIONS, SCHEMA_V1, SCHEMA_VERSION
 
 
 class StoreCore:
-    """The connection of one state store. Safe to open from several processes at once."""
+    """The connection of one state store. Safe to open from several processes (and, on
+    PostgreSQL, several hosts) at once."""
 
-    def __init__(self, path: Path | str, config: StoreConfig | None = None) -> None:
-        self.path = Path(path)
+    def __init__(
+        self, target: Path | str, config: StoreConfig | None = None, *, home: Home | None = None
+    ) -> None:
         self.config = config or StoreConfig()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection per store object, shared between threads (Streamlit runs scripts in
-        # threads) behind a lock; autocommit mode so that we control transactions explicitly.
-        self._lock = threading.RLock()
+        self.target = target
+        """The SQLite file or the PostgreSQL URL this store was opened on."""
+        if is_url(target):
+            # The home holds what stays per host: the audit key ring and the anchor file.
+            self.home = home or Home.at()
+            self.path = self.home.state_db  # unused on PostgreSQL; its folder is the home
+            self.db: Db = connect(target, self.config, AuditFiles.of_home(self.home))
+        else:
+            self.path = Path(target)
+            self.home = home or Home(self.path.resolve().parent)
+            self.db = connect(self.path, self.config)
         try:
-            self._conn = sqlite3.connect(
-                str(self.path),
-                timeout=self.config.busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute(f"PRAGMA busy_timeout = {int(self.config.busy_timeout_s * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: cannot open the state store: {exc}") from exc
+        except BaseException:
+            self.db.close()
+            raise
 
     @classmethod
-    def open(cls, home: Home | Path | str | None = None) -> Any:
-        """The store of a twin home (a Home, its folder, or the default home)."""
+    def open(cls, home: Home | Path | str | None = None, *, url: str | None = None) -> Any:
+        """The store of a twin home (a Home, its folder, or the default home): `url`, else
+        `TWIN_STATE_URL`, else the home's SQLite file."""
         h = home if isinstance(home, Home) else Home.at(home)
-        return cls(h.state_db)
+        return cls(h.state_target(url), home=h)
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self.db.kind
+
+    @property
+    def audit_files(self) -> AuditFiles:
+        """The audit key ring and anchor file of this store."""
+        return self.db.files
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.db.close()
 
     def __enter__(self) -> Any:
         return self
@@ -68,50 +79,41 @@ class StoreCore:
     # ---- transactions ------------------------------------------------------------------
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[Db]:
         """A short write transaction: the writer lock is taken at BEGIN, so no deadlocks."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                self._conn.execute("COMMIT")
+        with self.db.transaction() as c:
+            yield c
 
-    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+    def query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
+        return self.db.query(sql, params)
 
     def _migrate(self) -> None:
+        """Bring the schema to this program's version, in one transaction (the writer lock
+        keeps two processes opening a new store from migrating it twice)."""
         with self.write() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            c.ddl("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.path}: schema version {version} is newer than this program's "
+                    f"{c.where}: schema version {version} is newer than this program's "
                     f"({SCHEMA_VERSION}); upgrade the program"
                 )
             if version < 1:
                 for statement in SCHEMA_V1.split(";"):
                     if statement.strip():
-                        c.execute(statement)
-                audit.create_schema(c)
+                        c.ddl(statement)
+                audit_log.create_schema(c)
                 version = 1
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[v]:
-                    c.execute(statement)
-            c.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
+                    c.ddl(statement)
+            c.set_meta("schema_version", str(SCHEMA_VERSION))
             for statements in ENSURED:
                 for statement in statements:
-                    c.execute(statement)
-            # Every open puts back append-only triggers someone dropped (IF NOT EXISTS).
-            audit.create_schema(c)
+                    c.ddl(statement)
+            # Every open puts back append-only triggers someone dropped.
+            audit_log.create_schema(c)
 
     @property
     def schema_version(self) -> int:
@@ -121,7 +123,7 @@ class StoreCore:
 
     def audit(
         self,
-        c: sqlite3.Connection,
+        c: Db,
         *,
         user: str,
         kind: str,
@@ -131,7 +133,7 @@ class StoreCore:
         why: str = "",
     ) -> int:
         """Append an audit entry inside the caller's write transaction."""
-        return audit.append(
+        return audit_log.append(
             c, user=user, kind=kind, plant=plant, subject=subject, what=what or {}, why=why
         )
 

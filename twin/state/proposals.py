@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from twin.errors import BadInput
 from twin.state.base import NotFound, inserted_id, iso, now_utc, select, to_json
 from twin.state.core import StoreCore
+from twin.state.db import Db
 from twin.state.records import DecisionRecord, ProposalRecord, decision_row, proposal_row
 
 PROPOSAL_OPEN = "pending"
@@ -118,7 +118,7 @@ class ProposalsMixin(StoreCore):
         actor: str,
         why: str = "",
         only_if: str | None = None,
-        c: sqlite3.Connection | None = None,
+        c: Db | None = None,
     ) -> bool:
         """Move a proposal to a new status (audited); with only_if, only from that status."""
         if status not in PROPOSAL_STATES:
@@ -229,7 +229,7 @@ class ProposalsMixin(StoreCore):
         )
         return [(decision_row(r), self.get_proposal(r["pid"])) for r in rows]
 
-    def mark_applied(self, c: sqlite3.Connection, decision_id: int, outcome: str) -> None:
+    def mark_applied(self, c: Db, decision_id: int, outcome: str) -> None:
         c.execute("UPDATE decisions SET applied = ? WHERE id = ?", (outcome, decision_id))
 
     def finish_decision(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from twin.state.base import dt, j, parse_ts
+from twin.state.base import Row, dt, j, parse_ts
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,7 @@ class RuntimeStatus:
     alarms: list[dict[str, Any]] = field(default_factory=list)
 
 
-def proposal_row(row: sqlite3.Row) -> ProposalRecord:
+def proposal_row(row: Row) -> ProposalRecord:
     return ProposalRecord(
         id=row["id"],
         plant=row["plant"],
@@ -131,7 +130,7 @@ def proposal_row(row: sqlite3.Row) -> ProposalRecord:
     )
 
 
-def decision_row(row: sqlite3.Row) -> DecisionRecord:
+def decision_row(row: Row) -> DecisionRecord:
     return DecisionRecord(
         id=row["id"],
         proposal_id=row["proposal_id"],
@@ -145,7 +144,7 @@ def decision_row(row: sqlite3.Row) -> DecisionRecord:
     )
 
 
-def write_row(row: sqlite3.Row) -> WriteRecord:
+def write_row(row: Row) -> WriteRecord:
     return WriteRecord(
         id=row["id"],
         plant=row["plant"],
@@ -165,7 +164,7 @@ def write_row(row: sqlite3.Row) -> WriteRecord:
     )
 
 
-def steptest_row(row: sqlite3.Row) -> StepTestRecord:
+def steptest_row(row: Row) -> StepTestRecord:
     return StepTestRecord(
         id=row["id"],
         plant=row["plant"],

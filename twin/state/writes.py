@@ -67,6 +67,15 @@ class WritesMixin(StoreCore):
         ids: dict[str, int] = {}
         cid, step = campaign if campaign else (None, None)
         with self.write() as c:
+            # Take the approval first: the writer lock makes this the one runtime that finds
+            # it untaken (the unique index on writes(decision_id, tag) backs this up).
+            if decision_id is not None:
+                taken = c.execute(
+                    "UPDATE decisions SET applied = 'writing' WHERE id = ? AND applied IS NULL",
+                    (decision_id,),
+                ).rowcount
+                if not taken:  # another runtime took it: never write an approval twice
+                    raise TwinError(f"decision {decision_id} was already taken")
             for tag, v in values.items():
                 cur = c.execute(
                     "INSERT INTO writes (plant, proposal_id, decision_id, campaign_id, step, tag, "
@@ -84,13 +93,6 @@ class WritesMixin(StoreCore):
                     ),
                 )
                 ids[tag] = inserted_id(cur)
-            if decision_id is not None:
-                taken = c.execute(
-                    "UPDATE decisions SET applied = 'writing' WHERE id = ? AND applied IS NULL",
-                    (decision_id,),
-                ).rowcount
-                if not taken:  # another runtime took it: never write an approval twice
-                    raise TwinError(f"decision {decision_id} was already taken")
             if cid is not None and step is not None:
                 c.execute("UPDATE steptests SET next_step = ? WHERE id = ?", (step + 1, cid))
             self.audit(
