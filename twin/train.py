@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from twin import train_events
 from twin.arx import ArxConfig, ArxModel
 from twin.data import Batch, DataConfig, NotEnoughData, PlantSeries, load_frame
 from twin.errors import BadInput, TwinError
@@ -187,6 +188,7 @@ def fit_loop(
             val = val_fn()
         row = {k: v / max(n_steps, 1) for k, v in sums.items()} | {"val": val, "epoch": epoch}
         res.history.append(row)
+        train_events.emit("epoch", stage=desc, epochs=cfg.epochs, **row)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"})
         if not math.isfinite(res.best_val) or val < res.best_val * (1 - 1e-4):
             res.best_val, since_best = val, 0
@@ -206,6 +208,7 @@ def fit_loop(
     module.load_state_dict(best_state)
     module.eval()
     res.seconds = time.perf_counter() - t0
+    train_events.emit("stage_end", stage=desc, stopped=res.stopped, best_val=res.best_val)
     return res
 
 

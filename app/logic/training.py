@@ -1,15 +1,15 @@
 """The Twin page: model versions, their metrics, comparisons, and retraining in the background.
 
 A retraining run is the `twin train` command in its own process (a UI rerun must never block
-or kill it); its output goes to a log under the home's runs folder, from which the page reads
-the progress bar's last percentage, and a small wrapper writes the exit code when it ends.
+or kill it). Its progress comes from the structured events it appends beside its log in the
+home's runs folder (`twin train --events`, twin.train_events); the log keeps its text output
+for people, and a small wrapper writes the exit code when it ends.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,12 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from twin import registry
+from twin import registry, train_events
 from twin.paths import Home
 
-PERCENT = re.compile(r"(\d{1,3})%\|")
-BAR = re.compile(r"^(?P<name>[\w ]+?):\s+(?P<pct>\d{1,3})%\|[^\[]*\[(?P<post>[^\]]*)\]")
-METRIC = re.compile(r"(\w+)=([-+0-9.eE]+|nan|inf)")
+EPOCH_FIELDS = {"event", "ts", "stage", "epoch", "epochs"}
+"""Fields of an epoch event that are not the epoch's metrics."""
 
 
 @dataclass(frozen=True)
@@ -40,23 +39,36 @@ class TrainingRun:
     started_at: datetime
     user: str
 
+    @property
+    def events(self) -> Path:
+        """The run's training events (JSON lines), beside its log."""
+        return self.log.with_suffix(".events.jsonl")
+
 
 @dataclass(frozen=True)
 class TrainingProgress:
     running: bool
     fraction: float | None
-    """Last progress-bar fraction seen in the log (0..1), None before the first."""
+    """Share of the current stage's epochs done (0..1), None before the first epoch."""
     returncode: int | None
     last_line: str
     stage: str
-    """Name of the progress bar last seen (jepa, observation model, ...)."""
+    """The stage being trained (jepa, observation model, ...)."""
     version: str | None
     """The new version id, once the run succeeded."""
 
 
-def train_command(home: Home, plant: str, epochs: int | None = None,
-                  seed: int | None = None, quick: bool = False) -> list[str]:  # fmt: skip
+def train_command(
+    home: Home,
+    plant: str,
+    epochs: int | None = None,
+    seed: int | None = None,
+    quick: bool = False,
+    events: Path | None = None,
+) -> list[str]:
     cmd = [sys.executable, "-m", "twin.cli", "train", plant, "--home", str(home.root)]
+    if events is not None:
+        cmd += ["--events", str(events)]
     if quick:
         cmd.append("--quick")
     if epochs is not None:
@@ -79,7 +91,7 @@ def start_training(home: Home, plant: str, user: str, epochs: int | None = None,
         "-c",
         '"$@"; echo $? > "$0"',
         str(rc),
-        *train_command(home, plant, epochs, seed),
+        *train_command(home, plant, epochs, seed, quick, events=log.with_suffix(".events.jsonl")),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TWIN_HOME": str(home.root)}
     with log.open("ab") as out:
@@ -106,23 +118,31 @@ def list_runs(home: Home, plant: str | None = None) -> list[TrainingRun]:
 
 
 def progress(run: TrainingRun) -> TrainingProgress:
+    events = train_events.read(run.events)
     text = run.log.read_text(errors="replace") if run.log.is_file() else ""
-    pieces = [p.strip() for p in re.split(r"[\r\n]", text) if p.strip()]
-    found = PERCENT.findall(text)
-    fraction = int(found[-1]) / 100.0 if found else None
+    lines = [p.strip() for p in text.replace("\r", "\n").splitlines() if p.strip()]
     rc = None
     if run.rc_file.is_file():
         raw = run.rc_file.read_text().strip()
         rc = int(raw) if raw.lstrip("-").isdigit() else 1
     elif not _alive(run.pid):
         rc = STOPPED  # gone without writing its exit code: killed (host restart, OOM, kill -9)
-    version = None
-    if rc == 0:
-        names = re.findall(r"\bv\d{3,}\b", text)
-        version = names[-1] if names else None
-    stages = [m.group("name") for p in pieces if (m := BAR.match(p)) and m.group("name")]
-    return TrainingProgress(rc is None, 1.0 if rc == 0 else fraction, rc,
-                            pieces[-1] if pieces else "", stages[-1] if stages else "", version)  # fmt: skip
+    epochs = [e for e in events if e["event"] == "epoch"]
+    last = epochs[-1] if epochs else None
+    fraction = None
+    if last is not None and last.get("epochs"):
+        fraction = min(1.0, (int(last.get("epoch", 0)) + 1) / int(last["epochs"]))
+    done = [e for e in events if e["event"] == "done"]
+    version = done[-1].get("version") if rc == 0 and done else None
+    stage = str(last["stage"]) if last is not None else ""
+    return TrainingProgress(
+        rc is None,
+        1.0 if rc == 0 else fraction,
+        rc,
+        lines[-1] if lines else "",
+        stage,
+        version,
+    )
 
 
 STOPPED = -int(signal.SIGTERM)
@@ -149,23 +169,17 @@ def stop_training(run: TrainingRun) -> None:
 
 
 def curves(run: TrainingRun) -> dict[str, list[dict[str, float]]]:
-    """Per progress bar (jepa, observation model), the metrics it showed after each epoch.
-
-    The trainer's bars advance once per epoch and show that epoch's losses; a new set of
-    values is a new epoch.
-    """
-    text = run.log.read_text(errors="replace") if run.log.is_file() else ""
+    """Per stage (jepa, observation model), each epoch's mean losses and validation error."""
     out: dict[str, list[dict[str, float]]] = {}
-    for piece in re.split(r"[\r\n]", text):
-        m = BAR.match(piece.strip())
-        if not m or not m.group("name"):
+    for e in train_events.read(run.events):
+        if e["event"] != "epoch":
             continue
-        values = {k: float(v) for k, v in METRIC.findall(m.group("post"))}
-        if not values:
-            continue
-        rows = out.setdefault(m.group("name"), [])
-        if not rows or rows[-1] != values:
-            rows.append(values)
+        values = {
+            k: float(v)
+            for k, v in e.items()
+            if k not in EPOCH_FIELDS and isinstance(v, int | float)
+        }
+        out.setdefault(str(e.get("stage", "")), []).append(values)
     return out
 
 

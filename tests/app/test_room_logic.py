@@ -24,7 +24,7 @@ from app.logic import (
     whatif,
 )
 from app.logic import proposals as pv
-from twin import api, registry
+from twin import api, registry, train_events
 from twin.auth import AuthError, PermissionDenied, Role
 from twin.errors import BadInput
 from twin.state import RuntimeStatus, Store
@@ -265,25 +265,27 @@ def test_versions_cards_and_comparison(built: BuiltHome) -> None:
     pa.Table.from_pandas(mon)  # what st.dataframe does: must not raise
 
 
-def test_training_progress_is_read_from_the_runs_log(built: BuiltHome, tmp_path) -> None:
+def test_training_progress_is_read_from_the_runs_events(built: BuiltHome, tmp_path) -> None:
     run = training.TrainingRun("train-x", "cstr", os.getpid(), tmp_path / "x.log", tmp_path / "x.rc",
                                datetime.now(UTC), "engineer")  # fmt: skip
-    run.log.write_text(
-        "jepa:   0%|          | 0/2 [00:00<?, ?it/s]\r"
-        "jepa:   0%|          | 0/2 [00:03<?, ?it/s, total=1.3, pred=0.0771, val=0.383]\r"
-        "jepa:  50%|#####     | 1/2 [00:03<00:03,  3.05s/it, total=1.3, pred=0.0771, val=0.383]\r"
-        "jepa:  50%|#####     | 1/2 [00:07<00:03,  3.05s/it, total=0.445, pred=0.0201, val=0.271]\r"
-        "jepa:  100%|#####     | 2/2 [00:07<00:00,  3.62s/it, total=0.445, pred=0.0201, val=0.271]\n"
-        "observation model:  55%|#####     | 1/2 [00:04<00:04,  4.59s/it, total=0.84, val=0.612]\r"
-    )
+    run.log.write_text("jepa:  50%|#####     | 1/2 [00:03<00:03, 3.05s/it]\r")
+    with train_events.recording(run.events):
+        train_events.emit("start", plant="cstr", pid=os.getpid())
+        train_events.emit("epoch", stage="jepa", epochs=2, epoch=0, total=1.3, val=0.383)
+        train_events.emit("epoch", stage="jepa", epochs=2, epoch=1, total=0.445, val=float("nan"))
+        train_events.emit("stage_end", stage="jepa", stopped="all 2 epochs", best_val=0.383)
+        train_events.emit("epoch", stage="observation model", epochs=20, epoch=10, total=0.84, val=0.612)
+    with run.events.open("a") as f:
+        f.write('{"event": "epoch", "stage": "observation mo')  # a line still being written
     pr = training.progress(run)
-    assert pr.running and pr.fraction == pytest.approx(0.55) and pr.returncode is None
-    assert pr.stage == "observation model"
+    assert pr.running and pr.fraction == pytest.approx(11 / 20) and pr.returncode is None
+    assert pr.stage == "observation model" and pr.last_line.startswith("jepa:  50%")
     cur = training.curves(run)
-    assert cur["jepa"] == [{"total": 1.3, "pred": 0.0771, "val": 0.383},
-                           {"total": 0.445, "pred": 0.0201, "val": 0.271}]  # fmt: skip
+    assert cur["jepa"] == [{"total": 1.3, "val": 0.383}, {"total": 0.445}]  # NaN is left out
     assert cur["observation model"] == [{"total": 0.84, "val": 0.612}]
-    run.log.write_text(run.log.read_text() + "\nv002\n")
+    run.events.write_text(run.events.read_text().rsplit("\n", 1)[0] + "\n")  # the writer finishes
+    with train_events.recording(run.events):
+        train_events.emit("done", version="v002", seconds=12.5)
     run.rc_file.write_text("0\n")
     pr = training.progress(run)
     assert not pr.running and pr.returncode == 0 and pr.version == "v002" and pr.fraction == 1.0
@@ -322,6 +324,9 @@ def test_background_training_makes_a_new_version(built: BuiltHome) -> None:
     pr = training.progress(run)
     assert pr.returncode == 0, run.log.read_text()[-2000:]
     assert pr.version is not None and pr.version != built.version
+    kinds = [e["event"] for e in train_events.read(run.events)]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "stage_end" in kinds
+    assert 1 <= len(training.curves(run)["jepa"]) <= 2  # one row per epoch actually trained
     assert pr.version in registry.versions(built.home, "cstr")
     assert (
         registry.active_version(built.home, "cstr") == built.version

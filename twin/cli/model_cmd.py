@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +13,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from twin import train_events
 from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
 from twin.errors import BadInput
 from twin.paths import Home
@@ -83,6 +86,13 @@ def train_cmd(
         ),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events",
+            help="Append training progress as JSON lines to this file (twin.train_events).",
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Train a new twin version from the plant's history; prints the new version id last."""
@@ -105,7 +115,15 @@ def train_cmd(
     if false_alarm is not None:
         cfg = replace(cfg, ood_false_alarm=false_alarm)
     h = home_of(home)
-    version = train_plant(h, spec, model_cfg, data_cfg, cfg)
+    with train_events.recording(events):
+        train_events.emit("start", plant=spec.name, pid=os.getpid())
+        try:
+            version = train_plant(h, spec, model_cfg, data_cfg, cfg)
+        except Exception as exc:
+            train_events.emit("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        seconds = registry.load_checkpoint(h, spec, version)["card"]["training"]["seconds"]
+        train_events.emit("done", version=version, seconds=seconds)
     card = registry.load_checkpoint(h, spec, version)["card"]
     err.print(evaluation_table(card["evaluation"], f"{spec.name} {version} (held-out block)"))
     active = registry.active_version(h, spec)
