@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "twin.cli.demo_cmd",
     "twin.cli.fleet_cmd",
     "twin.cli.historian_cmd",
+    "twin.cli.retrain_cmd",
 )
 
 app = typer.Typer(

@@ -50,6 +50,7 @@ class DriftMonitor:
         self._rmse: dict[str, list[float]] = {}
         self._seen = 0
         self._pending: list[_Pending] = []
+        self._onset: datetime | None = None  # first prediction since the CUSUMs were last at 0
         # (newest sample time, CV values) at each interval: what happened, one per interval.
         self._ticks: deque[tuple[datetime, dict[str, float | None]]] = deque(maxlen=4 * HORIZON)
 
@@ -67,12 +68,18 @@ class DriftMonitor:
             self._seen = max(self._seen, r.id)
         for p in self._matured():
             errors = self._score(p)
-            if self.state.update(errors, ood_ratio):
-                self._fire()
+            fired = self.state.update(errors, ood_ratio)
+            if max(self.state.one_step, self.state.multi_step) <= 0:
+                self._onset = None
+            elif self._onset is None:
+                self._onset = p.data_ts
+            if fired:
+                self._fire(ts)
 
     def _start(self, version: str | None) -> None:
         self.version, self.state = version, DriftState(self.config)
         self._pending, self._ticks = [], deque(maxlen=4 * HORIZON)
+        self._onset = None
         self.alarms.condition("model_drift", {})
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}
 
@@ -94,12 +101,22 @@ class DriftMonitor:
         actual = {cv: [v.get(cv) for v in after] for cv in predicted}
         return normalised_errors(predicted, actual, self._rmse)
 
-    def _fire(self) -> None:
-        evidence = {"model_version": self.version, **self.state.evidence()}
+    def _fire(self, now: datetime) -> None:
+        from twin.maintain.retrain import retrain_command
+
+        onset = self._onset or now
+        evidence = {
+            "model_version": self.version,
+            **self.state.evidence(),
+            "data_ts": now.isoformat(),
+            "onset_ts": onset.isoformat(),
+            "retrain": retrain_command(self.spec.name, onset),
+        }
         message = (
             f"twin {self.version}: live prediction errors exceed its held-out figures "
             f"(one-step CUSUM {self.state.one_step:.1f}, multi-step {self.state.multi_step:.1f}"
-            f" >= {self.config.threshold:g}); retraining recommended"
+            f" >= {self.config.threshold:g}) since about {onset:%Y-%m-%d %H:%M} plant time; "
+            f"retraining recommended: {evidence['retrain']}"
         )
         log.warning(message)
         self.alarms.condition("model_drift", {None: message})

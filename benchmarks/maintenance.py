@@ -1,0 +1,410 @@
+"""Model maintenance end to end: drift -> alarm -> retrain on live history -> shadow -> gated
+promotion, on each built-in plant, through `twin serve` against `twin sim` (real processes,
+real OPC-UA, real historian and state store on disk).
+
+Per plant and seed:
+  1. v1 is trained on generated PRBS history of the clean plant (twin.train_presets configs).
+  2. Drift run: `twin sim --speed 50 --scenario <growing drift>` (clean for 30 plant minutes, then
+     the drift grows for 2 h and stays) with `twin serve --mode auto`; the cost right after
+     deployment is the tracking cost over plant minutes [10, 30]; the same-length rolling cost
+     then shows when it has doubled; the drift alarm's plant time comes from its event.
+  3. While v1 keeps controlling, `twin retrain PLANT --since <the event's onset>` trains v2 on
+     the live history the runtime recorded (closed-loop data included).
+  4. `twin serve --mode supervised --shadow v2` (nothing approved: the plant holds) scores both
+     twins on the live window; `twin models promote --gated` promotes v2 only if it beats v1.
+  5. `twin serve --mode auto` with the active twin: cost over the same-length window.
+  6. Quiet run: the same length as the drift run without drift (no scenario), v1: drift alarms.
+Cost: benchmarks/_serveloop_core.tracking_cost (the spec's setpoints and weights), per sample.
+
+    python benchmarks/maintenance.py [--plants cstr,four_tank] [--seeds 0] [--speed 50]
+Prints a table and writes benchmarks/results/maintenance.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _serveloop_core import _start, _stop, _tail, free_port, tracking_cost  # noqa: E402
+
+from twin.paths import Home  # noqa: E402
+from twin.spec import PLANTS_DIR, PlantSpec, load_spec  # noqa: E402
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+DRIFT = {"cstr": "fouling_growth", "four_tank": "pump_wear_growth"}
+ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Lengths in plant minutes, speeds, training budget and the promotion gate."""
+
+    speed: float = 50.0
+    warmup_min: float = 10.0
+    baseline_min: float = 20.0
+    """The cost right after deployment: plant minutes [warmup, warmup + baseline]."""
+    drift_run_min: float = 165.0
+    """Plant minutes of the drift run (the drift grows from 30 to 150 and then stays)."""
+    hours: float = 4.0
+    """Generated history v1 is trained on."""
+    train_seconds: float = 60.0
+    quick: bool = False
+    shadow_steps: int = 24
+    margin: float = 0.1
+    min_intervals: int = 10
+    staleness_s: float = 120.0
+    quiet: bool = True
+    """Also run the equal stretch without drift."""
+    after: bool = True
+    """Run the active twin again after the promotion step and measure its cost."""
+    scenario: str | None = None
+    """Drift scenario (default: the plant's growing drift, DRIFT)."""
+    after_alarm_min: float | None = None
+    """End the drift run this many plant minutes after the alarm (None: at drift_run_min)."""
+
+
+class _Done(Exception):
+    """The chain stops early (no after-promotion run)."""
+
+
+def spec_on_free_ports(plant: str, folder: Path, staleness_s: float) -> PlantSpec:
+    """The built-in plant's spec on free ports, its simulator by path, a wider staleness
+    (plant seconds: at 50x the default 30 s is 0.6 s of wall time on a shared machine)."""
+    text = (PLANTS_DIR / plant / "plant.toml").read_text(encoding="utf-8")
+    text = re.sub(r"opc\.tcp://127\.0\.0\.1:\d+/", f"opc.tcp://127.0.0.1:{free_port()}/", text)
+    text = re.sub(r"^port = \d+$", f"port = {free_port()}", text, flags=re.M)
+    text = re.sub(r"^max_staleness_s = .*$", f"max_staleness_s = {staleness_s}", text, flags=re.M)
+    text += f'\n[simulator]\nfile = "{PLANTS_DIR / plant / "simulator.py"}"\n'
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plant.toml").write_text(text, encoding="utf-8")
+    return load_spec(folder / "plant.toml")
+
+
+def twin(*args: str) -> list[str]:
+    return [sys.executable, "-m", "twin.cli", *args]
+
+
+def run_cli(*args: str, log: Path) -> str:
+    """A `twin` command to completion; its stdout (stderr goes to the log)."""
+    with log.open("ab") as err:
+        out = subprocess.run(twin(*args), stdout=subprocess.PIPE, stderr=err,
+                             env={**os.environ, **ENV}, check=False)  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"twin {' '.join(args)} failed ({out.returncode}):\n{_tail(log)}")
+    return out.stdout.decode()
+
+
+def train_v1(spec: PlantSpec, home: Home, setup: Setup, seed: int) -> str:
+    """The deployed twin: `twin train`'s configs on generated history of the clean plant."""
+    from twin.generate import generate
+    from twin.train import train_plant
+    from twin.train_presets import train_configs
+
+    long = generate(spec, setup.hours, "prbs", seed=100 + seed, progress=False,
+                    start=START - timedelta(hours=setup.hours + 1))  # fmt: skip
+    frame = long.pivot_table(index="ts", columns="tag", values="value", aggfunc="last")
+    model, data, cfg = train_configs(device="cpu", seed=seed, quick=setup.quick,
+                                     max_seconds=setup.train_seconds)  # fmt: skip
+    cfg = replace(cfg, progress=False)
+    return train_plant(home, spec, model, data, cfg, frame=frame)
+
+
+class Plant:
+    """One `twin sim` for the whole chain (the drift keeps its plant clock across phases)."""
+
+    def __init__(self, spec: PlantSpec, run: Path, scenario: str | None, seed: int, speed: float):
+        self.spec, self.run, self.speed = spec, run, speed
+        op = int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0])  # type: ignore[union-attr]
+        mb = spec.source.modbus.port  # type: ignore[union-attr]
+        args = ["sim", str(spec.path), "--opcua-port", str(op), "--modbus-port", str(mb),
+                "--speed", str(speed), "--seed", str(seed), "--start", START.isoformat()]  # fmt: skip
+        if scenario:
+            args += ["--scenario", scenario]
+        self.log = run / "sim.log"
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = _start(twin(*self.args), self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+def serve(
+    spec: PlantSpec, home: Home, log: Path, mode: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    os.environ.update(ENV)
+    return _start(twin("serve", str(spec.path), "--mode", mode, "--home", str(home.root), *extra), log)  # fmt: skip
+
+
+def plant_time(home: Home, spec: PlantSpec) -> datetime | None:
+    from twin.state import Store
+
+    with Store.open(home) as store:
+        s = store.get_status(spec.name)
+    return None if s is None else s.last_sample_ts
+
+
+def wait_plant(home: Home, spec: PlantSpec, until: datetime, proc: subprocess.Popen[bytes],
+               log: Path, wall_limit: float, after_alarm_min: float | None = None) -> None:  # fmt: skip
+    """Until the plant clock reaches `until` (or `after_alarm_min` past a drift alarm)."""
+    deadline = time.monotonic() + wall_limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"twin serve exited ({proc.returncode}):\n{_tail(log)}")
+        t = plant_time(home, spec)
+        if t is not None and t >= until:
+            return
+        if t is not None and after_alarm_min is not None:
+            events, _ = drift_events(home, spec)
+            fired = [datetime.fromisoformat(e["what"]["data_ts"]) for e in events]
+            if fired and t >= fired[0] + timedelta(minutes=after_alarm_min):
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"plant clock did not reach {until} in {wall_limit:.0f} s\n{_tail(log)}")
+
+
+def wait_new_data(home: Home, spec: PlantSpec, before: datetime, proc: subprocess.Popen[bytes],
+                  log: Path) -> datetime:  # fmt: skip
+    """The plant time of the first sample a (re)started runtime ingested after `before`."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"twin serve exited ({proc.returncode}):\n{_tail(log)}")
+        t = plant_time(home, spec)
+        if t is not None and t > before:
+            return t
+        time.sleep(0.2)
+    raise RuntimeError(f"no new data after {before} in 120 s\n{_tail(log)}")
+
+
+def history(home: Home, spec: PlantSpec):  # type: ignore[no-untyped-def]
+    from twin.historian import Historian
+
+    with Historian(home.historian_dir(spec.name)) as h:
+        first, last = h.time_range()
+        return h.read(first, last + timedelta(seconds=1))
+
+
+def per_sample(frame, spec: PlantSpec, t0: datetime, t1: datetime) -> float:  # type: ignore[no-untyped-def]
+    c = tracking_cost(frame, spec, t0, t1)
+    return c["cost"] / max(c["samples"], 1.0)
+
+
+def drift_events(home: Home, spec: PlantSpec) -> tuple[list[dict[str, Any]], int]:
+    """retrain_recommended events and the number of model_drift alarms raised."""
+    from twin import audit
+    from twin.state import Store
+
+    with Store.open(home) as store:
+        events = audit.entries(store, plant=spec.name, kind="retrain_recommended")
+        alarms = [a for a in store.alarm_history(spec.name) if a.kind == "model_drift"]
+    return events, len(alarms)
+
+
+def minutes(ts: datetime) -> float:
+    return (ts - START).total_seconds() / 60.0
+
+
+def first_doubling(frame, spec: PlantSpec, base: float, setup: Setup, t_from: datetime, t_end: datetime) -> datetime | None:  # type: ignore[no-untyped-def]  # fmt: skip
+    """First plant time at which the cost over the preceding baseline-length window is >= 2x."""
+    width = timedelta(minutes=setup.baseline_min)
+    step = timedelta(seconds=spec.plant.control_interval_s)
+    t = t_from + width
+    while t <= t_end:
+        if per_sample(frame, spec, t - width, t) >= 2.0 * base:
+            return t
+        t += step
+    return None
+
+
+def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The whole drift-to-retrain chain on one plant; the result row."""
+    from twin import registry
+    from twin.serve.shadow import score
+    from twin.state import Store
+
+    run = root / f"{plant}-s{seed}"
+    shutil.rmtree(run, ignore_errors=True)
+    spec = spec_on_free_ports(plant, run / "spec", setup.staleness_s)
+    home = Home.at(run / "home")
+    scenario = setup.scenario or DRIFT[plant]
+    row: dict[str, Any] = {"plant": plant, "seed": seed, "scenario": scenario}
+    t0 = time.monotonic()
+    v1 = train_v1(spec, home, setup, seed)
+    row["v1"], row["v1_train_wall_s"] = v1, round(time.monotonic() - t0, 1)
+    log(f"[{plant} s{seed}] v1 {v1} trained in {row['v1_train_wall_s']} s")
+    quiet_home = Home.at(run / "quiet")
+    shutil.copytree(home.models_dir(spec.name), quiet_home.models_dir(spec.name))
+
+    sim = Plant(spec, run, scenario, seed, setup.speed)
+    slog = run / "serve-drift.log"
+    proc = serve(spec, home, slog, "auto")
+    end = START + timedelta(minutes=setup.drift_run_min)
+    wall = 120 + 2 * setup.drift_run_min * 60 / setup.speed
+    try:
+        time.sleep(3)
+        sim.start()
+        wait_plant(home, spec, end, proc, slog, wall, setup.after_alarm_min)
+        end = plant_time(home, spec) or end  # the drift run ends here; retraining reads up to it
+        events, _ = drift_events(home, spec)
+        v2 = None
+        if events:  # 3. retrain while v1 keeps controlling
+            since = events[0]["what"]["onset_ts"]
+            t1 = time.monotonic()
+            v2 = run_cli("retrain", str(spec.path), "--since", since, "--until", end.isoformat(), "--seed", str(seed),
+                         "--max-seconds", str(setup.train_seconds), *(["--quick"] if setup.quick else []),
+                         "--home", str(home.root), log=run / "retrain.log").strip().splitlines()[-1]  # fmt: skip
+            row["retrain_wall_s"] = round(time.monotonic() - t1, 1)
+            log(f"[{plant} s{seed}] v2 {v2} retrained since {since} in {row['retrain_wall_s']} s")
+    except RuntimeError as exc:  # a failed retraining is a figure too
+        row["error"] = repr(exc)[-2000:]
+    finally:
+        _stop(proc)
+    frame = history(home, spec)
+    events, alarms = drift_events(home, spec)
+    w0 = START + timedelta(minutes=setup.warmup_min)
+    base = per_sample(frame, spec, w0, w0 + timedelta(minutes=setup.baseline_min))
+    drift_end = end
+    doubled = first_doubling(frame, spec, base, setup, w0, drift_end)
+    alarm_ts = datetime.fromisoformat(events[0]["what"]["data_ts"]) if events else None
+    row.update(
+        baseline_cost=base,
+        drift_alarms=alarms,
+        alarm_min=None if alarm_ts is None else minutes(alarm_ts),
+        onset_min=None if not events else minutes(datetime.fromisoformat(events[0]["what"]["onset_ts"])),
+        cost_doubled_min=None if doubled is None else minutes(doubled),
+        cost_at_alarm_ratio=None if alarm_ts is None else per_sample(
+            frame, spec, alarm_ts - timedelta(minutes=setup.baseline_min), alarm_ts) / base,
+        cost_drifted_ratio=per_sample(frame, spec, drift_end - timedelta(minutes=setup.baseline_min), drift_end) / base,
+        retrain_command=None if not events else events[0]["what"].get("retrain"),
+    )  # fmt: skip
+    row["alarm_before_doubling"] = alarm_ts is not None and (doubled is None or alarm_ts < doubled)
+    try:
+        if v2 is not None:  # 4. shadow, then the gate
+            slog = run / "serve-shadow.log"
+            proc = serve(
+                spec, home, slog, "supervised", "--shadow", v2, "--steps", str(setup.shadow_steps)
+            )
+            if (
+                proc.wait(
+                    120 + 3 * setup.shadow_steps * spec.plant.control_interval_s / setup.speed
+                )
+                != 0
+            ):
+                raise RuntimeError(_tail(slog))
+            with Store.open(home) as store:
+                row["shadow"] = score(home, spec, store, v2).to_dict()
+            out = subprocess.run(twin("models", "promote", str(spec.path), v2, "--gated", "--margin", str(setup.margin),
+                                      "--min-intervals", str(setup.min_intervals), "--home", str(home.root)),
+                                 capture_output=True, text=True, env={**os.environ, **ENV})  # fmt: skip
+            row["promotion"] = (out.stdout + out.stderr).strip()[-600:]
+            row["promoted"] = registry.active_version(home, spec) == v2
+            row["v2"] = v2
+            if not setup.after:
+                raise _Done
+            # 5. the active twin controls again: cost over the same-length window
+            before = plant_time(home, spec) or end
+            slog = run / "serve-after.log"
+            proc = serve(spec, home, slog, "auto")
+            now = wait_new_data(home, spec, before, proc, slog)
+            a0 = now + timedelta(minutes=setup.warmup_min)
+            a1 = a0 + timedelta(minutes=setup.baseline_min)
+            wait_plant(
+                home, spec, a1, proc, slog, 120 + 3 * (a1 - now).total_seconds() / setup.speed
+            )
+            _stop(proc)
+            frame = history(home, spec)
+            row["after_cost_ratio"] = per_sample(frame, spec, a0, a1) / base
+            row["after_window_min"] = [minutes(a0), minutes(a1)]
+    except _Done:
+        pass
+    except Exception as exc:  # the figures so far still count; the failure is in the row
+        row["error"] = repr(exc)[-2000:]
+    finally:
+        _stop(proc)
+        sim.stop()
+    if setup.quiet:  # 6. the equal stretch without drift
+        qsim = Plant(spec, run, None, seed, setup.speed)
+        qlog = run / "serve-quiet.log"
+        proc = serve(spec, quiet_home, qlog, "auto")
+        try:
+            time.sleep(3)
+            qsim.start()
+            wait_plant(quiet_home, spec, end, proc, qlog, wall)
+        finally:
+            _stop(proc)
+            qsim.stop()
+        qevents, qalarms = drift_events(quiet_home, spec)
+        qframe = history(quiet_home, spec)
+        row["quiet_alarms"], row["quiet_events"] = qalarms, len(qevents)
+        row["quiet_cost_ratio"] = (
+            per_sample(qframe, spec, end - timedelta(minutes=setup.baseline_min), end) / base
+        )
+        row["quiet_minutes"] = minutes(end)
+    row["wall_s"] = round(time.monotonic() - t0, 1)
+    return row
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3g}" if math.isfinite(v) else "nan"
+    return str(v)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    cols = ["plant", "seed", "baseline_cost", "onset_min", "alarm_min", "cost_doubled_min",
+            "cost_at_alarm_ratio", "cost_drifted_ratio", "alarm_before_doubling", "quiet_alarms",
+            "shadow_improvement", "promoted", "after_cost_ratio"]  # fmt: skip
+    print(" | ".join(cols))
+    for r in rows:
+        r = {**r, "shadow_improvement": (r.get("shadow") or {}).get("improvement")}
+        print(" | ".join(_fmt(r.get(c)) for c in cols))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--plants", default="cstr,four_tank")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--speed", type=float, default=50.0)
+    p.add_argument("--train-seconds", type=float, default=60.0)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maintenance.json"))
+    p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "twin-maintenance"))
+    args = p.parse_args(argv)
+    setup = Setup(speed=args.speed, train_seconds=args.train_seconds)
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    for plant in args.plants.split(","):
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            try:
+                rows.append(chain(plant, seed, setup, Path(args.root)))
+            except Exception as exc:  # a failed chain is a row too
+                rows.append({"plant": plant, "seed": seed, "error": repr(exc)[-2000:]})
+            out.write_text(json.dumps({"setup": asdict(setup), "rows": rows,
+                                       "at": datetime.now(UTC).isoformat()}, indent=2, default=str))  # fmt: skip
+            print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The model-maintenance chain, shortened, on the cstr: `twin serve --mode auto` against
+`twin sim --speed 50` with jacket fouling (UA -15 % over 10 plant minutes), the drift alarm and
+its retrain_recommended event, `twin retrain` on the live history the runtime recorded, the
+candidate in `twin serve --shadow`, and `twin models promote --gated` deciding on the shadow
+score. The same chain as benchmarks/maintenance.py (tiny twins, one plant, no quiet run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from twin import audit, registry
+from twin.paths import Home
+from twin.serve.shadow import gate
+from twin.spec import load_spec
+from twin.state import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench() -> ModuleType:
+    """benchmarks/maintenance.py (by path: this test folder is a package of the same name)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_maintenance", ROOT / "benchmarks" / "maintenance.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+maintenance = _bench()
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.mark.timeout(420)
+def test_drift_alarm_retrain_shadow_and_gated_promotion(tmp_path: Path) -> None:
+    setup = maintenance.Setup(quick=True, hours=2.0, train_seconds=10, drift_run_min=90,
+                              scenario="fouling_15", shadow_steps=16,
+                              min_intervals=3, margin=0.0, quiet=False, after=False, speed=100.0,
+                              after_alarm_min=45)  # fmt: skip
+    row = maintenance.chain("cstr", 0, setup, tmp_path)
+    home = Home.at(tmp_path / "cstr-s0" / "home")
+    spec = load_spec("cstr")
+
+    # The alarm fired after the fouling began (minute 5), with its event and evidence.
+    assert row["drift_alarms"] == 1, row
+    assert row["onset_min"] is not None and row["alarm_min"] > 5.0
+    with Store.open(home) as store:
+        (event,) = audit.entries(store, plant="cstr", kind="retrain_recommended")
+        (trained,) = audit.entries(store, plant="cstr", kind="model_retrain")
+        shadow_rows = store.list_shadow("cstr", row["v2"])
+        promotions = audit.entries(store, plant="cstr", kind="model_promote")
+    evidence = event["what"]
+    assert evidence["model_version"] == row["v1"] == "v001"
+    assert evidence["multi_step_cusum"] >= 12 or evidence["one_step_cusum"] >= 12
+    assert evidence["retrain"].startswith("twin retrain cstr --since ")
+
+    # v2 was trained on the live window the event named, not on the generated history.
+    assert row["v2"] != row["v1"] and row["v2"] in {
+        m["version"] for m in registry.list_models(home, spec)
+    }
+    what = trained["what"]
+    assert what["version"] == row["v2"] and what["active_version"] == row["v1"]
+    assert datetime.fromisoformat(what["start"]) >= datetime.fromisoformat(evidence["onset_ts"])
+    assert datetime.fromisoformat(what["start"]) >= maintenance.START  # live, not generated
+    assert what["samples"] > 100 and what["trigger"]["seq"] == event["seq"]
+
+    # The shadow run planned beside v1 and was scored on the live window.
+    assert shadow_rows and all(r.active_version == row["v1"] for r in shadow_rows)
+    score = row["shadow"]
+    assert score["scored"] >= 1 and score["active_versions"] == [row["v1"]]
+
+    # The gate decided on that score: promoted exactly when it passes, audited either way.
+    from twin.serve.shadow import ShadowScore
+
+    reasons = gate(ShadowScore(**{k: v for k, v in score.items() if k != "improvement"}),
+                   row["v1"], setup.margin, setup.min_intervals)  # fmt: skip
+    assert row["promoted"] == (not reasons), (reasons, row["promotion"])
+    assert promotions[-1]["kind"] == (
+        "model_promote" if row["promoted"] else "model_promote_refused"
+    )
+    active = registry.active_version(home, spec)
+    assert active == (row["v2"] if row["promoted"] else row["v1"])

@@ -1,0 +1,1 @@
+"""Model maintenance: retraining a twin on the live history its runtime recorded."""
