@@ -15,6 +15,7 @@ from rich.table import Table
 
 from twin import train_events
 from twin.cli.common import HomeOption, PlantArg, home_of, spec_of
+from twin.cli.model_tables import bands_table, evaluation_table, fmt, monitors_table, ood_table
 from twin.errors import BadInput
 from twin.paths import Home
 from twin.spec import PlantSpec
@@ -23,33 +24,6 @@ console = Console()
 err = Console(stderr=True)
 
 QUICK_HELP = "Tiny model and a few seconds of training (smoke tests and demos)."
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
-def evaluation_table(report: dict, title: str) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    table.add_column("model")
-    for h in report["horizons"]:
-        table.add_column(f"NRMSE h{h}", justify="right")
-    for name, res in report["models"].items():
-        table.add_row(name, *[_fmt(res["nrmse"].get(str(h))) for h in report["horizons"]])
-    return table
-
-
-def monitors_table(monitors: dict) -> Table:
-    table = Table(title="monitors", box=box.SIMPLE_HEAD)
-    table.add_column("monitor")
-    table.add_column("value", justify="right")
-    for k, v in monitors.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"h{h}: {x:.2f}" for h, x in v.items())
-        elif isinstance(v, float):
-            v = f"{v:.4g}"
-        table.add_row(k, str(v))
-    return table
 
 
 def train_cmd(
@@ -176,38 +150,6 @@ def evaluate_cmd(
     console.print(monitors_table(report["monitors"]))
 
 
-def bands_table(report: dict) -> Table:
-    bands = report["bands"]
-    lo, hi = bands["band"]
-    table = Table(
-        title=f"calibrated {lo:.0%}-{hi:.0%} band: coverage (pinball, CV std units)",
-        box=box.SIMPLE_HEAD,
-    )
-    table.add_column("CV")
-    hs = [str(h) for h in report["horizons"]]
-    for h in hs:
-        table.add_column(f"h{h}", justify="right")
-    for cv in bands["coverage"][hs[0]]:
-        table.add_row(
-            cv, *[f"{bands['coverage'][h][cv]:.2f} ({bands['pinball'][h][cv]:.3f})" for h in hs]
-        )
-    return table
-
-
-def ood_table(ood: dict) -> Table:
-    table = Table(
-        title=f"OOD gate: {ood['false_alarm']:.2%} false alarms on held-out windows "
-        f"(calibrated for {ood['false_alarm_target']:.0%})",
-        box=box.SIMPLE_HEAD,
-    )
-    table.add_column("synthetic fault")
-    table.add_column("size")
-    table.add_column("detected within 5 intervals", justify="right")
-    for kind, rate in ood["detection"].items():
-        table.add_row(kind, ood["faults"][kind], f"{rate:.0%}")
-    return table
-
-
 def models_cmd(
     first: Annotated[
         str,
@@ -285,10 +227,10 @@ def models_cmd(
             r["version"],
             "*" if r["active"] else "",
             (r["created"] or "")[:19],
-            _fmt(n.get("jepa", {}).get("1")),
-            _fmt(n.get("jepa", {}).get("10")),
-            _fmt(min(base) if base else None),
-            _fmt(r["monitors"].get("effective_rank")),
+            fmt(n.get("jepa", {}).get("1")),
+            fmt(n.get("jepa", {}).get("10")),
+            fmt(min(base) if base else None),
+            fmt(r["monitors"].get("effective_rank")),
             str(r["train_seconds"]),
         )
     console.print(table)
@@ -367,7 +309,7 @@ def shadow_report(h: Home, rest: list[str], as_json: bool) -> None:
     table.add_column("figure")
     table.add_column("value")
     for k, v in result.items():
-        table.add_row(k, _fmt(v) if isinstance(v, float) else str(v))
+        table.add_row(k, fmt(v) if isinstance(v, float) else str(v))
     console.print(table)
 
 
