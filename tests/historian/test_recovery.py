@@ -14,8 +14,8 @@ from twin.sample import Sample
 
 def _crash(h: Historian) -> None:
     """Drop a writer without flushing or cleaning up, as SIGKILL would (the kernel frees the lock)."""
-    h._stop.set()
-    h._writer._lock.release()
+    h._appender._stop.set()
+    h._appender.writer._lock.release()
 
 
 def test_segment_written_but_not_in_manifest_is_adopted(folder, monkeypatch):
@@ -27,7 +27,7 @@ def test_segment_written_but_not_in_manifest_is_adopted(folder, monkeypatch):
     def die(*args, **kwargs):
         raise KeyboardInterrupt  # killed between the segment rename and the manifest update
 
-    monkeypatch.setattr(h._writer.layout, "write_manifest", die)
+    monkeypatch.setattr(h.layout, "write_manifest", die)
     with pytest.raises(KeyboardInterrupt):
         h.flush()
     _crash(h)
@@ -93,7 +93,7 @@ def test_read_retries_when_a_merge_removes_its_segments_mid_read(folder, monkeyp
         calls.append(list(paths))
         if len(calls) == 1:
             writer.compact()  # between the manifest read and the file reads: the listed files go
-            writer._writer.empty_trash()
+            writer._appender.writer.empty_trash()
         return real_read(paths, *args)
 
     monkeypatch.setattr(reader_module, "read_segments", compact_then_read)

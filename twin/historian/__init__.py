@@ -1,4 +1,4 @@
-"""Embedded time-series historian: Parquet segments per plant and UTC day, read through DuckDB."""
+"""Embedded time-series historian: Parquet segments per plant and UTC day (docs/historian.md)."""
 
 from twin.historian.config import HistorianConfig
 from twin.historian.historian import Historian

@@ -92,7 +92,6 @@ def _on_snapshot(
 
 def read_columns(
     layout: Layout,
-    con: duckdb.DuckDBPyConnection,
     start_us: int | None,
     end_us: int | None,
     tag_ids: Sequence[int] | None,
