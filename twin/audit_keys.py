@@ -25,8 +25,10 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +54,11 @@ class AuditFiles:
     anchor: Path | None
     """Anchor file; None: heads are not anchored."""
 
+    @cached_property
+    def ring(self) -> Keyring | None:
+        """The key ring (one object per AuditFiles: every append of a store asks for it)."""
+        return Keyring(self.keys_dir) if self.keys_dir is not None else None
+
     @classmethod
     def of_home(cls, home: Home) -> AuditFiles:
         return cls(home.keys_dir, home.audit_anchor)
@@ -66,7 +73,19 @@ class AuditFiles:
 
 def entry_mac(key: bytes, key_id: str, entry_hash: str) -> str:
     """HMAC-SHA256 of an entry's hash; the key id is inside, so a MAC cannot move between keys."""
-    return hmac.digest(key, f"{key_id}:{entry_hash}".encode(), "sha256").hex()
+    h = _keyed(key).copy()  # the key's HMAC state, set up once per key, not once per entry
+    h.update(f"{key_id}:{entry_hash}".encode())
+    return h.hexdigest()
+
+
+_keyed_states: dict[bytes, hmac.HMAC] = {}
+
+
+def _keyed(key: bytes) -> hmac.HMAC:
+    state = _keyed_states.get(key)
+    if state is None:
+        state = _keyed_states[key] = hmac.new(key, digestmod=hashlib.sha256)
+    return state
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -147,28 +166,33 @@ class _AnchorWriter:
     """Appends lines with one write(2) each to an O_APPEND descriptor kept open per file.
 
     The descriptor is reopened when the file it points to has lost its last name (deleted, or
-    replaced by a rename), so lines never go to a file nobody will read; that check is an
-    fstat of the open descriptor, not a path lookup per line.
+    replaced by a rename), so lines do not keep going to a file nobody will read. That check
+    (an fstat of the open descriptor) runs at most every `recheck_s` seconds, not per line:
+    a line costs one system call.
     """
+
+    recheck_s = 1.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: dict[Path, int] = {}
+        self._open: dict[Path, tuple[int, float]] = {}
 
     def write(self, path: Path, data: bytes) -> None:
         with self._lock:
-            os.write(self._fd(path), data)
+            fd, checked = self._open.get(path, (-1, 0.0))
+            now = time.monotonic()
+            if fd < 0 or now - checked > self.recheck_s:
+                fd = self._fd(path, fd)
+                self._open[path] = (fd, now)
+            os.write(fd, data)
 
-    def _fd(self, path: Path) -> int:
-        fd = self._open.get(path)
-        if fd is not None:
+    def _fd(self, path: Path, fd: int) -> int:
+        if fd >= 0:
             if os.fstat(fd).st_nlink > 0:
                 return fd
             os.close(fd)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._open[path] = fd
-        return fd
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
 _writer = _AnchorWriter()

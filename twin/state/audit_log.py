@@ -134,8 +134,8 @@ def append(
     }
     h = entry_hash(entry, prev)
     key_id = mac = None
-    if files.keys_dir is not None:
-        ring = Keyring(files.keys_dir)
+    ring = files.ring
+    if ring is not None:
         key_id = _signing_key(ring, tail)
         mac = entry_mac(ring.get(key_id), key_id, h)
     db.execute(
