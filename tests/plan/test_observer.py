@@ -1,6 +1,7 @@
 """The disturbance observer on the toy linear model, where the answers are exact: a constant
 disturbance the model does not know leaves no steady-state offset with it (and a known one
-without it), and the gains fitted on data are the Kalman gains of the data's noise."""
+without it), and the gains fitted on data (the pair that predicts held-out data best over the
+planner's horizon) are the Kalman gains of the data's noise."""
 
 from __future__ import annotations
 
@@ -62,13 +63,17 @@ def test_fitted_gains_are_the_kalman_gains_of_the_data() -> None:
     gains = fit_gains(model, np.column_stack([y, u]), samples_per_interval=1)
     expected = kalman_gain(q, r)
     assert 0.3 < expected < 0.5
+    # The latent state follows the walk at the Kalman gain (0.39; grid point 0.4); the output
+    # state, which would follow it twice, stays off.
     assert gains.latent[0] == pytest.approx(expected, abs=0.06)
-    assert gains.output[0] == pytest.approx(expected, abs=0.06)
+    assert gains.output[0] <= 0.05
     assert "held-out control intervals" in gains.source
     # White noise alone: no drift to follow, the gain is (close to) zero, or the floor.
     quiet = np.column_stack([B * u + rng.normal(scale=0.1, size=n), u])
-    assert fit_gains(model, quiet, 1).latent[0] < 0.1
-    assert fit_gains(model, quiet, 1, min_gain=0.2).latent[0] == pytest.approx(0.2)
+    off = fit_gains(model, quiet, 1)
+    assert off.latent[0] < 0.1 and off.output[0] < 0.1
+    floored = fit_gains(model, quiet, 1, min_gain=0.2)
+    assert floored.latent[0] == pytest.approx(0.2) and floored.output[0] == pytest.approx(0.2)
 
 
 def test_gains_round_trip_and_too_little_data_is_named() -> None:
@@ -77,5 +82,5 @@ def test_gains_round_trip_and_too_little_data_is_named() -> None:
     assert np.array_equal(back.latent, g.latent) and np.array_equal(back.output, g.output)
     assert back.source == "fitted"
     model = ToyLinearModel(np.zeros((1, 1)), np.array([[B]]), np.zeros(1), ["y"], ["u"])
-    with pytest.raises(ValueError, match="at least 6 control intervals"):
+    with pytest.raises(ValueError, match="at least 13 control intervals"):
         fit_gains(model, np.zeros((7, 2)), samples_per_interval=1)

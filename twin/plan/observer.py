@@ -1,7 +1,6 @@
 """Disturbance observer: offset-free planning under disturbances nobody measures.
 
-Two disturbance states, each a random walk seen through white noise, filtered by a steady-state
-Kalman gain per component:
+Two disturbance states, each a random walk filtered with a constant gain per component:
 
 - a latent disturbance b: the twin's one-interval prediction misses the freshly encoded latent,
   z_k = f(z_{k-1}, u_{k-1}) + b + noise. Rolled out as z_{j+1} = f(z_j, u_j) + b, a plant at
@@ -13,9 +12,11 @@ Kalman gain per component:
 Both are updated from measurement minus the *previous* prediction (the freshly encoded latent's
 own readout has already explained the disturbance away). At a closed-loop steady state the
 innovations vanish, so the prediction under "hold" equals the measurement and the planner's
-fixed point is the setpoint: no offset. The gains come from data (`fit_gains`): the one-step
-errors of the twin on its validation block, whose differenced autocovariances give the random
-walk's and the noise's variances (lag 0: Q + 2R, lag 1: -R).
+fixed point is the setpoint: no offset. The gains come from data (`fit_gains`): of a grid of
+gains, the pair whose observer predicts the twin's validation block best over the planner's
+horizon. (Gains from the one-step errors' autocovariances, as for a random walk in white noise,
+were tried first: a small twin's own errors are smooth in the state, look like a random walk,
+and drew gains near 1 that made the planner chase noise through the horizon.)
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class ObserverGains:
         return cls(np.asarray(d["latent"], float), np.asarray(d["output"], float), d["source"])
 
 
+LATENT_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+OUTPUT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 1.0)
+"""The gains tried (latent x output); the pair that predicts the held-out block best is kept."""
+
+
 def kalman_gain(q: float, r: float) -> float:
     """Steady-state gain of a random walk (increment variance q) seen through noise of variance r."""
     if q <= 0.0:
@@ -74,89 +80,123 @@ def kalman_gain(q: float, r: float) -> float:
     return p / (p + r)
 
 
-def _diff_moments(errors: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Sums of lag-0 and lag-1 products of the differenced errors (N, n), and their count."""
-    diff = np.diff(errors, axis=0)
-    return (diff * diff).sum(axis=0), (diff[1:] * diff[:-1]).sum(axis=0), len(diff) - 1
+def _chain(
+    model: WorldModel, values: np.ndarray, ends: np.ndarray, cv: list[int], mv: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One chain of decisions: fresh latents (N, D), MVs held k -> k+1 (N-1, n_mv), measured
+    CVs (N, n_cv)."""
+    w = int(model.window)
+    x = torch.as_tensor(np.stack([values[e - w : e] for e in ends]), dtype=torch.float32)
+    z = model.encode(torch.nan_to_num(x), torch.isfinite(x))
+    u = torch.as_tensor(values[ends[1:] - 1][:, mv], dtype=z.dtype)
+    y = torch.as_tensor(values[ends - 1][:, cv], dtype=z.dtype)
+    return z, u, y
 
 
-def _gains(lag0: np.ndarray, lag1: np.ndarray) -> np.ndarray:
-    """Kalman gains from mean lag-0 / lag-1 autocovariances of differenced errors.
-
-    Differencing removes any constant bias; the random walk's increments w and the noise v give
-    diff = w_k + v_k - v_{k-1}: autocovariance Q + 2R at lag 0 and -R at lag 1.
-    """
-    r = np.maximum(-lag1, 0.0)
-    q = np.maximum(lag0 - 2.0 * r, 0.0)
-    return np.array([kalman_gain(float(qi), float(ri)) for qi, ri in zip(q, r, strict=True)])
-
-
-def random_walk_gains(errors: np.ndarray) -> np.ndarray:
-    """Gain per column of consecutive one-step errors (N, n), N >= 4, no NaN."""
-    s0, s1, n = _diff_moments(errors)
-    return _gains(s0 / n, s1 / n)
+def _h_step_errors(
+    model: WorldModel,
+    z: torch.Tensor,
+    u: torch.Tensor,
+    y: torch.Tensor,
+    pairs: torch.Tensor,
+    horizon: int,
+) -> torch.Tensor:
+    """Squared H-step CV prediction errors (P, n_cv) summed over origins and steps, with the
+    observer of each gain pair (P, 2) filtering through the chain as it would in operation."""
+    n, p = len(z), len(pairs)
+    lz, ly = pairs[:, :1].to(z.dtype), pairs[:, 1:].to(z.dtype)
+    b = torch.zeros(p, z.shape[1], dtype=z.dtype)
+    d = (y[0] - model.readout(z[:1])[0][0]).expand(p, -1).clone()
+    bs, ds = [], []
+    for k in range(1, n):
+        zp = model.rollout(z[k - 1 : k].expand(p, -1), u[k - 1].expand(p, 1, -1))[:, 0] + b
+        b = b + lz * (z[k] - zp)
+        d = d + ly * (y[k] - model.readout(zp)[0] - d)
+        bs.append(b)
+        ds.append(d)
+    origins = n - 1 - horizon  # origin k = 1 .. n-1-horizon predicts y[k+1 .. k+horizon]
+    if origins < 1:
+        raise ValueError(f"need more than {horizon + 2} control intervals to fit the observer")
+    b_o = torch.stack(bs[:origins], dim=1).reshape(p * origins, -1)  # (P*O, D)
+    d_o = torch.stack(ds[:origins], dim=1)  # (P, O, n_cv)
+    zk = z[1 : 1 + origins].repeat(p, 1)
+    errors = torch.zeros(p, y.shape[1], dtype=z.dtype)
+    for j in range(horizon):
+        uj = u[1 + j : 1 + j + origins].repeat(p, 1)
+        zk = model.rollout(zk, uj[:, None])[:, 0] + b_o
+        y_hat = model.readout(zk)[0].reshape(p, origins, -1) + d_o
+        errors = errors + (y_hat - y[2 + j : 2 + j + origins]).square().sum(dim=1)
+    return errors
 
 
 def fit_gains(
-    model: WorldModel, values: np.ndarray, samples_per_interval: int, min_gain: float = 0.0
+    model: WorldModel,
+    values: np.ndarray,
+    samples_per_interval: int,
+    min_gain: float = 0.0,
+    horizon: int = 10,
+    phases: int | None = None,
 ) -> ObserverGains:
     """Identify the gains on held-out history (T, n_tags) on the sample grid, in the twin's tag
     order (the validation block: data the twin was not fitted to).
 
-    Decisions are taken every `samples_per_interval` samples on windows of `model.window`; the
-    MV held over each interval is the newest MV value of the next window, as in operation. Every
-    sample phase of the interval grid gives its own chain of decisions, and their moments are
-    pooled, so a short block still gives a steady estimate. The latent gain is one number for
-    every dimension (their variances pooled): per-dimension estimates from a validation block
-    are too noisy to trust. `min_gain` keeps a floor under every gain: with none, a twin whose
-    validation block shows no drift would turn the observer off, and offset-free control with it.
+    What the planner needs from the observer is a good prediction over its horizon, so that is
+    the criterion: the observer runs through the block decision by decision, as in operation
+    (the MV held over each interval is the newest MV value of the next window), and the gain
+    pair (LATENT_GRID x OUTPUT_GRID) whose H-step CV predictions miss the measurements least
+    (squared error in units of each CV's spread on the block) is kept. Gains that follow the
+    twin's own errors too eagerly amplify noise through the horizon and lose; gains that
+    ignore a persistent bias lose too. Decision chains start at `phases` sample phases of the
+    interval grid (default: every phase). `min_gain` keeps a floor under every gain: without it, a block with no
+    persistent error would turn the observer off, and offset-free control with it.
     """
-    w, spi = int(model.window), int(samples_per_interval)
+    spi = int(samples_per_interval)
     tags = list(model.tag_names)
     cv = [tags.index(n) for n in model.cv_names]
     mv = [tags.index(n) for n in model.mv_names]
-    moments: list[tuple[np.ndarray, np.ndarray, int]] = []
-    for phase in range(spi):
-        ends = np.arange(w + phase, len(values) + 1, spi)
-        if len(ends) < 6:
+    pairs = torch.tensor([(a, b) for a in LATENT_GRID for b in OUTPUT_GRID], dtype=torch.float64)
+    scale = np.nanstd(values[:, cv], axis=0)
+    scale = torch.as_tensor(np.where(scale > 0, scale, 1.0))
+    total, count = torch.zeros(len(pairs), len(cv), dtype=torch.float64), 0
+    starts = spi if phases is None else max(1, min(phases, spi))
+    for phase in sorted({(i * spi) // starts for i in range(starts)}):
+        ends = np.arange(int(model.window) + phase, len(values) + 1, spi)
+        if len(ends) < horizon + 3:
             continue
-        x = torch.as_tensor(np.stack([values[e - w : e] for e in ends]), dtype=torch.float32)
         with torch.inference_mode():
-            z = model.encode(torch.nan_to_num(x), torch.isfinite(x))  # (N, D)
-            u = torch.as_tensor(values[ends[1:] - 1][:, mv], dtype=z.dtype)  # held k -> k+1
-            z_pred = model.rollout(z[:-1], u[:, None])[:, 0]  # (N-1, D)
-            y_pred, _ = model.readout(z_pred)
-        e_z = (z[1:] - z_pred).double().numpy()
-        e_y = values[ends[1:] - 1][:, cv] - y_pred.double().numpy()
-        ok = np.all(np.isfinite(e_z), axis=1) & np.all(np.isfinite(e_y), axis=1)
-        # A gap joins two stretches: a rare, harmless outlier in the moments.
-        if int(ok.sum()) >= 4:
-            moments.append(_diff_moments(np.concatenate([e_z[ok], e_y[ok]], axis=1)))
-    if not moments:
+            z, u, y = _chain(model, values, ends, cv, mv)
+            if not (
+                torch.isfinite(z).all() and torch.isfinite(u).all() and torch.isfinite(y).all()
+            ):
+                continue  # a gap in this chain: the next phase may have none
+            errors = _h_step_errors(model, z, u, y, pairs, horizon)
+        total += errors.double() / scale.square()
+        count += (len(ends) - 2 - horizon) * horizon
+    if count == 0:
         raise ValueError(
-            f"need at least 6 control intervals of history to fit the observer, got "
-            f"{len(values) // max(spi, 1)}"
+            f"need at least {horizon + 3} control intervals of gap-free history to fit the "
+            f"observer, got {len(values) // max(spi, 1)}"
         )
-    count = sum(m[2] for m in moments)
-    lag0 = np.sum([m[0] for m in moments], axis=0) / count
-    lag1 = np.sum([m[1] for m in moments], axis=0) / count
-    d = len(lag0) - len(cv)
-    latent = _gains(np.array([lag0[:d].sum()]), np.array([lag1[:d].sum()]))
-    output = _gains(lag0[d:], lag1[d:])
+    best = int(torch.argmin(total.sum(dim=1)))
+    latent, output = (float(g) for g in pairs[best])
     return ObserverGains(
-        np.maximum(latent, min_gain),
-        np.maximum(output, min_gain),
-        f"fitted on {count} held-out control intervals",
+        np.array([max(latent, min_gain)]),
+        np.full(len(cv), max(output, min_gain)),
+        f"fitted on {count // horizon} held-out control intervals ({horizon}-interval "
+        f"prediction error)",
     )
 
 
 def fit_gains_on_series(model: WorldModel, series: PlantSeries) -> ObserverGains:
     """The gains a twin is saved with: fitted on its own validation block (data only, never
     a simulator), floored at MIN_GAIN."""
+    from twin.plan.settings import PlannerConfig
+
     lo, hi = series.blocks["val"]
     cols = [series.tag_names.index(n) for n in model.tag_names]
     values = series.raw[lo:hi][:, cols]
-    return fit_gains(model, values, series.spi, MIN_GAIN)
+    horizon = PlannerConfig().for_interval(series.spec.plant.control_interval_s).horizon
+    return fit_gains(model, values, series.spi, MIN_GAIN, horizon)
 
 
 @dataclass(frozen=True)
