@@ -196,9 +196,9 @@ def _scenarios() -> dict[str, Scenario]:
         ),
         "fouling_growth": Scenario(
             "fouling_growth",
-            "Unmeasured jacket fouling that grows: clean for 30 min, then UA falls 12% over 2 h "
+            "Unmeasured jacket fouling that grows: clean for 30 min, then UA falls 8% over 2 h "
             "and stays (model maintenance: drift, retrain, promote)",
-            disturbances={"ua_factor": ramp(m(30), m(150), 1.0, 0.88)},
+            disturbances={"ua_factor": ramp(m(30), m(150), 1.0, 0.92)},
         ),
         "fouling": Scenario(
             "fouling",

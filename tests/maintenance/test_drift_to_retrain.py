@@ -39,29 +39,31 @@ maintenance = _bench()
 
 pytestmark = [pytest.mark.slow]
 
+PLANT, SCENARIO, SPEED = "four_tank", "leak", 50.0
+
 
 @pytest.mark.timeout(420)
 def test_drift_alarm_retrain_shadow_and_gated_promotion(tmp_path: Path) -> None:
     setup = maintenance.Setup(quick=True, hours=2.0, train_seconds=10, drift_run_min=90,
-                              scenario="fouling_15", shadow_steps=16,
-                              min_intervals=3, margin=0.0, quiet=False, after=False, speed=100.0,
-                              after_alarm_min=45)  # fmt: skip
-    row = maintenance.chain("cstr", 0, setup, tmp_path)
-    home = Home.at(tmp_path / "cstr-s0" / "home")
-    spec = load_spec("cstr")
+                              scenario=SCENARIO, shadow_steps=16, min_intervals=3, margin=0.0,
+                              quiet=False, after=False, speed=SPEED, after_alarm_min=45)  # fmt: skip
+    row = maintenance.chain(PLANT, 0, setup, tmp_path)
+    home = Home.at(tmp_path / f"{PLANT}-s0" / "home")
+    spec = load_spec(PLANT)
 
-    # The alarm fired after the fouling began (minute 5), with its event and evidence.
+    # The alarm fired after the leak opened (minute 5), with its event and evidence.
     assert row["drift_alarms"] == 1, row
     assert row["onset_min"] is not None and row["alarm_min"] > 5.0
     with Store.open(home) as store:
-        (event,) = audit.entries(store, plant="cstr", kind="retrain_recommended")
-        (trained,) = audit.entries(store, plant="cstr", kind="model_retrain")
-        shadow_rows = store.list_shadow("cstr", row["v2"])
-        promotions = audit.entries(store, plant="cstr", kind="model_promote")
+        # the drift run's event first (the shadow run's runtime tests v1 afresh and may fire too)
+        event = audit.entries(store, plant=PLANT, kind="retrain_recommended")[0]
+        (trained,) = audit.entries(store, plant=PLANT, kind="model_retrain")
+        shadow_rows = store.list_shadow(PLANT, row["v2"])
+        promotions = audit.entries(store, plant=PLANT, kind="model_promote")
     evidence = event["what"]
     assert evidence["model_version"] == row["v1"] == "v001"
     assert evidence["multi_step_cusum"] >= 12 or evidence["one_step_cusum"] >= 12
-    assert evidence["retrain"].startswith("twin retrain cstr --since ")
+    assert evidence["retrain"].startswith(f"twin retrain {PLANT} --since ")
 
     # v2 was trained on the live window the event named, not on the generated history.
     assert row["v2"] != row["v1"] and row["v2"] in {

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twin.data import DataConfig
 from twin.errors import BadInput
 from twin.paths import Home
 from twin.spec import PlantSpec
@@ -58,6 +59,14 @@ def parse_since(text: str, newest: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
+def shortest_window(spec: PlantSpec, data_cfg: DataConfig) -> timedelta:
+    """The shortest history training accepts with these configs (its validation block must hold
+    a window plus the horizon), with 10 % to spare for gaps: a retraining window asked for
+    (a drift event's onset) is widened back to it."""
+    intervals = (data_cfg.window_intervals + data_cfg.horizon) / data_cfg.val_fraction
+    return timedelta(seconds=1.1 * intervals * spec.plant.control_interval_s)
+
+
 @dataclass(frozen=True)
 class Excitation:
     """How much the MVs moved in a training window (closed-loop data identifies worse)."""
@@ -90,6 +99,8 @@ class Retrained:
     plant: str
     version: str
     active_version: str | None
+    asked_start: datetime
+    """The start asked for; the window starts earlier when that left too little data."""
     start: datetime
     end: datetime
     samples: int
@@ -101,7 +112,8 @@ class Retrained:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["start"], out["end"] = self.start.isoformat(), self.end.isoformat()
+        for k in ("asked_start", "start", "end"):
+            out[k] = getattr(self, k).isoformat()
         return out
 
 
@@ -128,7 +140,10 @@ def retrain(
             f"plant {spec.name!r}: no live history in {home.historian_dir(spec.name)} to retrain"
             " on (run `twin serve` first)"
         )
-    start = parse_since(since, span[1]) if isinstance(since, str) else since
+    asked_start = parse_since(since, span[1]) if isinstance(since, str) else since
+    model_cfg, data_cfg, cfg = configs
+    end = min(until or span[1], span[1])
+    start = max(span[0], min(asked_start, end - shortest_window(spec, data_cfg)))
     frame = load_frame(home, spec, start, until)
     if frame.empty:
         raise BadInput(
@@ -137,7 +152,6 @@ def retrain(
         )
     exc = excitation(frame, spec)
     active = registry.active_version(home, spec)
-    model_cfg, data_cfg, cfg = configs
     version = train_plant(home, spec, model_cfg, data_cfg, cfg, frame=frame)
     step_test = None
     if exc.poor:
@@ -155,6 +169,7 @@ def retrain(
             plant=spec.name,
             version=version,
             active_version=active,
+            asked_start=asked_start,
             start=frame.index.min().to_pydatetime(),
             end=frame.index.max().to_pydatetime(),
             samples=len(frame),
