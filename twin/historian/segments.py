@@ -1,4 +1,5 @@
-"""Segment files: writing one atomically, and reading many through DuckDB.
+"""Segment files: writing one atomically (row groups cut at tag boundaries), and averaging
+many per time bin through DuckDB (rows are read by twin.historian.scan).
 
 A segment is a Parquet file of one UTC day, sorted by (tag_id, ts), each key once, with the
 columns ts (timestamp[us, UTC]), tag (dictionary-encoded name, so the file explains itself),
@@ -137,13 +138,3 @@ def query_bin_means(
 
 def _np(table: pa.Table, name: str, dtype: type) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy(), dtype=dtype)
-
-
-def _empty(with_prio: bool) -> Columns:
-    return Columns(
-        np.empty(0, np.int32),
-        np.empty(0, np.int64),
-        np.empty(0, np.float64),
-        np.empty(0, np.int8),
-        np.empty(0, np.int64) if with_prio else None,
-    )
