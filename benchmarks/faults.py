@@ -8,12 +8,15 @@ partial moves left unreconciled (must be 0), alarms raised where the case calls 
 
     python benchmarks/faults.py [--repeats N] [--case NAME ...]
 
-Prints a table and writes benchmarks/results/faults.json.
+Prints a table and writes benchmarks/results/faults.json after every case (a case's rows replace
+that case's earlier rows; the file is locked while it is merged, so several runs on disjoint
+cases may share it, and a long run that is stopped keeps the cases it finished).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import subprocess
 import sys
@@ -61,48 +64,59 @@ def summarise(name: str, runs: list[dict]) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--case", action="append", choices=list(CASES))
-    args = ap.parse_args()
-    names = args.case or list(CASES)
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="faults-bench-") as tmp_s:
-        tmp = Path(tmp_s)
-        spec = mixer.write_plant(tmp / "train" / "plant", "opc.tcp://127.0.0.1:4840/twin/")
-        models = train_tiny(tmp / "train" / "home", spec)
-        for name in names:
-            runs = []
-            for rep in range(args.repeats):
-                t0 = time.monotonic()
-                try:
-                    r = run_case(CASES[name], tmp / f"{name}-{rep}", models).to_dict()
-                except (
-                    AssertionError
-                ) as exc:  # the case could not be exercised: reported, not hidden
-                    r = {
-                        "unsafe_writes": 0,
-                        "partial_unreconciled": 0,
-                        "alarm_ok": False,
-                        "false_alarms": [],
-                        "resumed": False,
-                        "samples_published": 0,
-                        "samples_lost": 0,
-                        "problems": [],
-                        "error": str(exc).splitlines()[0],
-                    }
-                r["wall_s"] = round(time.monotonic() - t0, 1)
-                runs.append(r)
-                print(f"{name} #{rep}: {r['problems'] or r.get('error') or 'ok'}", flush=True)
-            rows.append(summarise(name, runs))
-    out = ROOT / "benchmarks" / "results" / "faults.json"
-    if args.case and out.exists():  # a rerun of some cases replaces just those in the table
-        kept = [c for c in json.loads(out.read_text())["cases"] if c["case"] not in names]
-        rows = sorted(kept + rows, key=lambda c: list(CASES).index(c["case"]))
-    table = Table(
-        title=f"fault injection, {args.repeats} repetition(s) per case, plant at {SPEED:g}x"
-    )
+OUT = ROOT / "benchmarks" / "results" / "faults.json"
+TOTALS = (
+    "unsafe_writes",
+    "partial_moves_unreconciled",
+    "alarms_expected",
+    "alarms_raised",
+    "samples_lost",
+)
+
+
+def save_case(row: dict, repeats: int) -> list[dict]:
+    """Merge one case's summary into the results file (under a lock); returns all cases."""
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with open(OUT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = []
+        if OUT.exists():
+            kept = [c for c in json.loads(OUT.read_text())["cases"] if c["case"] != row["case"]]
+        rows = sorted([*kept, row], key=lambda c: list(CASES).index(c["case"]))
+        data = {
+            "speed": SPEED,
+            "repeats": repeats,
+            "totals": {k: sum(c[k] for c in rows) for k in TOTALS},
+            "cases": rows,
+        }
+        tmp = OUT.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        tmp.replace(OUT)
+    return rows
+
+
+def run_repetition(name: str, tmp: Path, models: Path) -> dict:
+    t0 = time.monotonic()
+    try:
+        r = run_case(CASES[name], tmp, models).to_dict()
+    except AssertionError as exc:  # the case could not be exercised: reported, not hidden
+        r = {
+            "unsafe_writes": 0,
+            "partial_unreconciled": 0,
+            "alarm_ok": False,
+            "false_alarms": [],
+            "resumed": False,
+            "samples_published": 0,
+            "samples_lost": 0,
+            "problems": [],
+            "error": str(exc).splitlines()[0],
+        }
+    r["wall_s"] = round(time.monotonic() - t0, 1)
+    return r
+
+
+def print_table(rows: list[dict], repeats: int) -> None:
+    table = Table(title=f"fault injection, {repeats} repetition(s) per case, plant at {SPEED:g}x")
     for col in (
         "case",
         "reps",
@@ -126,31 +140,29 @@ def main() -> None:
             f"{s['passed']}/{s['repetitions']}",
         )
     Console().print(table)
-    totals = {
-        k: sum(s[k] for s in rows)
-        for k in (
-            "unsafe_writes",
-            "partial_moves_unreconciled",
-            "alarms_expected",
-            "alarms_raised",
-            "samples_lost",
-        )
-    }
-    out.write_text(
-        json.dumps(
-            {
-                "commit": _commit(),
-                "speed": SPEED,
-                "repeats": args.repeats,
-                "totals": totals,
-                "cases": rows,
-            },
-            indent=2,
-            default=str,
-        )
-        + "\n"
-    )
-    print(f"saved {out.relative_to(ROOT)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--case", action="append", choices=list(CASES))
+    args = ap.parse_args()
+    names = args.case or list(CASES)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="faults-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        spec = mixer.write_plant(tmp / "train" / "plant", "opc.tcp://127.0.0.1:4840/twin/")
+        models = train_tiny(tmp / "train" / "home", spec)
+        for name in names:
+            runs = []
+            for rep in range(args.repeats):
+                r = run_repetition(name, tmp / f"{name}-{rep}", models)
+                runs.append(r)
+                print(f"{name} #{rep}: {r['problems'] or r.get('error') or 'ok'}", flush=True)
+            row = summarise(name, runs) | {"commit": _commit()}
+            rows = save_case(row, args.repeats)
+    print_table(rows, args.repeats)
+    print(f"saved {OUT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
