@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.state import backends
 from twin import api, audit
 from twin.auth import AuthError, PermissionDenied, Role, User, authenticate
 from twin.errors import BadInput
@@ -11,6 +12,10 @@ from twin.state import UserExists
 from twin.users import create_user
 
 from .conftest import PASSWORD, add_pending
+
+# The store fixtures of both backends (SQLite, PostgreSQL): every test here runs on each.
+backend = backends.backend
+store = backends.store
 
 
 def test_authenticate(store, users) -> None:

@@ -194,15 +194,16 @@ class PostgresDb(Db):
     def _begin(self) -> None:
         if self.conn.closed:
             self._connect()
+        # One round trip: without parameters psycopg sends both statements in one message.
+        begin = f"BEGIN; SELECT pg_advisory_xact_lock({self._lock_key})"
         try:
             try:
-                self.conn.execute("BEGIN")
+                self.conn.execute(begin)
             except self._psycopg.OperationalError:
                 if not self.conn.closed:
                     raise
                 self._connect()  # lost since the last transaction: nothing was sent yet
-                self.conn.execute("BEGIN")
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                self.conn.execute(begin)
         except self._psycopg.Error as exc:
             if self.in_transaction:
                 self.conn.execute("ROLLBACK")
