@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _machine import machine_info
 from rich.console import Console
 from rich.table import Table
 
@@ -149,8 +147,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "benchmark": "audit",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
-                    "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]},
+        "machine": machine_info(),
         "settings": {"runs": args.runs, "entries_per_run": args.entries, "block": args.block,
                      "transaction": "one Store.write() (BEGIN IMMEDIATE/COMMIT) per entry, "
                                    "WAL, synchronous NORMAL; anchor line after COMMIT"},

@@ -22,7 +22,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _machine import machine_info
 from rich.console import Console
 from rich.table import Table
 
@@ -168,8 +168,7 @@ def main() -> None:
     RESULTS.write_text(json.dumps({
         "benchmark": "state_store",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
-                    "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]},
+        "machine": machine_info(),
         "settings": {"runs": args.runs, "trips_per_client": args.trips,
                      "round_trip": "add_proposal, decide(approve), record_intent (2 MVs), "
                                    "complete_write x2, finish_decision: 6 transactions, "

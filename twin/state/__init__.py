@@ -10,6 +10,7 @@ from twin.state.base import (
     parse_ts,
     to_json,
 )
+from twin.state.db import StoreIntegrityError
 from twin.state.proposals import PROPOSAL_OPEN, PROPOSAL_STATES, ProposalClosed
 from twin.state.records import (
     DecisionRecord,
@@ -38,6 +39,7 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoreError",
+    "StoreIntegrityError",
     "UserExists",
     "UserRecord",
     "WriteRecord",
