@@ -77,6 +77,21 @@ def test_two_runtimes_racing_for_one_decision_write_it_once(store: Store) -> Non
     assert audit.verify(store).ok
 
 
+def test_a_decision_taken_by_one_runtime_is_not_refused_by_another(store: Store) -> None:
+    decision_id, proposal_id = _approved(store)
+    store.record_intent(plant="cstr", actor="runtime-a", values={"Tc": 301.0},
+                        prior={"Tc": 300.0}, decision_id=decision_id,
+                        proposal_id=proposal_id)  # fmt: skip
+    other = reopen(store)  # runtime b's guard refuses the same approval a moment later
+    assert not other.refuse_write(plant="cstr", actor="runtime-b", proposal_id=proposal_id,
+                                  decision_id=decision_id, values={"Tc": 301.0},
+                                  reasons=("too far",))  # fmt: skip
+    other.close()
+    assert [w.status for w in store.writes_for(decision_id=decision_id)] == ["intent"]
+    assert store.get_decision(proposal_id).applied == "writing"
+    assert not audit.entries(store, kind="write_refused")
+
+
 def _open_and_log(target: str, home: str, k: int, go: Any) -> None:
     go.wait(60)
     with Store(target, home=Home(Path(home))) as s:

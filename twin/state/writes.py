@@ -141,18 +141,27 @@ class WritesMixin(StoreCore):
         decision_id: int,
         values: Mapping[str, float],
         reasons: tuple[str, ...],
-    ) -> None:
-        """The guard refused an approval: recorded per tag, the proposal closed, audited."""
+    ) -> bool:
+        """The guard refused an approval: recorded per tag, the proposal closed, audited.
+
+        False (nothing recorded) when another runtime has already acted on the decision: the
+        decision is taken once, by writing or by refusing, as in `record_intent`.
+        """
         at = iso(now_utc())
         why = "; ".join(reasons)
         with self.write() as c:
+            taken = c.execute(
+                "UPDATE decisions SET applied = 'refused' WHERE id = ? AND applied IS NULL",
+                (decision_id,),
+            ).rowcount
+            if not taken:
+                return False
             for tag, v in values.items():
                 c.execute(
                     "INSERT INTO writes (plant, proposal_id, decision_id, tag, requested, status, "
                     "reason, at, completed_at) VALUES (?, ?, ?, ?, ?, 'refused', ?, ?, ?)",
                     (plant, proposal_id, decision_id, tag, _num(v), why, at, at),
                 )
-            c.execute("UPDATE decisions SET applied = 'refused' WHERE id = ?", (decision_id,))
             c.execute(
                 "UPDATE proposals SET status = 'refused', status_reason = ? WHERE id = ?",
                 (why, proposal_id),
@@ -166,6 +175,7 @@ class WritesMixin(StoreCore):
                 what={"values": dict(values), "decision_id": decision_id, "reasons": list(reasons)},
                 why=why,
             )
+        return True
 
     def settle_write(
         self,
