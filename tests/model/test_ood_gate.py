@@ -13,6 +13,7 @@ import torch
 from twin.data import PlantSeries
 from twin.generate import generate
 from twin.model.ood import LatentGate, conformal_quantile
+from twin.model.window_check import WindowCheck
 from twin.plan.gating import gate, ood_ratio
 from twin.spec import load_spec
 from twin.train import train_series
@@ -54,6 +55,21 @@ def test_conformal_quantile_is_a_rank_and_the_largest_score_when_too_few():
     assert conformal_quantile(s[:0], 0.99) == float("inf")
 
 
+def test_window_check_loads_a_checkpoint_from_before_second_order_terms():
+    """A gate saved before the second-order consistency terms and per-tag ranges still loads
+    and scores (with the features it was fitted on)."""
+    new = WindowCheck(12, 4, 4, [0, 1], [3])
+    state = new.state_dict()
+    old_rows = (12 - 4) * 4 + 4 * 1 + 1  # past samples, the interval's MV samples, intercept
+    state["coef"] = torch.randn(old_rows, state["coef"].shape[1])
+    del state["range_scale"]
+    state["scale"] = torch.ones(3)
+    loaded = WindowCheck(12, 4, 4, [0, 1], [3])
+    loaded.load_state_dict(state)
+    assert not loaded.quadratic and loaded.coef.shape[0] == old_rows
+    assert loaded(torch.randn(5, 12, 8)).shape == (5,)
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("plant", ["cstr", "four_tank"])
 def test_a_plant_held_still_inside_its_excited_region_is_in_distribution(plant):
@@ -90,9 +106,16 @@ def test_a_plant_held_still_inside_its_excited_region_is_in_distribution(plant):
     ]
     assert len(ends) >= 100
     assert refusals == [], (len(refusals), max(ratios))
-    # The gate is not blind: a CV sensor stuck at its upper limit is refused every time.
+    # The gate is not blind: a CV sensor stuck at its upper limit is refused every time, and
+    # so is an MV moved halfway from the band the excitation covered to its limit.
     cv = spec.tag_names.index(spec.cvs[0].name)
+    mv = spec.tag_names.index(spec.mvs[0].name)
+    seen = wide[spec.mvs[0].name].max()
+    past_band = seen + 0.5 * (spec.mvs[0].limits[1] - seen)
     for e in ends[:20]:
         broken = x[e - w + 1 : e + 1].copy()
         broken[:, cv] = spec.cvs[0].limits[1]
         assert ood_ratio(tw, broken) > 1
+        pushed = x[e - w + 1 : e + 1].copy()
+        pushed[-spi:, mv] = past_band
+        assert ood_ratio(tw, pushed) > 1
