@@ -43,10 +43,26 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-PAGES = ["Overview", "Proposals", "Twin", "Replay", "Audit", "Limits", "Alarms", "Shift log",
-         "Health"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = [
+    "Overview",
+    "Proposals",
+    "Twin",
+    "Replay",
+    "Audit",
+    "Limits",
+    "Alarms",
+    "Shift log",
+    "Health",
+]
 DEEP_LINKS = ["proposals", "alarms", "replay", "audit", "shift", "health"]
 # A log line that reports an error nobody handled (a traceback, an ERROR/CRITICAL record).
 ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|\bERROR\b|\bCRITICAL\b|Unhandled")
@@ -54,7 +70,7 @@ ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|\bERROR\b|\bCRITIC
 # design, counted apart and checked against the alarms table instead.
 ALARM_LINE = re.compile(r"ERROR twin\.serve\.alarms: ALARM ")
 GROWTH_LIMIT = 0.20
-console = Console()
+console = Console(width=140)
 
 
 # ---- processes ----------------------------------------------------------------------------
@@ -70,8 +86,13 @@ def twin(*args: str, home: Path) -> list[str]:
     return [sys.executable, "-m", "twin.cli", *args, "--home", str(home)]
 
 
-def rss_tree_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants (KiB), from /proc."""
+def rss_tree_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process and all its descendants (KiB), from /proc.
+
+    field "VmRSS": all resident pages; "RssAnon": only anonymous ones (heap, stacks), which is
+    what a leak grows; file-backed pages (libraries) come and go with the machine's memory
+    pressure, so VmRSS can fall while nothing was freed.
+    """
     children: dict[int, list[int]] = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -88,7 +109,7 @@ def rss_tree_kib(pid: int) -> int:
         todo += children.get(p, [])
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -101,13 +122,15 @@ class Part:
     proc: subprocess.Popen[bytes]
     log: Path
     rss: list[tuple[float, int]] = field(default_factory=list)
+    anon: list[tuple[float, int]] = field(default_factory=list)
 
 
 def start(name: str, args: list[str], env: dict[str, str], logs: Path) -> Part:
     log = logs / f"{name}.log"
     out = log.open("ab")
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     return Part(name, proc, log)
 
 
@@ -389,28 +412,89 @@ def main() -> None:
     setup = logs / "setup.log"
     t_setup = time.monotonic()
     history_start = (datetime.now(UTC) - timedelta(hours=cfg.history_hours)).replace(microsecond=0)
-    run_step(twin("generate", cfg.plant, "--hours", f"{cfg.history_hours:g}", "--seed",
-                  str(cfg.seed), "--start", history_start.isoformat(), home=home), env, setup,
-             f"generating {cfg.history_hours:g} h of history")  # fmt: skip
+    run_step(
+        twin(
+            "generate",
+            cfg.plant,
+            "--hours",
+            f"{cfg.history_hours:g}",
+            "--seed",
+            str(cfg.seed),
+            "--start",
+            history_start.isoformat(),
+            home=home,
+        ),
+        env,
+        setup,
+        f"generating {cfg.history_hours:g} h of history",
+    )
     train = ["--quick"] if args.quick else ["--max-seconds", f"{cfg.train_budget_s:.0f}"]
-    run_step(twin("train", cfg.plant, "--seed", str(cfg.seed), *train, home=home), env, setup,
-             "training the twin")  # fmt: skip
-    run_step(twin("users", "add", user, "--role", "engineer", "--password-env", "SOAK_PW",
-                  home=home), {**env, "SOAK_PW": password}, setup, "adding the demo user")  # fmt: skip
+    run_step(
+        twin("train", cfg.plant, "--seed", str(cfg.seed), *train, home=home),
+        env,
+        setup,
+        "training the twin",
+    )
+    run_step(
+        twin("users", "add", user, "--role", "engineer", "--password-env", "SOAK_PW", home=home),
+        {**env, "SOAK_PW": password},
+        setup,
+        "adding the demo user",
+    )
     setup_s = time.monotonic() - t_setup
     spec_path, op, mb = spec_on_free_ports(root / "spec")
     app_port = free_port()
     url = f"http://127.0.0.1:{app_port}"
     parts: list[Part] = []
     console.print(f"[bold]soak:[/] starting sim x{args.speed:g}, serve, app in {root}")
-    parts.append(start("sim", twin("sim", str(spec_path), "--opcua-port", str(op), "--modbus-port",
-                                   str(mb), "--speed", f"{args.speed:g}", "--scenario",
-                                   cfg.scenario, "--seed", str(cfg.seed), home=home), env, logs))  # fmt: skip
+    parts.append(
+        start(
+            "sim",
+            twin(
+                "sim",
+                str(spec_path),
+                "--opcua-port",
+                str(op),
+                "--modbus-port",
+                str(mb),
+                "--speed",
+                f"{args.speed:g}",
+                "--scenario",
+                cfg.scenario,
+                "--seed",
+                str(cfg.seed),
+                home=home,
+            ),
+            env,
+            logs,
+        )
+    )
     wait_for(lambda: accepts(op), 90, "the simulated plant", parts)
-    parts.append(start("serve", twin("serve", str(spec_path), "--mode", "supervised", "--source",
-                                     "opcua", home=home), env, logs))  # fmt: skip
-    parts.append(start("app", twin("app", "--host", "127.0.0.1", "--port", str(app_port),
-                                   "--plant", cfg.plant, home=home), env, logs))  # fmt: skip
+    parts.append(
+        start(
+            "serve",
+            twin("serve", str(spec_path), "--mode", "supervised", "--source", "opcua", home=home),
+            env,
+            logs,
+        )
+    )
+    parts.append(
+        start(
+            "app",
+            twin(
+                "app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(app_port),
+                "--plant",
+                cfg.plant,
+                home=home,
+            ),
+            env,
+            logs,
+        )
+    )
     wait_for(lambda: healthy(url), 120, "the control room", parts)
 
     wall_s = args.plant_hours * 3600 / args.speed
@@ -426,8 +510,9 @@ def main() -> None:
     chromium_rss: list[tuple[float, int]] = []
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                         args=CHROMIUM_ARGS)  # fmt: skip
+            browser = pw.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
             page.on("pageerror", lambda e: browser_errors.append(f"pageerror: {e}"))
@@ -446,6 +531,7 @@ def main() -> None:
                 if elapsed >= next_sample:
                     for p in parts:
                         p.rss.append((round(elapsed, 1), rss_tree_kib(p.proc.pid)))
+                        p.anon.append((round(elapsed, 1), rss_tree_kib(p.proc.pid, "RssAnon")))
                     chromium_rss.append((round(elapsed, 1), _chromium_rss()))
                     plant_series.append((round(elapsed, 1), newest_sample(home, cfg.plant)))
                     if not start_mark and elapsed >= args.warmup_s:
@@ -466,6 +552,7 @@ def main() -> None:
                 cycles += 1
             for p in parts:
                 p.rss.append((round(time.monotonic() - t0, 1), rss_tree_kib(p.proc.pid)))
+                p.anon.append((p.rss[-1][0], rss_tree_kib(p.proc.pid, "RssAnon")))
             browser.close()
     finally:
         run_wall = time.monotonic() - t0
@@ -477,18 +564,25 @@ def main() -> None:
     for p in parts:
         i0 = start_mark.get(p.name, 0)
         first, base, end = p.rss[0][1], p.rss[i0][1], p.rss[-1][1]
+        a0, a1 = p.anon[i0][1], p.anon[-1][1]
         errors, alarm_lines = scan_log(p.log)
         procs[p.name] = {
             "rss_first_kib": first,
             "rss_start_kib": base,
             "rss_end_kib": end,
             "rss_peak_kib": max(v for _, v in p.rss),
-            "growth": round(end / base - 1, 4) if base else None,
+            "rss_growth": round(end / base - 1, 4) if base else None,
+            "anon_start_kib": a0,
+            "anon_end_kib": a1,
+            "anon_peak_kib": max(v for _, v in p.anon),
+            "growth": round(a1 / a0 - 1, 4) if a0 else None,
+            "tracebacks": sum(1 for e in errors if e.startswith("Traceback")),
             "exit_code": codes.get(p.name),
             "error_lines": len(errors),
             "error_samples": errors[:20],
             "alarm_lines": alarm_lines,
             "rss_series": p.rss,
+            "anon_series": p.anon,
         }
     setup_errors, _ = scan_log(setup)
     # Plant speed from the first sample after warm-up (the live loop running) to the end.
@@ -513,7 +607,7 @@ def main() -> None:
             "scenario": cfg.scenario,
             "mode": "supervised",
             "source": "opcua",
-        },  # fmt: skip
+        },
         "setup_s": round(setup_s, 1),
         "run_wall_s": round(run_wall, 1),
         "plant_s_measured": plant_s,
@@ -530,7 +624,7 @@ def main() -> None:
             "render_max_s": max(op_.render_s, default=None),
             "page_errors": browser_errors[:50],
             "problems": op_.problems[:50],
-        },  # fmt: skip
+        },
         "setup_error_lines": setup_errors[:20],
         "accounting": accounting,
     }
@@ -596,20 +690,38 @@ def _commit() -> str:
     """The commit under test (SOAK_COMMIT when the soak runs from an exported tree)."""
     if os.environ.get("SOAK_COMMIT"):
         return os.environ["SOAK_COMMIT"]
-    run = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+    )
     return run.stdout.strip()
 
 
 def print_table(r: dict[str, Any]) -> None:
     t = Table(title=f"Soak: {r['run_wall_s']:.0f} s wall, plant x{r['plant_speed_achieved']}")
-    for col in ("process", "RSS start MiB", "RSS end MiB", "peak MiB", "growth", "error lines",
-                "exit"):  # fmt: skip
+    for col in (
+        "process",
+        "anon start MiB",
+        "anon end MiB",
+        "anon peak MiB",
+        "growth (anon)",
+        "RSS start / end MiB",
+        "error lines",
+        "tracebacks",
+        "exit",
+    ):
         t.add_column(col)
     for name, v in r["processes"].items():
-        t.add_row(name, f"{v['rss_start_kib'] / 1024:.0f}", f"{v['rss_end_kib'] / 1024:.0f}",
-                  f"{v['rss_peak_kib'] / 1024:.0f}", f"{100 * (v['growth'] or 0):+.1f} %",
-                  str(v["error_lines"]), str(v["exit_code"]))  # fmt: skip
+        t.add_row(
+            name,
+            f"{v['anon_start_kib'] / 1024:.0f}",
+            f"{v['anon_end_kib'] / 1024:.0f}",
+            f"{v['anon_peak_kib'] / 1024:.0f}",
+            f"{100 * (v['growth'] or 0):+.1f} %",
+            f"{v['rss_start_kib'] / 1024:.0f} / {v['rss_end_kib'] / 1024:.0f}",
+            str(v["error_lines"]),
+            str(v["tracebacks"]),
+            str(v["exit_code"]),
+        )
     console.print(t)
     a, b, tg = r["accounting"], r["browser"], r["targets"]
     console.print(
