@@ -24,12 +24,14 @@ from twin.state.records import (
 from twin.state.schema import SCHEMA_VERSION
 from twin.state.store import Store
 from twin.state.users import UserExists
+from twin.state.writes import DecisionTaken
 
 __all__ = [
     "PROPOSAL_OPEN",
     "PROPOSAL_STATES",
     "SCHEMA_VERSION",
     "DecisionRecord",
+    "DecisionTaken",
     "IncidentRecord",
     "NotFound",
     "ProposalClosed",

@@ -22,6 +22,10 @@ from twin.state.records import WriteRecord, write_row
 WRITE_OUTCOMES = ("done", "mismatch", "failed", "uncertain", "refused", "restored")
 
 
+class DecisionTaken(TwinError):
+    """Another runtime has already acted on this decision (it writes it, or refused it)."""
+
+
 def _num(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else float(v)
 
@@ -75,7 +79,7 @@ class WritesMixin(StoreCore):
                     (decision_id,),
                 ).rowcount
                 if not taken:  # another runtime took it: never write an approval twice
-                    raise TwinError(f"decision {decision_id} was already taken")
+                    raise DecisionTaken(f"decision {decision_id} was already taken")
             for tag, v in values.items():
                 cur = c.execute(
                     "INSERT INTO writes (plant, proposal_id, decision_id, campaign_id, step, tag, "
