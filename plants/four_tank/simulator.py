@@ -198,6 +198,12 @@ def _scenarios() -> dict[str, Scenario]:
             "Unmeasured leak in tank 1: 0.012 cm^2 opens at 5 min and stays",
             disturbances={"leak1_area": step(5 * m, 0.0, 0.012)},
         ),
+        "leak_small": Scenario(
+            "leak_small",
+            "Unmeasured leak in tank 1: 0.005 cm^2 opens at 5 min and stays (the setpoints stay "
+            "reachable inside the pumps' operating limits; `leak` needs v2 = 4.66 V > 4.0 V)",
+            disturbances={"leak1_area": step(5 * m, 0.0, 0.005)},
+        ),
         "pump_wear_drift": Scenario(
             "pump_wear_drift",
             "Pump 1 wears: its gain drifts down 10% over 6 h",

@@ -108,7 +108,9 @@ class PlanningController:
             ood_threshold=None if found is None else 1.0,
         )
         if blocked is not None:
-            self.reset()
+            # The warm start goes; the disturbance estimate stays: the disturbance that pushed
+            # the plant to the edge of what the twin knows is still there when it comes back.
+            self._warm = None
             return blocked
 
         y_meas = np.array([latest[self._col(n)] for n in self.cv_names])
