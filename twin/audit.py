@@ -1,10 +1,9 @@
 """The audit log: append-only, hash-chained, keyed with an HMAC and anchored outside the database.
 
-Entries live in the state store's `audit` table (its SQL in twin.state.audit_log). Triggers reject
-every UPDATE and DELETE (SQLite or PostgreSQL), so the program cannot rewrite history by
-mistake. Deliberate tampering (someone who
-drops the triggers or edits the file) is made visible three ways, and `verify()` names the
-first entry that fails:
+Entries live in the state store's `audit` table (its SQL in twin.state.audit_log). Triggers
+reject every UPDATE and DELETE (SQLite or PostgreSQL), so the program cannot rewrite history by
+mistake. Deliberate tampering (someone who drops the triggers or edits the database) is made
+visible three ways, and `verify()` names the first entry that fails:
 
 - the chain: hash_n = sha256(canonical_json(entry_n without its hash) + hash_{n-1}), the first
   entry's predecessor is 64 zeros; the entry includes its sequence number, so reordering or
