@@ -54,7 +54,7 @@ def _root(
         None, "--state-url", help="PostgreSQL state store (postgresql://...); sets TWIN_STATE_URL."
     ),
 ) -> None:
-    if state_url:  # every store this command (and its children) opens: twin.state.core
+    if state_url:  # where every store this command (and its children) opens: Home.state_target
         os.environ[STATE_URL_ENV] = state_url
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
