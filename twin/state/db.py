@@ -104,11 +104,12 @@ class Db:
             self._begin()
             try:
                 yield self
+                self._end(commit=True)
             except BaseException:
-                self._after.clear()
-                self._end(commit=False)
+                self._after.clear()  # nothing of a transaction that did not commit is anchored
+                if self.in_transaction:  # (an engine may have ended it already)
+                    self._end(commit=False)
                 raise
-            self._end(commit=True)
             if self._after:
                 work, self._after = self._after, {}
                 for fn in work.values():

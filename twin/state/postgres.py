@@ -214,7 +214,12 @@ class PostgresDb(Db):
             if commit:
                 raise StoreError(f"{self.where}: the connection was lost before COMMIT")
             return
-        self.conn.execute("COMMIT" if commit else "ROLLBACK")
+        try:
+            self.conn.execute("COMMIT" if commit else "ROLLBACK")
+        except self._psycopg.Error as exc:
+            raise StoreError(
+                f"{self.where}: {'COMMIT' if commit else 'ROLLBACK'} failed: {exc}"
+            ) from exc
 
     @property
     def in_transaction(self) -> bool:
