@@ -70,6 +70,9 @@ class Setup:
     margin: float = 0.1
     min_intervals: int = 10
     staleness_s: float = 120.0
+    proposal_ttl_s: float = 60.0
+    """Plant seconds a proposal may wait for its write: at 50x on a loaded 2-core machine the
+    default (one interval: 0.2 s of wall time on the four_tank) let every proposal expire."""
     quiet: bool = True
     """Also run the equal stretch without drift."""
     after: bool = True
@@ -84,13 +87,19 @@ class _Done(Exception):
     """The chain stops early (no after-promotion run)."""
 
 
-def spec_on_free_ports(plant: str, folder: Path, staleness_s: float) -> PlantSpec:
+def spec_on_free_ports(
+    plant: str, folder: Path, staleness_s: float, ttl_s: float | None = None
+) -> PlantSpec:
     """The built-in plant's spec on free ports, its simulator by path, a wider staleness
-    (plant seconds: at 50x the default 30 s is 0.6 s of wall time on a shared machine)."""
+    (plant seconds: at 50x the default 30 s is 0.6 s of wall time on a shared machine) and
+    proposal lifetime."""
     text = (PLANTS_DIR / plant / "plant.toml").read_text(encoding="utf-8")
     text = re.sub(r"opc\.tcp://127\.0\.0\.1:\d+/", f"opc.tcp://127.0.0.1:{free_port()}/", text)
     text = re.sub(r"^port = \d+$", f"port = {free_port()}", text, flags=re.M)
-    text = re.sub(r"^max_staleness_s = .*$", f"max_staleness_s = {staleness_s}", text, flags=re.M)
+    safety = f"max_staleness_s = {staleness_s}"
+    if ttl_s is not None:
+        safety += f"\nproposal_ttl_s = {ttl_s}"
+    text = re.sub(r"^max_staleness_s = .*$", safety, text, flags=re.M)
     text += f'\n[simulator]\nfile = "{PLANTS_DIR / plant / "simulator.py"}"\n'
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "plant.toml").write_text(text, encoding="utf-8")
@@ -255,7 +264,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
 
     run = root / f"{plant}-s{seed}"
     shutil.rmtree(run, ignore_errors=True)
-    spec = spec_on_free_ports(plant, run / "spec", setup.staleness_s)
+    spec = spec_on_free_ports(plant, run / "spec", setup.staleness_s, setup.proposal_ttl_s)
     home = Home.at(run / "home")
     scenario = setup.scenario or DRIFT[plant]
     row: dict[str, Any] = {"plant": plant, "seed": seed, "scenario": scenario}
