@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +244,44 @@ def print_table(results: dict, console: Console) -> None:
                 f"{r['plan_ms_p95']:.1f}",
             )
     console.print(table)
+
+
+def cached(
+    stem: Path, code: list[Path], extra: str, compute: Callable[[], Run], spec: PlantSpec
+) -> tuple[Run, dict]:
+    """The run (and its score) saved at stem-<digest>.json, or computed and saved there. The
+    digest covers the code files (folders: their .py files) and `extra` (a twin version)."""
+    digest = hashlib.sha256()
+    for f in sorted(p for root in code for p in ([root] if root.is_file() else root.rglob("*.py"))):
+        digest.update(f.read_bytes())
+    digest.update(extra.encode())
+    path = stem.with_name(f"{stem.name}-{digest.hexdigest()[:12]}.json")
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return Run(**saved["run"]), saved["score"]
+    run = compute()
+    result = score(run, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run": asdict(run), "score": result}), encoding="utf-8")
+    return run, result
+
+
+def save_results(results: dict, runs: dict[str, dict[str, Run]], folder: Path) -> None:
+    """Write control.json (a partial run updates its scenarios and keeps the others) and one
+    trajectory page per scenario run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "control.json"
+    merged = results
+    if out.is_file():
+        previous = json.loads(out.read_text(encoding="utf-8"))
+        if "twin_seeds" in previous.get("config", {}):  # same format: merge scenario by scenario
+            previous["scenarios"].update(results["scenarios"])
+            for key, value in results["config"].items():
+                if isinstance(value, dict):
+                    previous["config"].setdefault(key, {}).update(value)
+                else:
+                    previous["config"][key] = value
+            merged = previous
+    out.write_text(json.dumps(merged, indent=2), encoding="utf-8")
+    for key, by_ctl in runs.items():
+        chart({key: by_ctl}, folder / f"control-{key.replace('/', '_')}.html")

@@ -21,7 +21,6 @@ Prints a table, writes benchmarks/results/control.json and control*.html (trajec
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -42,7 +41,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _control_report import Run, aggregate, chart, print_table, score, with_ratios  # noqa: E402
+from _control_report import (  # noqa: E402
+    Run,
+    aggregate,
+    cached,
+    print_table,
+    save_results,
+    score,
+    with_ratios,
+)
 
 from plants import load_plant_model  # noqa: E402
 from plants.base import Simulation  # noqa: E402
@@ -329,34 +336,28 @@ CODE = {
     "pid": ("twin/baselines/pid.py",),
     "hold": ("twin/baselines/hold.py",),
     "linear_mpc": ("twin/baselines/arx_world.py", "twin/plan"),
+    "jepa": ("twin/baselines/arx_world.py", "twin/plan", "twin/serve/fallback.py"),
 }
-"""The code each twin-free controller's runs depend on (with the plant's simulator): a cached
-run is reused only while none of it changed."""
+"""The code each controller's runs depend on (with the plant's simulator and, for the planners,
+the twin version, which carries its observer gains): a cached run is reused only while none of
+it changed."""
 
 
 def cached_run(
     case: BenchScenario, spec: PlantSpec, ctl: str, twin: Twin | None
 ) -> tuple[Run, dict]:
-    """A twin-free controller's run and score, cached under the benchmark home (they do not
-    change when only the planner's twin does; the JEPA runs are never cached)."""
+    """A controller's run and score, cached under the benchmark home: a long benchmark on a
+    shared machine runs in pieces, and a piece already run is not run again."""
     files = [ROOT / f for f in CODE[ctl]] + [ROOT / "plants" / spec.name, ROOT / "plants/base.py"]
-    digest = hashlib.sha256()
-    for f in sorted(
-        p for root in files for p in ([root] if root.is_file() else root.rglob("*.py"))
-    ):
-        digest.update(f.read_bytes())
-    if twin is not None:
-        digest.update(str(twin.training["version"]).encode())
-    name = f"{ctl}-s{case.seed}-w{warmup_samples(spec, twin)}-{digest.hexdigest()[:12]}.json"
-    path = BenchConfig().home / "runs" / case.key.replace("/", "_") / f"{case.minutes:g}m" / name
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        return Run(**saved["run"]), saved["score"]
-    run = run_scenario(case, spec, ctl, twin)
-    result = score(run, spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"run": asdict(run), "score": result}), encoding="utf-8")
-    return run, result
+    tag = "" if twin is None else f"-t{twin.training['seed']}"
+    where = BenchConfig().home / "runs" / case.key.replace("/", "_") / f"{case.minutes:g}m"
+    return cached(
+        where / f"{ctl}-s{case.seed}{tag}-w{warmup_samples(spec, twin)}",
+        files,
+        "" if twin is None else str(twin.training["version"]),
+        lambda: run_scenario(case, spec, ctl, twin),
+        spec,
+    )
 
 
 def run_case(
@@ -382,8 +383,8 @@ def run_case(
         for i, twin in enumerate(paired or [None]):
             table = {c: dict(s) for c, (_, s) in free.items()}
             if twin is not None and "jepa" in controllers:
-                run = run_scenario(seeded, spec, "jepa", twin)
-                table["jepa"] = score(run, spec)
+                run, table["jepa"] = cached_run(seeded, spec, "jepa", twin)
+                table["jepa"] = dict(table["jepa"])
                 shown.setdefault("jepa", run)
             with_ratios(table)
             for ctl, row in table.items():
@@ -497,23 +498,7 @@ def _load() -> dict:
 
 
 def _save(results: dict, only: list[str] | None, runs: dict[str, dict[str, Run]]) -> None:
-    """Write control.json; a partial run updates its scenarios and keeps the others."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "control.json"
-    merged = results
-    if out.is_file():
-        previous = json.loads(out.read_text(encoding="utf-8"))
-        if "twin_seeds" in previous.get("config", {}):  # same format: merge scenario by scenario
-            previous["scenarios"].update(results["scenarios"])
-            for key, value in results["config"].items():
-                if isinstance(value, dict):
-                    previous["config"].setdefault(key, {}).update(value)
-                else:
-                    previous["config"][key] = value
-            merged = previous
-    out.write_text(json.dumps(merged, indent=2), encoding="utf-8")
-    for key, by_ctl in runs.items():
-        chart({key: by_ctl}, RESULTS / f"control-{key.replace('/', '_')}.html")
+    save_results(results, runs, RESULTS)
 
 
 if __name__ == "__main__":
