@@ -267,8 +267,9 @@ def cached(
 
 
 def save_results(results: dict, runs: dict[str, dict[str, Run]], folder: Path) -> None:
-    """Write control.json (a partial run updates its scenarios and keeps the others) and one
-    trajectory page per scenario run."""
+    """Write control.json (a partial run updates its scenarios and keeps the others) and
+    control.html, the trajectories of the scenarios this invocation ran (one page, plotly.js
+    inlined once)."""
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "control.json"
     merged = results
@@ -283,5 +284,5 @@ def save_results(results: dict, runs: dict[str, dict[str, Run]], folder: Path) -
                     previous["config"][key] = value
             merged = previous
     out.write_text(json.dumps(merged, indent=2), encoding="utf-8")
-    for key, by_ctl in runs.items():
-        chart({key: by_ctl}, folder / f"control-{key.replace('/', '_')}.html")
+    if runs:
+        chart(runs, folder / "control.html")
