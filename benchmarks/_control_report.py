@@ -247,10 +247,15 @@ def print_table(results: dict, console: Console) -> None:
 
 
 def cached(
-    stem: Path, code: list[Path], extra: str, compute: Callable[[], Run], spec: PlantSpec
-) -> tuple[Run, dict]:
-    """The run (and its score) saved at stem-<digest>.json, or computed and saved there. The
-    digest covers the code files (folders: their .py files) and `extra` (a twin version)."""
+    stem: Path,
+    code: list[Path],
+    extra: str,
+    compute: Callable[[], Run] | None,
+    spec: PlantSpec,
+) -> tuple[Run, dict] | None:
+    """The run (and its score) saved at stem-<digest>.json, or computed and saved there (None
+    when it is not saved and `compute` is None). The digest covers the code files (folders:
+    their .py files) and `extra` (a twin version)."""
     digest = hashlib.sha256()
     for f in sorted(p for root in code for p in ([root] if root.is_file() else root.rglob("*.py"))):
         digest.update(f.read_bytes())
@@ -259,6 +264,8 @@ def cached(
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         return Run(**saved["run"]), saved["score"]
+    if compute is None:
+        return None
     run = compute()
     result = score(run, spec)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -348,8 +348,8 @@ it changed."""
 
 
 def cached_run(
-    case: BenchScenario, spec: PlantSpec, ctl: str, twin: Twin | None
-) -> tuple[Run, dict]:
+    case: BenchScenario, spec: PlantSpec, ctl: str, twin: Twin | None, run: bool = True
+) -> tuple[Run, dict] | None:
     """A controller's run and score, cached under the benchmark home: a long benchmark on a
     shared machine runs in pieces, and a piece already run is not run again."""
     files = [ROOT / f for f in CODE[ctl]] + [ROOT / "plants" / spec.name, ROOT / "plants/base.py"]
@@ -363,7 +363,7 @@ def cached_run(
         where / f"{ctl}-s{seed}{tag}-w{warmup_samples(spec, twin)}",
         files,
         "" if twin is None else str(twin.training["version"]),
-        lambda: run_scenario(case, spec, ctl, twin),
+        (lambda: run_scenario(case, spec, ctl, twin)) if run else None,
         spec,
     )
 
@@ -375,6 +375,7 @@ def run_case(
     twins: list[Twin],
     scenario_seeds: list[int],
     console: Console,
+    cached_only: bool = False,
 ) -> tuple[dict, dict[str, Run]]:
     """Every controller over every scenario seed (and the planner over every twin seed)."""
     per: dict[str, list[dict]] = {c: [] for c in controllers}
@@ -385,15 +386,19 @@ def run_case(
         for ctl in controllers:
             if ctl in TWIN_FREE:
                 twin = twins[0] if ctl == "linear_mpc" else None
-                free[ctl] = cached_run(seeded, spec, ctl, twin)
-                shown.setdefault(ctl, free[ctl][0])
+                found = cached_run(seeded, spec, ctl, twin, not cached_only)
+                if found is not None:
+                    free[ctl] = found
+                    shown.setdefault(ctl, found[0])
         paired: list[Twin | None] = list(twins if "jepa" in controllers else twins[:1])
         for i, twin in enumerate(paired or [None]):
             table = {c: dict(s) for c, (_, s) in free.items()}
+            found = None
             if twin is not None and "jepa" in controllers:
-                run, table["jepa"] = cached_run(seeded, spec, "jepa", twin)
-                table["jepa"] = dict(table["jepa"])
-                shown.setdefault("jepa", run)
+                found = cached_run(seeded, spec, "jepa", twin, not cached_only)
+            if found is not None:
+                table["jepa"] = dict(found[1])
+                shown.setdefault("jepa", found[0])
             with_ratios(table)
             for ctl, row in table.items():
                 if ctl == "jepa" or i == 0:
@@ -420,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--twin-seeds", default="0,1,2", help="training seeds of the twins")
     parser.add_argument("--scenario-seeds", default="7,8,9", help="noise seeds of the plant")
     parser.add_argument("--prepare", action="store_true", help="only train and cache the twins")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="assemble the figures from cached runs only"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # decisions are small: threads cost more than they give
@@ -478,8 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.prepare:
             continue
         rows, runs[case.key] = run_case(
-            case, spec, controllers, plant_twins, scenario_seeds, console
+            case, spec, controllers, plant_twins, scenario_seeds, console, args.cached_only
         )
+        if not rows:
+            continue
         results["scenarios"][case.key] = rows
         results["scenarios"][case.key]["_scenario"] = {
             "minutes": case.minutes,
