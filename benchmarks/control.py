@@ -168,7 +168,9 @@ def _history(spec: PlantSpec, config: BenchConfig):  # type: ignore[no-untyped-d
     return long.pivot_table(index="ts", columns="tag", values="value", aggfunc="last")
 
 
-def prepare_twin(spec: PlantSpec, config: BenchConfig, seed: int, frames: dict) -> Twin:
+def prepare_twin(
+    spec: PlantSpec, config: BenchConfig, seed: int, frames: dict, train: bool = True
+) -> Twin | None:
     """The cached twin of this training seed (trained if absent), the ARX model identified on
     the same history, and the observer's gains saved with the twin (fitted on its validation
     block when it was registered: twin.registry)."""
@@ -200,6 +202,8 @@ def prepare_twin(spec: PlantSpec, config: BenchConfig, seed: int, frames: dict) 
                 found = (v, ckpt, *registry.load_for_planning(home, spec, v))
             except (RuntimeError, KeyError, BadInput) as exc:
                 log.warning("cached twin %s %s does not load (%s); retraining", spec.name, v, exc)
+    if found is None and not train:
+        return None
     if found is None:
         if spec.name not in frames:
             frames[spec.name] = _history(spec, config)
@@ -465,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
             twins[case.plant] = []
         if case.plant not in twins:
             console.print(f"twins for {case.plant}: preparing (cached under {config.home})")
-            twins[case.plant] = [prepare_twin(spec, config, s, frames) for s in twin_seeds]
+            made = [prepare_twin(spec, config, s, frames, not args.cached_only) for s in twin_seeds]
+            twins[case.plant] = [t for t in made if t is not None]
         plant_twins = twins[case.plant]
         results["config"].setdefault("twin_training", {})[case.plant] = [
             t.training for t in plant_twins
