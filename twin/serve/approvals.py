@@ -16,7 +16,7 @@ from twin.serve.live import LiveState
 from twin.serve.proposer import Proposer
 from twin.serve.writepath import WritePath
 from twin.spec import PlantSpec
-from twin.state import DecisionRecord, ProposalRecord, Store, iso
+from twin.state import DecisionRecord, DecisionTaken, ProposalRecord, Store, iso
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,13 @@ class Approvals:
             self._refuse(decision, proposal, values, g.reasons)
             return
         assert now is not None
-        move = self.writes.start(g.values, now, decision_id=decision.id, proposal_id=proposal.id)
+        try:
+            move = self.writes.start(
+                g.values, now, decision_id=decision.id, proposal_id=proposal.id
+            )
+        except DecisionTaken:  # another runtime on this store took it first: not a fault
+            log.info("decision %d was taken by another runtime", decision.id)
+            return
         outcome = await self.writes.write(move)
         self.summary.writes = self.writes.writes
         if outcome != "unsettled":  # an unsettled move's decision closes when it is settled
