@@ -424,7 +424,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:  # the verdict by the one rule above (older runs used the grid time)
             if "cost_at_alarm_ratio" in r:
                 r["alarm_before_doubling"] = alarm_before_doubling(r)
-        merged = {"setup": parts[0]["setup"], "rows": rows, "at": [x["at"] for x in parts]}
+        merged = {
+            "setups": [x["setup"] for x in parts],
+            "rows": rows,
+            "at": [x["at"] for x in parts],
+        }
         out.write_text(json.dumps(merged, indent=2, default=str))
         print_table(rows)
         return 0
