@@ -341,23 +341,26 @@ def report_sizing(size: dict) -> None:
             f"{tw['wall_s']:.0f}",
             f"{tw['max_rss_mb']:.0f}",
             f"{tw['load_average_before'][0]:.1f}/{tw['load_average_after'][0]:.1f}",
-            tw["fits"]["jepa"]["stopped"],
-            tw["fits"]["observation_model"]["stopped"],
+            tw["fits"]["jepa"]["stopped"].split(" (")[0],
+            tw["fits"]["observation_model"]["stopped"].split(" (")[0],
         )
     Console().print(t)
     s = Table(title=f"sizing: {FLEET} plants per retraining round, one twin per core")
-    for col in ("basis", "CPU-s/twin", "CPU-h/round", *(f"cores for {h} h" for h in ROUND_HOURS)):
-        s.add_column(col, justify="right")
-    for c in CLUSTER_CORES:
-        s.add_column(f"h on {c} cores", justify="right")
-    for key in ("measured", "upper_estimate"):
-        m = size[key]
+    keys = ("measured", "upper_estimate")
+    s.add_column("")
+    for key in keys:
+        s.add_column(key.replace("_", " "), justify="right")
+    s.add_row("CPU-s per twin", *(f"{size[k]['cpu_s_per_twin']:.0f}" for k in keys))
+    s.add_row("CPU-hours per round", *(f"{size[k]['cpu_hours_per_round']:.1f}" for k in keys))
+    for h in ROUND_HOURS:
         s.add_row(
-            key.replace("_", " "),
-            f"{m['cpu_s_per_twin']:.0f}",
-            f"{m['cpu_hours_per_round']:.1f}",
-            *(str(m["cores_for_round_of_hours"][str(h)]) for h in ROUND_HOURS),
-            *(f"{m['hours_per_round_on_cores'][str(c)]:.2f}" for c in CLUSTER_CORES),
+            f"cores for a {h} h round",
+            *(str(size[k]["cores_for_round_of_hours"][str(h)]) for k in keys),
+        )
+    for c in CLUSTER_CORES:
+        s.add_row(
+            f"hours per round on {c} cores ({size['memory_gb_on_cores'][str(c)]:.0f} GB)",
+            *(f"{size[k]['hours_per_round_on_cores'][str(c)]:.2f}" for k in keys),
         )
     Console().print(s)
     Console().print(
