@@ -10,7 +10,7 @@ stands until it changes, for at most its max age (`PlantSpec.hold_s`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -31,13 +31,21 @@ def hold_reported_by_exception(grid: pd.DataFrame, spec: PlantSpec) -> pd.DataFr
     return grid
 
 
+def lookback(spec: PlantSpec, samples: int) -> timedelta:
+    """How far before a window's end its samples must be read: the window twice over (for the
+    grid's edges), plus the longest a report-by-exception value may stand for the present."""
+    period = spec.plant.sample_period_s
+    held = max((h for t in spec.tag_names if (h := spec.hold_s(t)) is not None), default=0.0)
+    return timedelta(seconds=period * (2 * samples + 1) + held)
+
+
 def window_rows(
     frame: pd.DataFrame, spec: PlantSpec, tag_names: list[str], samples: int, end: datetime
 ) -> np.ndarray:
     """The `samples` grid instants up to `end`, as rows in `tag_names` order (NaN: missing).
 
     frame: wide, DatetimeIndex (UTC) of sample times, one column per tag, NaN for a sample
-    that is not usable. It should reach back far enough for held values (twice the window).
+    that is not usable. It should reach back `lookback(spec, samples)`.
     """
     period = spec.plant.sample_period_s
     last = round(end.timestamp() / period)

@@ -22,7 +22,7 @@ from app.logic.proposals import Trajectory
 from twin.errors import BadInput
 from twin.historian import Historian
 from twin.spec import PlantSpec
-from twin.window import window_rows
+from twin.window import lookback, window_rows
 
 DEFAULT_HORIZON = 12
 """Control intervals rolled out when the caller gives no horizon (the planner's default)."""
@@ -43,11 +43,10 @@ def window_at(hist: Historian, spec: PlantSpec, tag_names: list[str], window: in
 
     Built by twin.window.window_rows, the one window rule of training, propose and serve.
     """
-    period = spec.plant.sample_period_s
-    lookback = timedelta(seconds=period * 2 * window)
-    frame = hist.read(at - lookback, at + timedelta(microseconds=1), tags=tag_names)
+    reach = lookback(spec, window)
+    frame = hist.read(at - reach, at + timedelta(microseconds=1), tags=tag_names)
     if frame.empty:
-        raise NoWindow(f"{spec.name}: no data in the {lookback} before {at.isoformat()}")
+        raise NoWindow(f"{spec.name}: no data in the {reach} before {at.isoformat()}")
     out = window_rows(frame, spec, tag_names, window, at)
     if np.isnan(out[-1]).all():
         raise NoWindow(f"{spec.name}: no values at {at.isoformat()} to start the twin from")

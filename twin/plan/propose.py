@@ -27,7 +27,7 @@ def latest_window(
     """The newest `samples` rows on the sample grid (samples, len(tags)), NaN where missing,
     and the newest sample's timestamp; None when the historian holds nothing."""
     from twin.historian import Historian
-    from twin.window import window_rows
+    from twin.window import lookback, window_rows
 
     with Historian(home.historian_dir(spec.name)) as hist:
         span = hist.time_range()
@@ -35,7 +35,7 @@ def latest_window(
             return None
         period = timedelta(seconds=spec.plant.sample_period_s)
         end = span[1]
-        frame = hist.read(end - period * (2 * samples + 1), end + period, tags=spec.tag_names)
+        frame = hist.read(end - lookback(spec, samples), end + period, tags=spec.tag_names)
     if frame.empty:
         return None
     return window_rows(frame, spec, tags, samples, end), end

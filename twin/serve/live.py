@@ -69,8 +69,18 @@ class LiveState:
         return sensor_faults(self.spec, self.latest, now)
 
     def window(self, tag_names: list[str], samples: int, end: datetime) -> np.ndarray:
-        """The model's input window up to `end` (twin.window's one rule)."""
-        return window_rows(frame_of(self._buffer), self.spec, tag_names, samples, end)
+        """The model's input window up to `end` (twin.window's one rule).
+
+        A tag that has said nothing since the buffer's oldest sample still brings its last
+        sample: a report-by-exception value stands for up to its max age, however much longer
+        that is than the buffer keeps (twin.window decides how far it is held)."""
+        oldest = self._buffer[0].ts if self._buffer else None
+        trimmed = [
+            s
+            for s in self.latest.values()
+            if s.quality != Quality.GAP and (oldest is None or s.ts < oldest)
+        ]
+        return window_rows(frame_of([*trimmed, *self._buffer]), self.spec, tag_names, samples, end)
 
     def on_batch(self, batch: list[Sample]) -> LiveUpdate:
         update = LiveUpdate()
