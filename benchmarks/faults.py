@@ -99,7 +99,7 @@ def run_repetition(name: str, tmp: Path, models: Path) -> dict:
     t0 = time.monotonic()
     try:
         r = run_case(CASES[name], tmp, models).to_dict()
-    except AssertionError as exc:  # the case could not be exercised: reported, not hidden
+    except Exception as exc:  # the case could not be exercised: reported, not hidden
         r = {
             "unsafe_writes": 0,
             "partial_unreconciled": 0,
@@ -109,7 +109,7 @@ def run_repetition(name: str, tmp: Path, models: Path) -> dict:
             "samples_published": 0,
             "samples_lost": 0,
             "problems": [],
-            "error": str(exc).splitlines()[0],
+            "error": (str(exc).splitlines() or [type(exc).__name__])[0],
         }
     r["wall_s"] = round(time.monotonic() - t0, 1)
     return r
