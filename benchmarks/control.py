@@ -295,6 +295,18 @@ def warmup_samples(spec: PlantSpec, twin: Twin | None) -> int:
     return n
 
 
+def decide_and_apply(decider: _Decider, sim: Simulation, rows: list, run: Run) -> None:
+    """One control interval's decision, timed (wall and CPU), applied to the simulated plant
+    and recorded with the MVs it moved from."""
+    before = sim.mv
+    start, cpu = time.perf_counter(), time.thread_time()
+    wanted = decider.decide(rows, run)
+    run.plan_ms.append(1000.0 * (time.perf_counter() - start))
+    run.plan_cpu_ms.append(1000.0 * (time.thread_time() - cpu))
+    applied = sim.set_mvs(wanted)
+    run.moves.append({**{f"prev.{n}": v for n, v in before.items()}, **applied})
+
+
 def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin: Twin | None) -> Run:
     """Drive the simulator through the scenario with one controller."""
     sim = Simulation(spec, seed=case.seed, scenario=case.scenario, start=START)
@@ -316,13 +328,7 @@ def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin: Tw
     n_steps = int(round(case.minutes * 60.0 / spec.plant.sample_period_s))
     for k in tqdm(range(n_steps), desc=f"{case.key} {controller}", leave=False):
         if k % spi == 0:
-            before = sim.mv
-            start, cpu = time.perf_counter(), time.thread_time()
-            wanted = decider.decide(rows, run)
-            run.plan_ms.append(1000.0 * (time.perf_counter() - start))
-            run.plan_cpu_ms.append(1000.0 * (time.thread_time() - cpu))
-            applied = sim.set_mvs(wanted)
-            run.moves.append({**{f"prev.{n}": v for n, v in before.items()}, **applied})
+            decide_and_apply(decider, sim, rows, run)
         rows.append(measured(sim.step()))
         true = sim.true_outputs()
         run.t_s.append(sim.elapsed_s)

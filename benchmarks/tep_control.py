@@ -31,7 +31,6 @@ import json
 import math
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _control_report import Run, mean_ci, score  # noqa: E402
-from control import Twin, _Decider  # noqa: E402
+from control import Twin, _Decider, decide_and_apply  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tep_predict import HOME  # noqa: E402
@@ -96,13 +95,7 @@ def run_case(
     trip_s = math.nan
     for k in range(round(hours * HOUR_S / spec.plant.sample_period_s)):
         if k % spi == 0:
-            before = sim.mv
-            start, cpu = time.perf_counter(), time.thread_time()
-            wanted = decider.decide(rows, run)
-            run.plan_ms.append(1000.0 * (time.perf_counter() - start))
-            run.plan_cpu_ms.append(1000.0 * (time.thread_time() - cpu))
-            applied = sim.set_mvs(wanted)
-            run.moves.append({**{f"prev.{n}": v for n, v in before.items()}, **applied})
+            decide_and_apply(decider, sim, rows, run)
         rows.append(sim.step())
         del rows[:-400]
         trip = sim.model.trip  # type: ignore[attr-defined]
