@@ -295,6 +295,17 @@ def warmup_samples(spec: PlantSpec, twin: Twin | None) -> int:
     return n
 
 
+def record_sample(sim: Simulation, run: Run, cvs: list[str]) -> None:
+    """What a closed-loop run is scored on at each sample: the true CVs, setpoints and MVs."""
+    true = sim.true_outputs()
+    run.t_s.append(sim.elapsed_s)
+    for n in cvs:
+        run.y[n].append(true[n])
+        run.sp[n].append(sim.setpoints.get(n, math.nan))
+    for n, v in sim.mv.items():
+        run.u[n].append(v)
+
+
 def decide_and_apply(decider: _Decider, sim: Simulation, rows: list, run: Run) -> None:
     """One control interval's decision, timed (wall and CPU), applied to the simulated plant
     and recorded with the MVs it moved from."""
@@ -330,13 +341,7 @@ def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin: Tw
         if k % spi == 0:
             decide_and_apply(decider, sim, rows, run)
         rows.append(measured(sim.step()))
-        true = sim.true_outputs()
-        run.t_s.append(sim.elapsed_s)
-        for n in cvs:
-            run.y[n].append(true[n])
-            run.sp[n].append(sim.setpoints.get(n, math.nan))
-        for n, v in sim.mv.items():
-            run.u[n].append(v)
+        record_sample(sim, run, cvs)
         if len(rows) > 400:
             del rows[:-200]
     return run

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _control_report import Run, mean_ci, score  # noqa: E402
-from control import Twin, _Decider, decide_and_apply  # noqa: E402
+from control import Twin, _Decider, decide_and_apply, record_sample  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from tep_predict import HOME  # noqa: E402
@@ -102,13 +102,7 @@ def run_case(
         if trip is not None:
             trip_s = trip.time_s
             break
-        true = sim.true_outputs()
-        run.t_s.append(sim.elapsed_s)
-        for n in cvs:
-            run.y[n].append(true[n])
-            run.sp[n].append(sim.setpoints.get(n, math.nan))
-        for n, v in sim.mv.items():
-            run.u[n].append(v)
+        record_sample(sim, run, cvs)
     return summarise_run(spec, run, trip_s)
 
 

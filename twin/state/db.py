@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +45,7 @@ class Result(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class Db:
+class Db(ABC):
     """One connection to the state store, shared by the threads of a process behind a lock."""
 
     kind = ""
@@ -61,16 +62,20 @@ class Db:
 
     # ---- what each engine provides -----------------------------------------------------
 
+    @abstractmethod
     def execute(self, sql: str, params: Params = ()) -> Result:
         raise NotImplementedError
 
+    @abstractmethod
     def ddl(self, statement: str) -> None:
         """Run one statement of the (SQLite-dialect) schema."""
         raise NotImplementedError
 
+    @abstractmethod
     def columns(self, table: str) -> set[str]:
         raise NotImplementedError
 
+    @abstractmethod
     def append_only(self, table: str) -> None:
         """(Re)create the triggers that refuse UPDATE and DELETE on `table`."""
         raise NotImplementedError
@@ -82,9 +87,11 @@ class Db:
             (key, value),
         )
 
+    @abstractmethod
     def close(self) -> None:
         raise NotImplementedError
 
+    @abstractmethod
     def _begin(self) -> None:
         raise NotImplementedError
 
