@@ -278,6 +278,8 @@ def _exercise(case: Case, ctx: Ctx, result: CaseResult) -> None:
         ctx.blocks.append(Block(start + timedelta(seconds=lag + GRACE_S), end, what))
     result.resumed = _wait_moves(ctx, 1, after=plant.time, timeout=60, what="", required=False)
     result.notes.append(f"fault from {start:%H:%M:%S} to {end:%H:%M:%S} plant time")
+    if not result.resumed:
+        result.notes.append(f"the runtime's last log lines:\n{_tail(ctx)}")
 
 
 def _wait_moves(

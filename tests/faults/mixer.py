@@ -122,6 +122,7 @@ move_weights = {{ feed_hot = 0.01, feed_cold = 0.01 }}
 [safety]
 allow_auto = true
 max_staleness_s = {MAX_STALENESS_S}
+fallback = "linear_mpc"
 """
 
 
