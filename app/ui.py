@@ -5,6 +5,7 @@ Pages stay thin: they call these helpers and the tested functions in app.logic.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from app import banner
-from app.logic import context
+from app.logic import context, oidc
 from app.logic.session import (
     COOKIE,
     cookie_key,
@@ -24,7 +25,7 @@ from app.logic.session import (
     sign,
 )
 from twin import api
-from twin.auth import AuthError, NotAuthenticated, Role, SecurityConfig, Session
+from twin.auth import AuthError, NotAuthenticated, OidcConfig, Role, SecurityConfig, Session
 from twin.paths import Home
 from twin.spec import PlantSpec
 from twin.state import Store
@@ -77,8 +78,87 @@ def user() -> Session | None:
         st.session_state["cookie_js"] = cookie_script(None, 0, _https())
         st.session_state["login_msg"] = str(exc).split(": ", 1)[-1]
         return None
+    s = _fresh_provider_log_in(s)
     st.session_state["user"] = s
     return s
+
+
+# ---- the site's identity provider (Streamlit's st.login; app/logic/oidc.py) -------------
+
+
+def _oidc() -> OidcConfig | None:
+    return SecurityConfig.of(store()).oidc
+
+
+def _provider_token() -> tuple[str, dict[str, Any]] | None:
+    """The ID token (and its claims as Streamlit read them) of this browser's provider log-in.
+
+    The claims only choose what to show; twin.api verifies the token itself."""
+    if not _provider_logged_in():
+        return None
+    token = _text(st.user.tokens.get("id"))
+    return (token, st.user.to_dict()) if token else None
+
+
+def _provider_logged_in() -> bool:
+    # Without [auth] secrets Streamlit's st.user has no is_logged_in key at all.
+    return st.user.get("is_logged_in") is True
+
+
+def _first_try(token: str) -> bool:
+    """True once per token in this browser session: a refused token is not retried each run."""
+    tried: set[str] = st.session_state.setdefault("oidc_tried", set())
+    key = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    if key in tried:
+        return False
+    tried.add(key)
+    return True
+
+
+def _provider_log_in() -> bool:
+    """A session from this browser's fresh provider log-in (twin.api.log_in_external)."""
+    held = _provider_token()
+    if held is None or not _first_try(held[0]):
+        return False
+    try:
+        s = api.log_in_external(store(), held[0], source=_text(st.context.ip_address))
+    except AuthError as exc:
+        st.session_state.setdefault("login_msg", str(exc))  # an idle-timeout note comes first
+        return False
+    _start(s)
+    return True
+
+
+def _fresh_provider_log_in(s: Session) -> Session:
+    """After the provider asked this user to log in again (the FRESH entry), the session's
+    re-authentication time moves to the provider's `auth_time` (twin.api checks it)."""
+    held = _provider_token() if _oidc() is not None else None
+    if held is None:
+        return s
+    token, claims = held
+    auth_time = claims.get("auth_time", claims.get("iat"))
+    if not isinstance(auth_time, int | float) or auth_time <= s.auth_at + 0.5:
+        return s
+    if not _first_try(token):
+        return s
+    try:
+        return api.reauthenticate_external(store(), s, token)
+    except AuthError as exc:
+        st.session_state["reauth_msg"] = str(exc)
+        return s
+
+
+def _is_provider_user(cfg: OidcConfig, u: Session) -> bool:
+    held = _provider_token()
+    return held is not None and held[1].get(cfg.username_claim) == u.name
+
+
+def _start(s: Session) -> None:
+    """Keep a new session in this browser session and in the cookie."""
+    st.session_state["user"] = s
+    lifetime = SecurityConfig.of(store()).session_lifetime_s
+    value = sign(cookie_key(home().keys_dir), s.token)
+    st.session_state["cookie_js"] = cookie_script(value, lifetime, _https())
 
 
 def _text(value: object) -> str | None:
@@ -138,6 +218,13 @@ def page() -> Page:
 def login_page() -> None:
     st.title("Twin control room")
     st.caption(f"twin home: {room_config().home}")
+    cfg = _oidc()
+    if cfg is not None:
+        if _provider_log_in():
+            st.rerun()
+        if st.button(f"Log in with {cfg.name}", type="primary", key="oidc_login"):
+            st.login(oidc.PROVIDER)
+        st.caption("or with a local account:")
     with st.form("login"):
         name = st.text_input("User name", key="login_name")
         password = st.text_input("Password", type="password", key="login_password")
@@ -151,10 +238,7 @@ def login_page() -> None:
         except AuthError as exc:
             st.error(str(exc))
         else:
-            st.session_state["user"] = s
-            lifetime = SecurityConfig.of(store()).session_lifetime_s
-            value = sign(cookie_key(home().keys_dir), s.token)
-            st.session_state["cookie_js"] = cookie_script(value, lifetime, _https())
+            _start(s)
             st.rerun()
 
 
@@ -165,6 +249,9 @@ def _log_out(everywhere: bool) -> None:
     for k in ("user", "plant"):
         st.session_state.pop(k, None)
     st.session_state["cookie_js"] = cookie_script(None, 0, _https())
+    if _provider_logged_in():
+        st.logout()  # Streamlit's identity cookie too (and the provider's end_session_endpoint)
+        st.stop()
     st.rerun()
 
 
@@ -179,6 +266,16 @@ def _reauth_form(u: Session) -> None:
                 st.error(str(exc))
             else:
                 st.rerun()
+
+
+def _provider_reauth(cfg: OidcConfig) -> None:
+    """For a provider user: a fresh log-in there, in place of the password confirmation."""
+    msg = st.session_state.pop("reauth_msg", None)
+    if msg:
+        st.warning(msg)
+    st.caption("Approvals that write to the plant need a fresh log-in.")
+    if st.button(f"Log in again with {cfg.name}", key="oidc_reauth"):
+        st.login(oidc.FRESH)
 
 
 def sidebar() -> None:
@@ -197,8 +294,12 @@ def sidebar() -> None:
     with st.sidebar:
         if u is not None:
             st.markdown(f"Signed in as **{u.name}** ({u.role})")
+            cfg = _oidc()
             if u.role >= Role.OPERATOR and needs_reauth(s, u):
-                _reauth_form(u)
+                if cfg is not None and _is_provider_user(cfg, u):
+                    _provider_reauth(cfg)
+                else:
+                    _reauth_form(u)
         if plants:
             current = st.session_state.get("plant")
             if current not in plants:

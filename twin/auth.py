@@ -95,11 +95,24 @@ class Session:
     name: str
     role: Role
     auth_at: float = 0.0
-    """When the password was last entered (Unix seconds)."""
+    """When the password was last entered, or the user last authenticated at the identity
+    provider (Unix seconds)."""
 
     @property
     def sid(self) -> str:
         return token_id(self.token)
+
+
+@dataclass(frozen=True)
+class ExternalIdentity:
+    """A user an identity provider vouched for, read from a verified ID token."""
+
+    name: str
+    role: Role
+    provider: str
+    """The provider's issuer (`iss`), named in the audit entry."""
+    auth_at: float
+    """When the user authenticated at the provider (`auth_time`, else `iat`; Unix seconds)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,96 @@ RUNTIME = RuntimeIdentity()
 def token_id(token: str) -> str:
     """What the store keeps of a token: its SHA-256 (a copy of the database logs no one in)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    """The site's OpenID Connect identity provider (`[oidc]` in `security.toml`).
+
+    The control room offers "Log in with <name>" (Streamlit's `st.login`) beside the password
+    form; `twin.api.log_in_external` turns the provider's signed ID token into the same API
+    session a password makes. docs/security.md says what it trusts.
+    """
+
+    server_metadata_url: str
+    """The provider's discovery document (`.../.well-known/openid-configuration`)."""
+    client_id: str
+    """The control room's client id at the provider; ID tokens must name it in `aud`."""
+    roles: dict[str, Role]
+    """Values of `role_claim` -> the role they give (`twin-operators = "operator"`); the
+    highest role among a user's values wins, and a user with none of them is refused."""
+    client_secret_env: str = "TWIN_OIDC_CLIENT_SECRET"
+    """The environment variable holding the client secret (never written in this file)."""
+    name: str = "the identity provider"
+    """What the log-in button calls the provider ("Log in with <name>")."""
+    redirect_uri: str | None = None
+    """The room's callback URL as the browser sees it (`https://room.site/oauth2callback`);
+    default: `twin app`'s own address, which is wrong behind a reverse proxy."""
+    scope: str = "openid profile email"
+    """Scopes asked for; some providers send the groups claim only for an extra scope."""
+    username_claim: str = "preferred_username"
+    """The claim that names the user in the room's user table (pick one the provider's
+    administrators set, not one users may edit)."""
+    role_claim: str = "groups"
+    """The claim (a string or a list of strings) whose values `roles` maps."""
+    create_users: bool = False
+    """Add an unknown user with the mapped role at their first log-in (else refuse them)."""
+    login_window_s: float = 300.0
+    """An ID token opens a session only this soon after the provider issued it (`iat`), and
+    only once: a log-in cookie kept in another browser cannot reopen a logged-out session."""
+
+    def __post_init__(self) -> None:
+        texts = ("server_metadata_url", "client_id", "client_secret_env", "name", "scope")
+        for key in (*texts, "username_claim", "role_claim"):
+            v = getattr(self, key)
+            if not isinstance(v, str) or not v.strip():
+                raise BadInput(f"security.toml: oidc.{key} = {v!r} must be a non-empty string")
+        for key in ("server_metadata_url", "redirect_uri"):
+            v = getattr(self, key)
+            if v is not None and not str(v).startswith(("https://", "http://")):
+                raise BadInput(f"security.toml: oidc.{key} = {v!r} must be an absolute URL")
+        if "openid" not in self.scope.split():
+            raise BadInput(f"security.toml: oidc.scope = {self.scope!r} must include openid")
+        if not isinstance(self.create_users, bool):
+            raise BadInput(
+                f"security.toml: oidc.create_users = {self.create_users!r} must be true or false"
+            )
+        v = self.login_window_s
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            raise BadInput(f"security.toml: oidc.login_window_s = {v!r} must be a positive number")
+        if not self.roles:
+            raise BadInput("security.toml: oidc.roles must map at least one claim value to a role")
+
+    @classmethod
+    def from_toml(cls, raw: object, path: Path) -> OidcConfig:
+        """The `[oidc]` table, with `[oidc.roles]` parsed; unknown keys are refused."""
+        if not isinstance(raw, dict):
+            raise BadInput(f"{path}: oidc must be a table ([oidc])")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise BadInput(f"{path}: unknown oidc setting(s) {', '.join(unknown)}")
+        missing = [k for k in ("server_metadata_url", "client_id", "roles") if k not in raw]
+        if missing:
+            raise BadInput(f"{path}: [oidc] needs {', '.join(missing)}")
+        roles = raw["roles"]
+        if not isinstance(roles, dict):
+            raise BadInput(f"{path}: oidc.roles must be a table of claim value = role")
+        try:
+            parsed = {str(k): Role.parse(v) for k, v in roles.items()}
+        except BadInput as exc:
+            raise BadInput(f"{path}: oidc.roles: {exc}") from None
+        return cls(**{**raw, "roles": parsed})
+
+    def role_of(self, claims: dict[str, Any]) -> Role | None:
+        """The highest role the user's `role_claim` values map to, or None."""
+        values = claims.get(self.role_claim)
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list):
+            return None
+        found = [self.roles[v] for v in values if isinstance(v, str) and v in self.roles]
+        return max(found) if found else None
 
 
 @dataclass(frozen=True)
@@ -138,9 +241,14 @@ class SecurityConfig:
     single_operator: bool = False
     """Let the engineer who requested a step test approve it (a one-person site; audited)."""
 
+    oidc: OidcConfig | None = None
+    """The site's identity provider (`[oidc]`), if the control room offers its log-in."""
+
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "oidc":
+                continue
             if f.type == "bool":
                 if not isinstance(v, bool):
                     raise BadInput(f"security.toml: {f.name} = {v!r} must be true or false")
@@ -160,6 +268,8 @@ class SecurityConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise BadInput(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        if "oidc" in raw:
+            raw["oidc"] = OidcConfig.from_toml(raw["oidc"], path)
         return cls(**raw)
 
     @classmethod
@@ -206,10 +316,42 @@ def log_in(store: Store, name: str, password: str, source: str | None = None) ->
         _note_lock(store, cfg, name, source, now)
         raise
     now = time.time()  # the session starts after the (deliberately slow) password check
+    return _new_session(store, cfg, user, source, auth_at=now)
+
+
+def open_external_session(
+    store: Store, identity: ExternalIdentity, source: str | None = None
+) -> Session:
+    """A session for a user an identity provider vouched for (twin.api.log_in_external makes
+    the identity from a verified ID token; nothing else should)."""
+    cfg = SecurityConfig.of(store)
+    user = User(identity.name, identity.role)
+    return _new_session(
+        store, cfg, user, source, auth_at=identity.auth_at, provider=identity.provider
+    )
+
+
+def _new_session(
+    store: Store,
+    cfg: SecurityConfig,
+    user: User,
+    source: str | None,
+    *,
+    auth_at: float,
+    provider: str | None = None,
+) -> Session:
+    now = time.time()
     token = secrets.token_urlsafe(32)
-    expires = now + cfg.session_lifetime_s
-    store.add_session(token_id(token), user.name, now=now, expires_at=expires, source=source)
-    return Session(token, user.name, user.role, now)
+    store.add_session(
+        token_id(token),
+        user.name,
+        now=now,
+        expires_at=now + cfg.session_lifetime_s,
+        source=source,
+        auth_at=auth_at,
+        provider=provider,
+    )
+    return Session(token, user.name, user.role, auth_at)
 
 
 def check_session(store: Store, session: object, action: str = "act") -> Session:
@@ -264,14 +406,28 @@ def reauthenticate(store: Store, session: Session, password: str) -> Session:
     return Session(s.token, s.name, s.role, now)
 
 
+def reauthenticate_external(store: Store, session: Session, identity: ExternalIdentity) -> Session:
+    """A fresh provider log-in of the session's own user (twin.api.reauthenticate_external
+    makes the identity from a verified ID token): approvals that write may follow."""
+    s = check_session(store, session, "re-authenticate")
+    if identity.name != s.name:
+        raise AuthError(
+            f"the identity provider logged in {identity.name!r}, not {s.name!r}: log out first"
+        )
+    store.reauth_session(
+        s.sid, s.name, time.time(), auth_at=identity.auth_at, provider=identity.provider
+    )
+    return Session(s.token, s.name, s.role, identity.auth_at)
+
+
 def require_fresh(store: Store, session: Session, action: str) -> None:
-    """Refuse unless the session's password was entered within `reauth_s`."""
+    """Refuse unless the session's password (or provider log-in) is younger than `reauth_s`."""
     cfg = SecurityConfig.of(store)
     age = time.time() - session.auth_at
     if age > cfg.reauth_s:
         raise ReauthRequired(
-            f"{action}: writes to the plant; enter your password again (last entered "
-            f"{age:.0f} s ago, at most {cfg.reauth_s:g} s)"
+            f"{action}: writes to the plant; enter your password again, or log in with the "
+            f"identity provider again (last done {age:.0f} s ago, at most {cfg.reauth_s:g} s)"
         )
 
 

@@ -62,26 +62,32 @@ class Failures:
 
 class SessionsMixin(StoreCore):
     def add_session(
-        self, sid: str, user: str, *, now: float, expires_at: float, source: str | None
+        self,
+        sid: str,
+        user: str,
+        *,
+        now: float,
+        expires_at: float,
+        source: str | None,
+        auth_at: float | None = None,
+        provider: str | None = None,
     ) -> None:
-        """A new session after a good password (audited with the log-in it records)."""
+        """A new session after a good password, or a provider log-in (`provider`, its issuer;
+        `auth_at` when the user authenticated there); audited with the log-in it records."""
+        what: dict[str, object] = {"session": sid[:12], "source": source}
+        if provider is not None:
+            what["provider"] = provider
         with self.write() as c:
             c.execute(
                 "INSERT INTO sessions (id, user, created_at, last_seen, expires_at, auth_at, "
                 "source) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sid, user, now, now, expires_at, now, source),
+                (sid, user, now, now, expires_at, now if auth_at is None else auth_at, source),
             )
             c.execute(
                 "INSERT INTO login_attempts (name, source, at, ok) VALUES (?, ?, ?, 1)",
                 (user, source, now),
             )
-            self.audit(
-                c,
-                user=user,
-                kind="login",
-                subject=f"user:{user}",
-                what={"session": sid[:12], "source": source},
-            )
+            self.audit(c, user=user, kind="login", subject=f"user:{user}", what=what)
 
     def get_session(self, sid: str) -> SessionRecord | None:
         rows = self.query("SELECT * FROM sessions WHERE id = ?", (sid,))
@@ -91,15 +97,26 @@ class SessionsMixin(StoreCore):
         with self.write() as c:
             c.execute("UPDATE sessions SET last_seen = ? WHERE id = ?", (now, sid))
 
-    def reauth_session(self, sid: str, user: str, now: float) -> None:
-        """The password entered again in a live session (what an approval that writes needs)."""
+    def reauth_session(
+        self,
+        sid: str,
+        user: str,
+        now: float,
+        *,
+        auth_at: float | None = None,
+        provider: str | None = None,
+    ) -> None:
+        """The password entered again in a live session, or a fresh log-in at the identity
+        provider (`provider`, `auth_at` its `auth_time`): what an approval that writes needs."""
+        what: dict[str, object] = {"session": sid[:12]}
+        if provider is not None:
+            what["provider"] = provider
         with self.write() as c:
             c.execute(
-                "UPDATE sessions SET auth_at = ?, last_seen = ? WHERE id = ?", (now, now, sid)
+                "UPDATE sessions SET auth_at = ?, last_seen = ? WHERE id = ?",
+                (now if auth_at is None else auth_at, now, sid),
             )
-            self.audit(
-                c, user=user, kind="reauth", subject=f"user:{user}", what={"session": sid[:12]}
-            )
+            self.audit(c, user=user, kind="reauth", subject=f"user:{user}", what=what)
 
     def revoke_session(self, sid: str, *, actor: str, why: str, now: float) -> bool:
         with self.write() as c:
