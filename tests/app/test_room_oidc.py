@@ -108,7 +108,7 @@ def test_api_checks_the_id_token(tmp_path: Path) -> None:
             e = api.log_in_external(store, op.issue("erin"))
             assert e.role == Role.ENGINEER
             with pytest.raises(AuthError):
-                api.log_in(store, "erin", "")
+                api.log_in(store, "erin", "any password at all")
             # A fresh provider log-in re-authenticates; one made long ago does not.
             stale = op.issue("oscar", auth_time=time.time() - 3600)
             with pytest.raises(AuthError, match="did not ask for your password again"):
@@ -207,3 +207,46 @@ def test_provider_log_in_in_the_room(tmp_path: Path) -> None:
     finally:
         stop(proc)
         op.stop()
+
+
+def test_oidc_settings_are_checked(tmp_path: Path) -> None:
+    """security.toml's [oidc] is validated, naming the field; Streamlit's secrets come from it."""
+    import tomllib
+
+    from app.logic import oidc
+    from twin.auth import SecurityConfig
+    from twin.errors import BadInput
+
+    path = tmp_path / "security.toml"
+    base = '[oidc]\nserver_metadata_url = "https://idp.example/.well-known/openid-configuration"\n'
+    base += 'client_id = "twin-room"\n'
+    bad = {
+        '[oidc.roles]\nops = "superuser"\n': "superuser",
+        'colour = "red"\n[oidc.roles]\nops = "operator"\n': "unknown oidc setting",
+        'scope = "profile"\n[oidc.roles]\nops = "operator"\n': "openid",
+        "login_window_s = 0\n[oidc.roles]\nops = 'operator'\n": "login_window_s",
+        "[oidc.roles]\n": "at least one",
+    }
+    for tail, message in bad.items():
+        path.write_text(base + tail)
+        with pytest.raises(BadInput, match=message):
+            SecurityConfig.load(path)
+    path.write_text(base + '[oidc.roles]\nops = "operator"\nadmins = "admin"\n')
+    cfg = SecurityConfig.load(path).oidc
+    assert cfg is not None
+    assert cfg.role_of({"groups": ["x", "ops", "admins"]}) == Role.ADMIN
+    assert cfg.role_of({"groups": "ops"}) == Role.OPERATOR
+    assert cfg.role_of({"groups": ["x"]}) is None and cfg.role_of({}) is None
+    with pytest.raises(BadInput, match="redirect_uri"):
+        oidc.redirect_uri(cfg, "0.0.0.0", 8501, https=False)
+    text = oidc.streamlit_secrets(
+        cfg,
+        redirect=oidc.redirect_uri(cfg, "127.0.0.1", 8501, https=True),
+        client_secret='s"e\\cret',
+        cookie_secret="c" * 64,
+    )
+    auth = tomllib.loads(text)["auth"]
+    assert auth["redirect_uri"] == "https://127.0.0.1:8501/oauth2callback"
+    assert auth[oidc.PROVIDER]["client_secret"] == 's"e\\cret'
+    assert auth[oidc.FRESH]["client_kwargs"]["prompt"] == "login"
+    assert auth[oidc.FRESH]["authorize_params"] == {"max_age": 0}
