@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.state import backends
 from twin import alarms_api, audit
 from twin.auth import PermissionDenied, Role, log_in
 from twin.errors import BadInput
@@ -20,11 +21,9 @@ PASSWORD = "correct horse battery"
 PLANT = "cstr"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "state.db")
-    yield s
-    s.close()
+# The store fixtures of both backends (SQLite, PostgreSQL): every test here runs on each.
+backend = backends.backend
+store = backends.store
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ variants are skipped locally and fail in CI (CI=true, or TWIN_TEST_REQUIRE_POSTG
 `.ci/run` sets), so CI never passes without them.
 
 A test module runs on both backends by importing the fixtures:
-`from tests.state import backends`, then `store = backends.store` (and `backend`).
+`from tests.state import backends`, then `store = backends.store` (and `backend`); a test of
+whole processes takes `state_url = backends.state_url` (and `backend`) instead.
 """
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "postgresql":
         postgres_url()
     return str(request.param)
+
+
+@pytest.fixture
+def state_url(backend: str, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """For tests that start processes or open stores by home (`Store.open`): None on SQLite
+    (each home's state.db); on PostgreSQL a fresh schema, set as TWIN_STATE_URL for the test
+    and the processes it starts."""
+    if backend == "sqlite":
+        monkeypatch.delenv("TWIN_STATE_URL", raising=False)
+        return None
+    url = fresh_schema_url(postgres_url())
+    monkeypatch.setenv("TWIN_STATE_URL", url)
+    return url
 
 
 @pytest.fixture
