@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from twin.state import Store
 
 from .plant import read_opcua, start_sim, stop, train_tiny, write_spec
 
+SIM_SPEED = 20.0
+
 
 class AbstainingTwin(TwinProposer):
     """The real active twin, which declines every decision as out of distribution."""
@@ -29,6 +32,20 @@ class AbstainingTwin(TwinProposer):
 
     def ood_ratio(self, window):  # type: ignore[override]
         return float("inf")
+
+
+class BusyAbstainingTwin(AbstainingTwin):
+    """Abstains, on a machine so busy that one control step starts more than an interval late
+    (its model check stalls): the step after it finds the same interval's data."""
+
+    calls = 0
+    stall_s = 0.0
+
+    def refresh(self) -> None:
+        super().refresh()
+        self.calls += 1
+        if self.calls == 3:
+            time.sleep(self.stall_s)
 
 
 def _with_fallback(spec: PlantSpec, kind: str) -> PlantSpec:
@@ -44,14 +61,16 @@ def tiny_models(tmp_path_factory) -> Path:
     return home.models_dir("cstr")
 
 
-def _serve(spec: PlantSpec, home: Home, steps: int) -> tuple[Store, Runtime]:
+def _serve(
+    spec: PlantSpec, home: Home, steps: int, proposer: TwinProposer | None = None
+) -> tuple[Store, Runtime]:
     store = Store(home.state_db)
     rt = Runtime(
         spec,
         home,
         RuntimeConfig(mode="auto", steps=steps),
         store=store,
-        proposer=AbstainingTwin(home, spec, hard_operating=True),
+        proposer=proposer or AbstainingTwin(home, spec, hard_operating=True),
         connections=open_connections(spec, home, "opcua"),
     )
     asyncio.run(asyncio.wait_for(rt.run(), timeout=240))
@@ -101,6 +120,26 @@ def test_hold_fallback_writes_nothing_and_alarms(tmp_path, tiny_models) -> None:
         shown = store.get_status("cstr").alarms  # what the control room shows
         assert any("fallback:hold acts" in a["message"] for a in shown)
         assert "ood" in rt.summary.reasons
+        store.close()
+    finally:
+        stop(sim)
+
+
+@pytest.mark.timeout(300)
+def test_a_late_control_step_does_not_decide_one_interval_twice(tmp_path, tiny_models) -> None:
+    spec = _with_fallback(write_spec(tmp_path / "spec"), "linear_mpc")
+    home = Home.at(tmp_path / "home")
+    shutil.copytree(tiny_models, home.models_dir("cstr"))
+    busy = BusyAbstainingTwin(home, spec, hard_operating=True)
+    interval = spec.plant.control_interval_s
+    busy.stall_s = 1.3 * interval / SIM_SPEED  # wakes early in the next interval, tick pending
+    sim = start_sim(spec, tmp_path / "sim.log", speed=SIM_SPEED)
+    try:
+        store, rt = _serve(spec, home, steps=7, proposer=busy)
+        props = store.list_proposals("cstr", limit=100)
+        grid = [int(p.data_ts.timestamp() // interval) for p in props]
+        assert busy.calls >= 3 and len(props) >= 3, (busy.calls, len(props))
+        assert len(set(grid)) == len(grid), sorted(p.data_ts.isoformat() for p in props)
         store.close()
     finally:
         stop(sim)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from datetime import datetime, timedelta
+
+
+def interval_of(ts: datetime, control_interval_s: float) -> int:
+    """The control interval plant time `ts` falls in (intervals on the epoch grid): what the
+    runtime counts its decisions and moves by."""
+    return math.floor(ts.timestamp() / control_interval_s + 1e-9)
 
 
 class PlantClock:

@@ -12,6 +12,7 @@ from typing import Any
 from twin import api
 from twin.serve.alarms import Alarms
 from twin.serve.campaigns import Campaigns
+from twin.serve.clock import interval_of
 from twin.serve.config import ACTOR, Mode, RunSummary
 from twin.serve.fallback import ABSTAINS, Fallback
 from twin.serve.live import LiveState
@@ -46,6 +47,8 @@ class ControlStep:
         self.last_proposal_id: int | None = None
         self.last_reason = "starting"
         self.ood_ratio: float | None = None
+        self._decided: int | None = None
+        """The control interval (of the data's plant time) last decided on."""
 
     async def step(self) -> None:
         """One control interval: check the sensors, then ask the twin for a proposal."""
@@ -66,11 +69,18 @@ class ControlStep:
         if now is None or data_ts is None:
             self._no_proposal("no_data", "no live data yet")
             return
+        interval = interval_of(data_ts, spec.plant.control_interval_s)
+        if interval == self._decided:
+            # A step that started late (the machine was busy) already decided on this
+            # interval's data; a second decision would be a second move in one interval.
+            log.debug("control interval of %s already decided", data_ts.isoformat())
+            return
         if not self.live.clock.measured:
             # Proposing now would invite an approval that the guard could only time at wall
             # speed if the plant went silent: measure the plant clock's rate first.
             self._no_proposal("no_data", "still measuring how fast the plant's clock runs")
             return
+        self._decided = interval
         if self._sensor_faults(now):
             return
         window = self.live.window(self.proposer.tag_names, int(self.proposer.window), data_ts)

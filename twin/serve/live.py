@@ -13,7 +13,7 @@ import numpy as np
 
 from twin.guard import SensorFault, sensor_faults
 from twin.sample import Quality, Sample
-from twin.serve.clock import PlantClock
+from twin.serve.clock import PlantClock, interval_of
 from twin.spec import PlantSpec
 from twin.window import frame_of, window_rows
 
@@ -152,7 +152,7 @@ class LiveState:
         last = self.clock.last_ts
         if last is None:
             return False
-        tick = math.floor(last.timestamp() / self.spec.plant.control_interval_s + 1e-9)
+        tick = interval_of(last, self.spec.plant.control_interval_s)
         if self._tick is None:
             self._tick = tick  # the first interval starts with the first data we see
             return False

@@ -21,6 +21,7 @@ from connectors.errors import ReadBackMismatch, WriteRejected
 from twin.errors import BadInput
 from twin.guard import GuardDecision, check_write
 from twin.serve.alarms import Alarms
+from twin.serve.clock import interval_of
 from twin.serve.config import ACTOR
 from twin.serve.live import LiveState
 from twin.serve.settling import Move, Settling
@@ -137,7 +138,7 @@ class WritePath:
 
     def interval_of(self, ts: datetime) -> int:
         """The control interval of plant time `ts` falls in (intervals on the epoch grid)."""
-        return math.floor(ts.timestamp() / self.spec.plant.control_interval_s + 1e-9)
+        return interval_of(ts, self.spec.plant.control_interval_s)
 
     def moved_in_interval(self, now: datetime) -> bool:
         """A move (approved, repair or step-test step) was already started in the control
