@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitAuthError
 
 from app import banner
 from app.logic import context, oidc
@@ -223,7 +224,7 @@ def login_page() -> None:
         if _provider_log_in():
             st.rerun()
         if st.button(f"Log in with {cfg.name}", type="primary", key="oidc_login"):
-            st.login(oidc.PROVIDER)
+            _st_login(oidc.PROVIDER)
         st.caption("or with a local account:")
     with st.form("login"):
         name = st.text_input("User name", key="login_name")
@@ -275,7 +276,14 @@ def _provider_reauth(cfg: OidcConfig) -> None:
         st.warning(msg)
     st.caption("Approvals that write to the plant need a fresh log-in.")
     if st.button(f"Log in again with {cfg.name}", key="oidc_reauth"):
-        st.login(oidc.FRESH)
+        _st_login(oidc.FRESH)
+
+
+def _st_login(provider: str) -> None:
+    try:
+        st.login(provider)
+    except StreamlitAuthError as exc:  # [oidc] added after `twin app` started
+        st.error(f"{exc} Restart `twin app` so that it writes the [oidc] settings for Streamlit.")
 
 
 def sidebar() -> None:
