@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "twin.cli.fleet_cmd",
     "twin.cli.historian_cmd",
     "twin.cli.retrain_cmd",
+    "twin.cli.state_cmd",
 )
 
 app = typer.Typer(
