@@ -21,7 +21,7 @@ from twin.serve.alarms import Alarms
 from twin.serve.live import LiveState
 from twin.serve.shadow import Shadow, score
 from twin.spec import load_spec
-from twin.state import Store, StoreError
+from twin.state import Store
 
 from .plant import start, start_sim, stop, train_tiny, twin_cmd, write_spec
 
@@ -33,19 +33,6 @@ STEPS = 14
 # included, is one fresh schema named by TWIN_STATE_URL.
 backend = backends.backend
 state_url = backends.state_url
-
-# Found by running these on PostgreSQL: list_shadow's subquery has no alias, which PostgreSQL
-# requires (twin/state/shadow.py: `... LIMIT ?) AS newest ORDER BY id`). Strict: once fixed,
-# these pass and the mark must go.
-PG_SUBQUERY_ALIAS = pytest.mark.xfail(
-    strict=True, raises=StoreError, reason="list_shadow: subquery in FROM must have an alias"
-)
-
-
-@pytest.fixture(autouse=True)
-def _known_postgres_failure(backend: str, request: pytest.FixtureRequest) -> None:
-    if backend == "postgresql":
-        request.applymarker(PG_SUBQUERY_ALIAS)
 
 
 @pytest.mark.timeout(300)

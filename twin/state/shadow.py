@@ -81,7 +81,7 @@ class ShadowMixin(StoreCore):
         """The candidate's shadow rows on this plant, oldest first."""
         rows = self.query(
             "SELECT * FROM (SELECT * FROM shadow_proposals WHERE plant = ? AND version = ? "
-            "ORDER BY id DESC LIMIT ?) ORDER BY id",
+            "ORDER BY id DESC LIMIT ?) AS newest ORDER BY id",
             (plant, version, limit),
         )
         return [
