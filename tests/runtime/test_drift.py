@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from plants.base import Simulation
-from twin.health.drift import DriftConfig, DriftState, normalised_errors, page_hinkley, slope
+from twin.health.drift import (
+    BiasState,
+    Commissioning,
+    DriftConfig,
+    DriftState,
+    Reference,
+    normalised_errors,
+    page_hinkley,
+    slope,
+)
 from twin.spec import load_spec
 
 HORIZON = 5  # control intervals predicted ahead
@@ -99,3 +108,82 @@ def test_errors_and_trend() -> None:
     assert slope([1.0, 2.0]) is None
     with pytest.raises(ValueError, match="cap"):
         DriftConfig(slack=1.0, cap=1.5)
+
+
+def _observer_innovations(
+    ramp_from: int | None, n: int, seed: int, gain: float = 0.3, ramp: float = 0.01
+) -> list[float]:
+    """One CV under an offset-free observer d_k = d_{k-1} + gain * e_k (the planner's output
+    disturbance state) with measurement noise 0.05; the true disturbance ramps by `ramp` per
+    interval from `ramp_from` (a fouling that the observer absorbs)."""
+    rng = np.random.default_rng(seed)
+    d_hat, out = 0.0, []
+    for k in range(n):
+        true = 0.0 if ramp_from is None or k < ramp_from else ramp * (k - ramp_from)
+        e = true + rng.normal(0.0, 0.05) - d_hat  # measured - (model + estimate)
+        d_hat += gain * e
+        out.append(e)
+    return out
+
+
+def _commissioned(innov: list[float], errors: list[float], cfg: DriftConfig) -> Reference:
+    c = Commissioning(cfg)
+    for e, x in zip(innov, errors, strict=True):
+        c.add([x], {"y": e})
+    return c.reference({"y": 0.05})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_disturbance_trend_fires_on_an_absorbed_ramp_and_not_without(seed: int) -> None:
+    cfg = DriftConfig()
+    drift = _observer_innovations(ramp_from=100, n=400, seed=seed)
+    quiet = _observer_innovations(ramp_from=None, n=400, seed=seed + 10)
+
+    def run(innov: list[float]) -> tuple[int | None, BiasState]:
+        ref = _commissioned(innov[20:60], [1.0] * 40, cfg)
+        bias = BiasState(ref.innovation_mean, ref.innovation_std, cfg)
+        fired = None
+        for k in range(60, len(innov)):
+            if bias.update({"y": innov[k]}) and fired is None:
+                fired = k
+        return fired, bias
+
+    # The observer absorbs the ramp: the innovations keep a steady bias of ramp / gain = 0.033,
+    # under the noise's 0.05, so each squared error hardly grows; their sum does.
+    fired, bias = run(drift)
+    assert fired is not None and 100 < fired < 400
+    assert bias.worst() == "y" and bias.evidence()["innovation_sum_since_commissioning"]["y"] > 0
+    assert run(quiet)[0] is None
+
+
+def test_commissioning_sets_the_reference_bounded_by_the_card() -> None:
+    cfg = DriftConfig(max_reference=9.0)
+    rng = np.random.default_rng(3)
+    # Closed-loop errors at 2x the card's RMSE: a level of 4, which alone would fire the
+    # card-referenced test, is the commissioned normal.
+    live = list(4.0 * rng.exponential(1.0, 300))
+    ref = _commissioned([0.0] * 40, live[:40], cfg)
+    assert ref.within_card_bound and 2.0 < ref.one_step < 6.0
+    assert page_hinkley(live, cfg)[1] is not None  # against the card: a false alarm
+    assert page_hinkley(live[40:], cfg, reference=ref.one_step)[1] is None
+    # ... and a doubling of the RMSE after commissioning (level x4) fires within a few dozen.
+    worse = list(16.0 * rng.exponential(1.0, 60))
+    assert (page_hinkley(worse, cfg, reference=ref.one_step)[1] or 99) < 30
+    # A twin 5x off its card at commissioning is not taken as normal: bounded, and flagged.
+    bad = _commissioned([0.0] * 40, [25.0] * 40, cfg)
+    assert not bad.within_card_bound and bad.one_step == 9.0 and bad.measured_one_step == 25.0
+
+
+def test_innovation_std_allows_for_autocorrelation() -> None:
+    rng = np.random.default_rng(4)
+    white = list(rng.normal(0.0, 1.0, 400))
+    ar = [0.0]
+    for w in white[1:]:
+        ar.append(0.8 * ar[-1] + w * math.sqrt(1 - 0.64))  # unit variance, lag-1 0.8
+    cfg = DriftConfig()
+    r_white = _commissioned(white, [1.0] * 400, cfg)
+    r_ar = _commissioned(ar, [1.0] * 400, cfg)
+    assert r_white.innovation_lag1["y"] < 0.15
+    assert 0.7 < r_ar.innovation_lag1["y"] <= 0.9
+    # Long-run std sqrt((1 + rho) / (1 - rho)) = 3 for rho 0.8: a slow wander is not a trend.
+    assert r_ar.innovation_std["y"] > 2.0 * r_white.innovation_std["y"]

@@ -1,11 +1,25 @@
-"""Drift detection: is the twin still as accurate as its model card says?
+"""Drift detection: is the twin still as accurate as it was when it was commissioned?
 
-Each matured prediction (what the twin predicted at a control interval, under the move that was
-really written) gives an error per CV and horizon. Divided by the RMSE the model card reports
-on held-out data (NRMSE x the CV's training std), a healthy twin's squared errors average about
-1 or less. A one-sided CUSUM (Page's test with a known reference level) on those normalised
-squared errors fires when they stay above 1 + `slack` long enough to add up to `threshold`;
-each interval's term is capped so that one outlier (a sensor spike) cannot fire it alone.
+Two sequential tests run on each matured prediction (what the twin predicted at a control
+interval, under the move that was really written, against what the plant did):
+
+- **Prediction errors.** Each error is divided by the RMSE the model card reports on held-out
+  data (NRMSE x the CV's training std); squared and averaged over CVs, a twin as good as its card
+  scores about 1. Closed-loop live errors are larger than the card's open-loop figures (the move
+  lands a little after the data it was planned on, the observer's estimate is noisy), so the
+  healthy level is not assumed to be 1: it is measured over a commissioning stretch after the
+  version starts serving (`Commissioning`), and the card's figure only bounds it (a commissioning
+  level above `max_reference` x the card is not taken as healthy). A one-sided CUSUM (Page) on
+  the values divided by that reference fires when they stay above 1 + `slack` long enough to add
+  up to `threshold`; each interval's term is capped so that one outlier cannot fire it alone.
+- **Disturbance trend.** The offset-free observer absorbs a slow drift (fouling, wear), so the
+  squared errors hardly grow until the plant leaves the region the twin knows. The drift shows
+  in the observer's disturbance estimate instead, which ramps. The observer's output estimate
+  moves by its gain times the one-step innovation (d_k = d_{k-1} + L e_k), so a ramp of r per
+  interval leaves a steady bias r / L in the innovations, and their running sum since
+  commissioning is the estimate's change over L. The test (`BiasState`) is a two-sided CUSUM on
+  each CV's signed one-step innovation, centred and scaled by its commissioning mean and
+  long-run std (the std inflated for the innovations' lag-1 autocorrelation).
 """
 
 from __future__ import annotations
@@ -17,22 +31,48 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class DriftConfig:
-    """Settings of the sequential test."""
+    """Settings of the sequential tests and the commissioning that sets their reference."""
 
     slack: float = 0.5
-    """Allowance above the held-out level (1.0) before evidence accrues."""
+    """Allowance above the reference level (1.0) before prediction-error evidence accrues."""
     threshold: float = 12.0
-    """CUSUM level that fires the alarm."""
+    """Prediction-error CUSUM level that fires the alarm."""
     cap: float = 8.0
     """Largest contribution of one interval (robustness to single spikes)."""
     ood_window: int = 20
     """Intervals over which the OOD score's trend (slope per interval) is fitted."""
+    settle_s: float = 600.0
+    """Plant seconds after a version starts serving that are not scored (start-up transient)."""
+    commission_s: float = 900.0
+    """Plant seconds after the settling whose predictions set the reference levels."""
+    min_commission: int = 10
+    """Fewest scored predictions a commissioning needs (it lasts longer when fewer came)."""
+    max_reference: float = 9.0
+    """Bound of the commissioned error level, in units of the card's squared RMSE (9: live
+    errors up to 3x the held-out RMSE are taken as the closed-loop normal)."""
+    bias_slack: float = 0.5
+    """Disturbance-trend CUSUM: allowance, in long-run stds of the innovation."""
+    bias_threshold: float = 10.0
+    """Disturbance-trend CUSUM level that fires the alarm."""
+    bias_cap: float = 4.0
+    """Largest standardised innovation one interval adds (robustness to spikes)."""
 
     def __post_init__(self) -> None:
         if self.slack < 0 or self.threshold <= 0 or self.cap <= 1 + self.slack:
             raise ValueError(
                 f"drift settings slack={self.slack}, threshold={self.threshold}, cap={self.cap}:"
                 " need slack >= 0, threshold > 0 and cap > 1 + slack"
+            )
+        if self.bias_slack < 0 or self.bias_threshold <= 0 or self.bias_cap <= self.bias_slack:
+            raise ValueError(
+                f"drift settings bias_slack={self.bias_slack}, bias_threshold="
+                f"{self.bias_threshold}, bias_cap={self.bias_cap}: need bias_slack >= 0, "
+                "bias_threshold > 0 and bias_cap > bias_slack"
+            )
+        if self.max_reference < 1 or self.min_commission < 3:
+            raise ValueError(
+                f"drift settings max_reference={self.max_reference}, min_commission="
+                f"{self.min_commission}: need max_reference >= 1 and min_commission >= 3"
             )
 
 
@@ -64,14 +104,28 @@ def normalised_errors(
     return out
 
 
+def innovations(
+    predicted: Mapping[str, Sequence[float | None]], actual: Mapping[str, Sequence[float | None]]
+) -> dict[str, float]:
+    """Signed one-step error (measured - predicted) of each CV known at the first step."""
+    out = {}
+    for cv, pred in predicted.items():
+        seen = actual.get(cv, ())
+        if pred and seen and pred[0] is not None and seen[0] is not None:
+            e = float(seen[0]) - float(pred[0])
+            if math.isfinite(e):
+                out[cv] = e
+    return out
+
+
 def page_hinkley(
-    values: Sequence[float], config: DriftConfig | None = None
+    values: Sequence[float], config: DriftConfig | None = None, reference: float = 1.0
 ) -> tuple[list[float], int | None]:
-    """The CUSUM path over `values` and the index at which it first crosses the threshold."""
+    """The CUSUM path over `values` / `reference` and the index of its first threshold crossing."""
     cfg = config or DriftConfig()
     s, path, fired = 0.0, [], None
     for i, x in enumerate(values):
-        s = max(0.0, s + min(x, cfg.cap) - (1.0 + cfg.slack))
+        s = max(0.0, s + min(x / reference, cfg.cap) - (1.0 + cfg.slack))
         path.append(s)
         if fired is None and s >= cfg.threshold:
             fired = i
@@ -89,12 +143,108 @@ def slope(values: Sequence[float]) -> float | None:
     return sum((i - mx) * (v - my) for i, v in pts) / sxx
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What commissioning measured: the healthy levels both tests are referenced against."""
+
+    one_step: float
+    """Reference of the one-step normalised squared error (1: the card's level)."""
+    multi_step: float
+    """Reference of the horizon-mean normalised squared error."""
+    measured_one_step: float
+    """The commissioning mean before the card's bound was applied."""
+    measured_multi_step: float
+    within_card_bound: bool
+    """False: live errors at commissioning exceeded max_reference x the card (clipped)."""
+    innovation_mean: dict[str, float]
+    """Each CV's mean one-step innovation (engineering units)."""
+    innovation_std: dict[str, float]
+    """Each CV's long-run std of the one-step innovation (engineering units)."""
+    innovation_lag1: dict[str, float]
+    """Lag-1 autocorrelation the long-run std allows for (clipped to [0, 0.9])."""
+    predictions: int
+
+    def to_dict(self) -> dict[str, object]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
 @dataclass
-class DriftState:
-    """The running test of one model version: one CUSUM on one-step errors and one on the
-    mean over the multi-step horizon, plus the OOD score's recent history."""
+class Commissioning:
+    """Collects the first stretch of a version's live predictions and turns it into a
+    `Reference` (the APC practice: a model's normal is what it did when commissioned)."""
 
     config: DriftConfig = field(default_factory=DriftConfig)
+    one: list[float] = field(default_factory=list)
+    multi: list[float] = field(default_factory=list)
+    signed: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, errors: Sequence[float], innovation: Mapping[str, float]) -> None:
+        if errors:
+            self.one.append(min(errors[0], self.config.cap * self.config.max_reference))
+            multi = sum(errors) / len(errors)
+            self.multi.append(min(multi, self.config.cap * self.config.max_reference))
+        for cv, e in innovation.items():
+            self.signed.setdefault(cv, []).append(e)
+
+    @property
+    def count(self) -> int:
+        return len(self.one)
+
+    def reference(self, card_rmse: Mapping[str, float] | None = None) -> Reference:
+        """The reference levels; `card_rmse` (each CV's one-step held-out RMSE) floors the
+        innovation std at a quarter of it, so that a quantised or very quiet sensor does not
+        make every later wobble significant."""
+        cfg = self.config
+        m1 = _mean(self.one) or 1.0
+        mm = _mean(self.multi) or 1.0
+        mean, std, lag = {}, {}, {}
+        for cv, xs in self.signed.items():
+            if len(xs) < 3:
+                continue
+            mu = sum(xs) / len(xs)
+            var = sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)
+            rho = _lag1(xs, mu)
+            long_run = math.sqrt(var * (1 + rho) / (1 - rho))
+            floor = 0.25 * float((card_rmse or {}).get(cv, 0.0))
+            mean[cv], lag[cv] = mu, rho
+            std[cv] = max(long_run, floor, 1e-12)
+        return Reference(
+            one_step=min(max(m1, 1.0), cfg.max_reference),
+            multi_step=min(max(mm, 1.0), cfg.max_reference),
+            measured_one_step=m1,
+            measured_multi_step=mm,
+            within_card_bound=max(m1, mm) <= cfg.max_reference,
+            innovation_mean=mean,
+            innovation_std=std,
+            innovation_lag1=lag,
+            predictions=self.count,
+        )
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _lag1(xs: Sequence[float], mu: float) -> float:
+    den = sum((x - mu) ** 2 for x in xs)
+    if den <= 0:
+        return 0.0
+    num = sum((a - mu) * (b - mu) for a, b in zip(xs, xs[1:], strict=False))
+    return min(max(num / den, 0.0), 0.9)
+
+
+@dataclass
+class DriftState:
+    """The prediction-error test of one model version: one CUSUM on one-step errors and one on
+    the mean over the multi-step horizon (each divided by its reference level), plus the OOD
+    score's recent history."""
+
+    config: DriftConfig = field(default_factory=DriftConfig)
+    reference_one: float = 1.0
+    """Healthy one-step level (1: the model card's; commissioning sets it in the runtime)."""
+    reference_multi: float = 1.0
     one_step: float = 0.0
     multi_step: float = 0.0
     n: int = 0
@@ -112,8 +262,10 @@ class DriftState:
             return False
         cfg = self.config
         multi = sum(errors) / len(errors)
-        self.one_step = max(0.0, self.one_step + min(errors[0], cfg.cap) - 1.0 - cfg.slack)
-        self.multi_step = max(0.0, self.multi_step + min(multi, cfg.cap) - 1.0 - cfg.slack)
+        one_x = min(errors[0] / self.reference_one, cfg.cap)
+        multi_x = min(multi / self.reference_multi, cfg.cap)
+        self.one_step = max(0.0, self.one_step + one_x - 1.0 - cfg.slack)
+        self.multi_step = max(0.0, self.multi_step + multi_x - 1.0 - cfg.slack)
         self.recent_one = [*self.recent_one, errors[0]][-20:]
         self.recent_multi = [*self.recent_multi, multi][-20:]
         self.n += 1
@@ -122,18 +274,84 @@ class DriftState:
         self.fired = True
         return True
 
+    @property
+    def level(self) -> float:
+        return max(self.one_step, self.multi_step)
+
     def evidence(self) -> dict[str, object]:
         """What the "retrain recommended" event records."""
-        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
         return {
             "test": "cusum",
             "slack": self.config.slack,
             "threshold": self.config.threshold,
+            "reference_one_step": self.reference_one,
+            "reference_multi_step": self.reference_multi,
             "one_step_cusum": self.one_step,
             "multi_step_cusum": self.multi_step,
             "predictions_scored": self.n,
-            "recent_one_step_ratio": mean(self.recent_one),
-            "recent_multi_step_ratio": mean(self.recent_multi),
+            "recent_one_step_ratio": _mean(self.recent_one),
+            "recent_multi_step_ratio": _mean(self.recent_multi),
             "ood_ratio_now": self.ood[-1] if self.ood else None,
             "ood_trend_per_interval": slope(self.ood),
+        }
+
+
+@dataclass
+class BiasState:
+    """The disturbance-trend test: per CV, a two-sided CUSUM on the standardised one-step
+    innovation z = (e - commissioning mean) / long-run std, and the innovations' running sum
+    (the observer's output estimate has moved by its gain times that sum)."""
+
+    mean: dict[str, float]
+    std: dict[str, float]
+    config: DriftConfig = field(default_factory=DriftConfig)
+    up: dict[str, float] = field(default_factory=dict)
+    down: dict[str, float] = field(default_factory=dict)
+    total: dict[str, float] = field(default_factory=dict)
+    n: int = 0
+    fired: bool = False
+    recent: dict[str, list[float]] = field(default_factory=dict)
+
+    def update(self, innovation: Mapping[str, float]) -> bool:
+        """Add one matured prediction's signed one-step errors; True when it fires now."""
+        cfg = self.config
+        seen = False
+        for cv, e in innovation.items():
+            if cv not in self.std or not math.isfinite(e):
+                continue
+            seen = True
+            z = (e - self.mean[cv]) / self.std[cv]
+            z = min(max(z, -cfg.bias_cap), cfg.bias_cap)
+            self.up[cv] = max(0.0, self.up.get(cv, 0.0) + z - cfg.bias_slack)
+            self.down[cv] = max(0.0, self.down.get(cv, 0.0) - z - cfg.bias_slack)
+            self.total[cv] = self.total.get(cv, 0.0) + (e - self.mean[cv])
+            self.recent[cv] = [*self.recent.get(cv, []), z][-20:]
+        if not seen:
+            return False
+        self.n += 1
+        if self.fired or self.level < cfg.bias_threshold:
+            return False
+        self.fired = True
+        return True
+
+    @property
+    def level(self) -> float:
+        return max([*self.up.values(), *self.down.values(), 0.0])
+
+    def worst(self) -> str | None:
+        """The CV whose CUSUM stands highest."""
+        both = {cv: max(self.up.get(cv, 0.0), self.down.get(cv, 0.0)) for cv in self.std}
+        return max(both, key=lambda cv: both[cv]) if both else None
+
+    def evidence(self) -> dict[str, object]:
+        return {
+            "test": "two-sided cusum on standardised one-step innovations",
+            "slack": self.config.bias_slack,
+            "threshold": self.config.bias_threshold,
+            "cusum_up": dict(self.up),
+            "cusum_down": dict(self.down),
+            "worst_cv": self.worst(),
+            "innovation_sum_since_commissioning": dict(self.total),
+            "recent_mean_z": {cv: _mean(zs) for cv, zs in self.recent.items()},
+            "predictions_scored": self.n,
         }

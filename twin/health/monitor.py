@@ -1,16 +1,29 @@
 """The runtime's drift hook: once per control interval, score the active twin's matured
-predictions against what the plant did, run the drift test (twin.health.drift), and raise
-`model_drift` with a "retrain_recommended" audit event carrying the evidence when it fires."""
+predictions against what the plant did, run the drift tests (twin.health.drift), and raise
+`model_drift` with a "retrain_recommended" audit event carrying the evidence when one fires.
+
+A version that starts serving is first commissioned: after `settle_s` of plant time, the
+predictions of the next `commission_s` (at least `min_commission` of them) set the reference
+levels of both tests, recorded as a "drift_commissioned" audit event beside the model card's
+figures. Each prediction is scored against the CV values at the very plant times it predicted
+(data_ts + k control intervals, on the sample grid), however late the runtime got to it."""
 
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from twin.health.drift import DriftConfig, DriftState, normalised_errors
+from twin.health.drift import (
+    BiasState,
+    Commissioning,
+    DriftConfig,
+    DriftState,
+    Reference,
+    innovations,
+    normalised_errors,
+)
 from twin.paths import Home
 from twin.serve.alarms import Alarms
 from twin.serve.config import ACTOR
@@ -32,7 +45,7 @@ class _Pending:
 
 
 class DriftMonitor:
-    """Keeps the drift test of the serving model version (reset when the version changes)."""
+    """Keeps the drift tests of the serving model version (reset when the version changes)."""
 
     def __init__(
         self,
@@ -47,12 +60,21 @@ class DriftMonitor:
         self.config = config or DriftConfig()
         self.version: str | None = None
         self.state = DriftState(self.config)
+        self.bias: BiasState | None = None
+        self.reference: Reference | None = None
+        self._commissioning = Commissioning(self.config)
         self._rmse: dict[str, list[float]] = {}
         self._seen = 0
         self._pending: list[_Pending] = []
-        self._onset: datetime | None = None  # first prediction since the CUSUMs were last at 0
-        # (newest sample time, CV values) at each interval: what happened, one per interval.
-        self._ticks: deque[tuple[datetime, dict[str, float | None]]] = deque(maxlen=4 * HORIZON)
+        self._started: datetime | None = None
+        self._onset: dict[str, datetime | None] = {"errors": None, "disturbance": None}
+        self._fired = False
+        # CV values on the sample grid (grid index -> values), filled from the live buffer.
+        self._values: dict[int, dict[str, float | None]] = {}
+
+    @property
+    def _step(self) -> timedelta:
+        return timedelta(seconds=float(self.spec.plant.control_interval_s))
 
     def check(self, version: str | None, ood_ratio: float | None) -> None:
         """One control interval's update (cheap: a few store reads and small sums)."""
@@ -61,61 +83,159 @@ class DriftMonitor:
         ts = self.live.newest_ts()
         if self.version is None or not self._rmse or ts is None:
             return
-        self._ticks.append((ts, {t.name: self.live.value(t.name) for t in self.spec.cvs}))
+        if self._started is None:
+            self._started = ts
+        self._record(ts)
         for r in sorted(self.store.list_proposals(self.spec.name, limit=5), key=lambda r: r.id):
             if r.id > self._seen and r.model_version == self.version:
                 self._pending.append(_Pending(r.id, r.data_ts, r.payload))
             self._seen = max(self._seen, r.id)
-        for p in self._matured():
-            errors = self._score(p)
-            fired = self.state.update(errors, ood_ratio)
-            if max(self.state.one_step, self.state.multi_step) <= 0:
-                self._onset = None
-            elif self._onset is None:
-                self._onset = p.data_ts
-            if fired:
-                self._fire(ts)
+        ready = [p for p in self._pending if p.data_ts + HORIZON * self._step <= ts]
+        self._pending = [p for p in self._pending if p not in ready]
+        for p in ready:
+            scored = self._score(p)
+            if scored is not None:
+                self._feed(p, *scored, ood_ratio, ts)
 
     def _start(self, version: str | None) -> None:
         self.version, self.state = version, DriftState(self.config)
-        self._pending, self._ticks = [], deque(maxlen=4 * HORIZON)
-        self._onset = None
+        self.bias, self.reference = None, None
+        self._commissioning = Commissioning(self.config)
+        self._pending, self._values, self._started = [], {}, None
+        self._onset = {"errors": None, "disturbance": None}
+        self._fired = False
         self.alarms.condition("model_drift", {})
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}
 
-    def _matured(self) -> list[_Pending]:
-        ready = [p for p in self._pending if sum(t > p.data_ts for t, _ in self._ticks) >= HORIZON]
-        self._pending = [p for p in self._pending if p not in ready]
-        return ready
+    def _record(self, ts: datetime) -> None:
+        """The CVs' values at the sample instants of the last few intervals (the live buffer
+        holds more than that), so that late checks still see the values at their times."""
+        period = self.spec.plant.sample_period_s
+        n = (HORIZON + 3) * self.spec.plant.samples_per_interval
+        names = [t.name for t in self.spec.cvs]
+        rows = self.live.window(names, n, ts)
+        last = round(ts.timestamp() / period)
+        for i, row in enumerate(rows):
+            k = last - n + 1 + i
+            vals = {c: (float(v) if v == v else None) for c, v in zip(names, row, strict=True)}
+            if any(v is not None for v in vals.values()) or k not in self._values:
+                self._values[k] = vals
+        keep = 4 * n
+        for k in [k for k in self._values if k < last - keep]:
+            del self._values[k]
 
-    def _score(self, p: _Pending) -> list[float]:
-        """Errors under the move really made: the plan if approved as proposed, hold if it was
-        not written; a modified move was not predicted, so it is not scored."""
+    def _at(self, ts: datetime) -> dict[str, float | None]:
+        return self._values.get(round(ts.timestamp() / self.spec.plant.sample_period_s), {})
+
+    def _score(self, p: _Pending) -> tuple[list[float], dict[str, float]] | None:
+        """Errors under the move really made: the plan if approved as proposed and written,
+        hold if nothing was written (not approved, or refused by the guard at write time); a
+        modified move was not predicted, so it is not scored."""
         d = self.store.get_decision(p.id)
         if d is not None and d.kind == "modify":
-            return []
-        key = "predicted" if d is not None and d.kind == "approve" else "hold"
+            return None
+        written = (
+            d is not None
+            and d.kind == "approve"
+            and any(
+                w.status in ("done", "mismatch") for w in self.store.writes_for(decision_id=d.id)
+            )
+        )
+        key = "predicted" if written else "hold"
         bands = p.payload.get(key) or {}
-        after = [v for t, v in self._ticks if t > p.data_ts][:HORIZON]
+        after = [self._at(p.data_ts + (k + 1) * self._step) for k in range(HORIZON)]
         predicted = {cv: list(b["mean"][:HORIZON]) for cv, b in bands.items() if cv in self._rmse}
         actual = {cv: [v.get(cv) for v in after] for cv in predicted}
-        return normalised_errors(predicted, actual, self._rmse)
+        return normalised_errors(predicted, actual, self._rmse), innovations(predicted, actual)
 
-    def _fire(self, now: datetime) -> None:
+    def _feed(
+        self,
+        p: _Pending,
+        errors: list[float],
+        innovation: dict[str, float],
+        ood_ratio: float | None,
+        now: datetime,
+    ) -> None:
+        cfg = self.config
+        assert self._started is not None
+        if self.reference is None:
+            since = (p.data_ts - self._started).total_seconds()
+            if since < cfg.settle_s:
+                return
+            self._commissioning.add(errors, innovation)
+            done = since >= cfg.settle_s + cfg.commission_s
+            if done and self._commissioning.count >= cfg.min_commission:
+                self._commissioned(now)
+            return
+        assert self.bias is not None
+        fired = self.state.update(errors, ood_ratio)
+        fired_bias = self.bias.update(innovation)
+        for name, level in (("errors", self.state.level), ("disturbance", self.bias.level)):
+            if level <= 0:
+                self._onset[name] = None
+            elif self._onset[name] is None:
+                self._onset[name] = p.data_ts
+        if (fired or fired_bias) and not self._fired:
+            self._fired = True
+            self._fire(now, "errors" if fired else "disturbance")
+
+    def _commissioned(self, now: datetime) -> None:
+        card = {cv: rmse[0] for cv, rmse in self._rmse.items()}
+        ref = self._commissioning.reference(card)
+        self.reference = ref
+        self.state = DriftState(self.config, ref.one_step, ref.multi_step)
+        self.bias = BiasState(dict(ref.innovation_mean), dict(ref.innovation_std), self.config)
+        bound = "" if ref.within_card_bound else f" (bounded at {self.config.max_reference:g})"
+        why = (
+            f"twin {self.version} commissioned on {ref.predictions} live predictions: errors at"
+            f" {ref.measured_one_step:.2f}x (one-step) and {ref.measured_multi_step:.2f}x"
+            f" (horizon) its held-out card{bound}; the drift tests are referenced to this"
+        )
+        log.info(why)
+        self.store.log_event(
+            user=ACTOR,
+            kind="drift_commissioned",
+            plant=self.spec.name,
+            subject=f"model:{self.version}",
+            what={
+                "model_version": self.version,
+                "data_ts": now.isoformat(),
+                "started_ts": None if self._started is None else self._started.isoformat(),
+                "card_rmse": {cv: list(r) for cv, r in self._rmse.items()},
+                **ref.to_dict(),
+            },
+            why=why,
+        )
+
+    def _fire(self, now: datetime, by: str) -> None:
         from twin.maintain.retrain import retrain_command
 
-        onset = self._onset or now
+        assert self.bias is not None
+        onset = self._onset[by] or now
         evidence = {
             "model_version": self.version,
+            "fired_by": by,
             **self.state.evidence(),
+            "disturbance": self.bias.evidence(),
+            "reference": None if self.reference is None else self.reference.to_dict(),
             "data_ts": now.isoformat(),
             "onset_ts": onset.isoformat(),
             "retrain": retrain_command(self.spec.name, onset),
         }
+        if by == "errors":
+            what = (
+                f"live prediction errors exceed their commissioned level (one-step CUSUM "
+                f"{self.state.one_step:.1f}, multi-step {self.state.multi_step:.1f}"
+                f" >= {self.config.threshold:g})"
+            )
+        else:
+            what = (
+                f"the disturbance estimate of {self.bias.worst()} trends away from its "
+                f"commissioned level (innovation CUSUM {self.bias.level:.1f}"
+                f" >= {self.config.bias_threshold:g})"
+            )
         message = (
-            f"twin {self.version}: live prediction errors exceed its held-out figures "
-            f"(one-step CUSUM {self.state.one_step:.1f}, multi-step {self.state.multi_step:.1f}"
-            f" >= {self.config.threshold:g}) since about {onset:%Y-%m-%d %H:%M} plant time; "
+            f"twin {self.version}: {what} since about {onset:%Y-%m-%d %H:%M} plant time; "
             f"retraining recommended: {evidence['retrain']}"
         )
         log.warning(message)
