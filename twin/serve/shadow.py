@@ -2,8 +2,12 @@
 
 Each control interval the candidate plans on the same live window and operating limits as the
 active twin; its would-be proposal (values and predicted trajectories) goes to the state
-store's shadow_proposals table and nowhere else. `score` later compares both twins' predictions
-on the intervals that have matured, normalised as the drift test does (twin.health.drift)."""
+store's shadow_proposals table and nowhere else. When the active twin made no proposal at that
+interval (it abstained: out of its known region, a band over a limit), the shadow asks the active
+version for its hold prediction on the same window (`active_hold`), and when the candidate makes
+none it records its own (`hold`), so that an interval is not lost to either twin's refusal.
+`score` later compares both twins' hold predictions on the matured intervals over which the MVs
+did not move, normalised as the drift test does (twin.health.drift)."""
 
 from __future__ import annotations
 
@@ -54,6 +58,20 @@ class VersionProposer:
     ) -> Any:
         return self._controller.decide(window, data_ts, now, operating=dict(operating))
 
+    def hold(
+        self, window: np.ndarray, operating: Mapping[str, tuple[float, float]]
+    ) -> dict[str, dict[str, list[float | None]]]:
+        """The twin's predicted CV trajectories if the MVs stay where they are (JSON-ready)."""
+        verdict = self._controller.evaluate(window, {}, operating=dict(operating))
+        return {cv: _band_dict(b) for cv, b in verdict["predicted"].items()}
+
+
+def _band_dict(band: Any) -> dict[str, list[float | None]]:
+    return {
+        k: [float(v) if math.isfinite(v) else None for v in getattr(band, k)]
+        for k in ("mean", "lo", "hi")
+    }
+
 
 class Shadow:
     """The runtime's shadow hook: `step` once per control interval. A failure of the candidate
@@ -71,6 +89,7 @@ class Shadow:
         self.home, self.spec, self.store, self.alarms, self.live = home, spec, store, alarms, live
         self.version = version
         self._proposer: VersionProposer | None = None
+        self._active: VersionProposer | None = None
         self._last_active_id: int | None = None
         self._failing = False
 
@@ -112,9 +131,16 @@ class Shadow:
             payload: dict[str, Any] = {
                 "code": str(getattr(result, "code", "none")),
                 "reason": str(getattr(result, "reason", result)),
+                "hold": await asyncio.to_thread(proposer.hold, window, operating),
             }
         else:
             payload = result.to_dict()
+        if paired is None and active_version is not None:
+            # The active twin abstained (or planned nothing new): its hold prediction on this
+            # window, so that the interval still compares the two twins.
+            active = await self._active_twin(active_version)
+            active_window = self.live.window(active.tag_names, active.window, data_ts)
+            payload["active_hold"] = await asyncio.to_thread(active.hold, active_window, operating)
         self.store.add_shadow(
             plant=self.spec.name,
             version=self.version,
@@ -124,6 +150,11 @@ class Shadow:
             mv_values=None if proposed is None else dict(proposed),
             payload=payload,
         )
+
+    async def _active_twin(self, version: str) -> VersionProposer:
+        if self._active is None or self._active.version != version:
+            self._active = await asyncio.to_thread(VersionProposer, self.home, self.spec, version)
+        return self._active
 
 
 @dataclass(frozen=True)
@@ -156,7 +187,9 @@ class ShadowScore:
 def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScore:
     """Score the candidate against the active twin of each interval it shadowed. Errors are
     divided by the active twin's held-out RMSE (the candidate's if the active has no card), so
-    both twins are measured on one scale; lower is better, about 1 is as good as the card."""
+    both twins are measured on one scale; lower is better, about 1 is as good as the card. An
+    interval counts when both hold predictions are known and the MVs did not move over its
+    horizon (whatever was proposed, approved or refused: the plant is the judge)."""
     rows = store.list_shadow(spec.name, version)
     actives = sorted({r.active_version for r in rows if r.active_version})
     frame = _history(home, spec, rows)
@@ -165,14 +198,16 @@ def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScor
     active_e: list[list[float]] = []
     cand_e: list[list[float]] = []
     for r in rows:
-        if r.active_proposal_id is None or r.mv_values is None or frame is None:
-            continue
-        if r.data_ts + HORIZON * step > frame.index.max():
+        if frame is None or r.data_ts + HORIZON * step > frame.index.max():
             continue  # not matured yet
-        if store.get_decision(r.active_proposal_id) is not None:
-            continue  # a move was (or may have been) written: hold predictions do not apply
-        active = store.get_proposal(r.active_proposal_id)
-        key = active.model_version or r.active_version or ""
+        if not _held(frame, spec, r.data_ts, r.data_ts + HORIZON * step):
+            continue  # a move was written: hold predictions do not apply
+        if r.active_proposal_id is not None:
+            active = store.get_proposal(r.active_proposal_id)
+            key, active_payload = active.model_version or r.active_version or "", active.payload
+        else:
+            key = r.active_version or ""
+            active_payload = {"hold": r.payload.get("active_hold") or {}}
         if key not in scales:
             scales[key] = expected_rmse(home, spec, key) if key else {}
             scales[key] = scales[key] or expected_rmse(home, spec, version)
@@ -180,7 +215,7 @@ def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScor
         actual = {
             cv: [_at(frame, cv, r.data_ts + (k + 1) * step) for k in range(HORIZON)] for cv in rmse
         }
-        a = normalised_errors(_hold(active.payload, rmse), actual, rmse)
+        a = normalised_errors(_hold(active_payload, rmse), actual, rmse)
         c = normalised_errors(_hold(r.payload, rmse), actual, rmse)
         if len(a) == HORIZON and len(c) == HORIZON:
             active_e.append(a)
@@ -198,6 +233,20 @@ def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScor
     )
 
 
+def _held(frame: pd.DataFrame, spec: PlantSpec, t0: datetime, t1: datetime) -> bool:
+    """Every MV kept one value from `t0` to `t1` (the value in force at t0 included)."""
+    for t in spec.mvs:
+        if t.name not in frame:
+            continue
+        values = frame[t.name].loc[:t1].dropna()
+        before = values.loc[:t0]
+        seg = values.loc[before.index[-1] :] if len(before) else values.loc[t0:]
+        lo, hi = t.limits
+        if len(seg) and float(seg.max() - seg.min()) > 1e-6 * (float(hi) - float(lo)):
+            return False
+    return True
+
+
 def _history(home: Home, spec: PlantSpec, rows: list[Any]) -> pd.DataFrame | None:
     folder = home.historian_dir(spec.name)
     if not rows or not folder.exists():
@@ -206,7 +255,8 @@ def _history(home: Home, spec: PlantSpec, rows: list[Any]) -> pd.DataFrame | Non
         span = h.time_range()
         if span is None:
             return None
-        frame = h.read(min(r.data_ts for r in rows), span[1], tags=[t.name for t in spec.cvs])
+        start = min(r.data_ts for r in rows) - timedelta(minutes=10)
+        frame = h.read(start, span[1], tags=[t.name for t in (*spec.cvs, *spec.mvs)])
     return None if frame.empty else frame
 
 
