@@ -108,11 +108,11 @@ class DriftMonitor:
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}
 
     def _record(self, ts: datetime) -> None:
-        """The CVs' values at the sample instants of the last few intervals (the live buffer
-        holds more than that), so that late checks still see the values at their times."""
+        """The CVs' and MVs' values at the sample instants of the last few intervals (the live
+        buffer holds more than that), so that late checks still see the values at their times."""
         period = self.spec.plant.sample_period_s
         n = (HORIZON + 3) * self.spec.plant.samples_per_interval
-        names = [t.name for t in self.spec.cvs]
+        names = [t.name for t in (*self.spec.cvs, *self.spec.mvs)]
         rows = self.live.window(names, n, ts)
         last = round(ts.timestamp() / period)
         for i, row in enumerate(rows):
@@ -143,10 +143,32 @@ class DriftMonitor:
         )
         key = "predicted" if written else "hold"
         bands = p.payload.get(key) or {}
-        after = [self._at(p.data_ts + (k + 1) * self._step) for k in range(HORIZON)]
-        predicted = {cv: list(b["mean"][:HORIZON]) for cv, b in bands.items() if cv in self._rmse}
+        steps = self._followed(p, key)
+        after = [self._at(p.data_ts + (k + 1) * self._step) for k in range(steps)]
+        predicted = {cv: list(b["mean"][:steps]) for cv, b in bands.items() if cv in self._rmse}
         actual = {cv: [v.get(cv) for v in after] for cv in predicted}
         return normalised_errors(predicted, actual, self._rmse), innovations(predicted, actual)
+
+    def _followed(self, p: _Pending, key: str) -> int:
+        """How many steps of the prediction the MVs really followed: a prediction is scored
+        only under the moves it assumed (the plan's, or hold), up to where the plant's MVs (at
+        the end of each interval, before the next decision's write) left them; in auto mode
+        the next decisions move the MVs off the plan's later steps."""
+        if key == "predicted":
+            plan = {mv: list(vs) for mv, vs in (p.payload.get("mv_plan") or {}).items()}
+        else:
+            current = p.payload.get("current") or p.payload.get("mv_live") or {}
+            plan = {mv: [v] * HORIZON for mv, v in current.items()}
+        for k in range(HORIZON):
+            seen = self._at(p.data_ts + (k + 1) * self._step)
+            for t in self.spec.mvs:
+                want, got = (plan.get(t.name) or [None] * HORIZON)[k:][:1], seen.get(t.name)
+                if not want or want[0] is None or got is None:
+                    continue
+                lo, hi = t.limits
+                if abs(float(got) - float(want[0])) > 1e-3 * (float(hi) - float(lo)):
+                    return k
+        return HORIZON
 
     def _feed(
         self,
