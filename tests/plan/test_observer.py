@@ -5,6 +5,7 @@ planner's horizon) are the Kalman gains of the data's noise."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,8 +13,9 @@ import pytest
 
 from tests.plan.toy import ToyLinearModel, toy_spec
 from twin.plan.controller import PlanningController
+from twin.plan.moves import shift_plan
 from twin.plan.observer import ObserverGains, fit_gains, kalman_gain
-from twin.plan.proposal import Proposal
+from twin.plan.proposal import NoProposal, Proposal
 from twin.plan.settings import PlannerConfig
 
 TS = datetime(2026, 1, 1, tzinfo=UTC)
@@ -21,20 +23,27 @@ A, B, W, SP = 0.8, 2.0, 1.0, 12.0
 FAST = PlannerConfig(population=32, elites=4, cem_iterations=2)
 
 
-def _closed_loop(gains: ObserverGains, decisions: int = 30) -> list[float]:
-    """Plant y+ = 0.8 y + 2u + 1 under a planner whose model lacks the +1; y after each interval."""
+def _closed_loop(
+    gains: ObserverGains, decisions: int = 30, refused: Callable[[int], bool] = lambda k: False
+) -> list[float]:
+    """Plant y+ = 0.8 y + 2u + 1 under a planner whose model lacks the +1; y after each interval.
+    At the decisions `refused` names, the twin's OOD gate refuses and the MV is held."""
     spec = toy_spec(
         [{"name": "y", "limits": [-100.0, 100.0]}],
         [{"name": "u", "limits": [-10.0, 10.0], "max_move": 1.0}],
         {"setpoints": {"y": SP}, "move_weights": {"u": 0.01}},
     )
-    model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+    model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"], radius=1e9)
     ctl = PlanningController(model, spec, FAST, observer_gains=gains)
     y, u, ys = 0.0, 0.0, []
     for k in range(decisions):
+        model.radius = 1e-9 if refused(k) else 1e9  # every state is out of distribution
         out = ctl.decide(np.tile([y, u], (3, 1)), TS + timedelta(seconds=10 * k))
-        assert isinstance(out, Proposal), out
-        u = out.proposed["u"]
+        if refused(k):
+            assert isinstance(out, NoProposal) and out.code == "ood", out
+        else:
+            assert isinstance(out, Proposal), out
+            u = out.proposed["u"]
         y = A * y + B * u + W
         ys.append(y)
     return ys
@@ -50,6 +59,16 @@ def test_without_the_observer_the_same_disturbance_leaves_an_offset() -> None:
     # The model's steady state is y = 10u, the plant's y = 10u + 5: the plan aims short.
     ys = _closed_loop(ObserverGains(np.array([0.0]), np.array([0.0]), "off"))
     assert ys[-1] - SP > 1.0 and abs(ys[-1] - ys[-2]) < 1e-3
+
+
+def test_refusals_keep_the_disturbance_estimate_and_the_loop_still_settles() -> None:
+    # The gate refuses every third decision (as it did near the edge of what a four_tank twin
+    # had seen): an estimate reset at each refusal would start from nothing every time and
+    # never integrate the disturbance out; kept, it converges between the refusals.
+    ys = _closed_loop(
+        ObserverGains(np.array([0.5]), np.array([0.5]), "test"), 45, lambda k: k % 3 == 2
+    )
+    assert max(abs(y - SP) for y in ys[-6:]) < 1e-2
 
 
 def test_fitted_gains_are_the_kalman_gains_of_the_data() -> None:
@@ -84,3 +103,10 @@ def test_gains_round_trip_and_too_little_data_is_named() -> None:
     model = ToyLinearModel(np.zeros((1, 1)), np.array([[B]]), np.zeros(1), ["y"], ["u"])
     with pytest.raises(ValueError, match="at least 13 control intervals"):
         fit_gains(model, np.zeros((7, 2)), samples_per_interval=1)
+
+
+def test_the_warm_start_advances_by_the_intervals_that_passed() -> None:
+    plan = np.arange(5.0)[:, None]  # (H, n_mv): one interval per block
+    assert shift_plan(plan, [1] * 5)[:, 0].tolist() == [1, 2, 3, 4, 4]
+    assert shift_plan(plan, [1] * 5, steps=2)[:, 0].tolist() == [2, 3, 4, 4, 4]
+    assert shift_plan(plan, [2, 3], steps=2)[:, 0].tolist() == [2, 4]

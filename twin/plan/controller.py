@@ -55,7 +55,8 @@ class PlanningController:
             self.config.observer_latent_gain, self.config.observer_output_gain
         )
         self.observer = DisturbanceObserver(gains, spec.plant.control_interval_s)
-        self._warm: np.ndarray | None = None
+        self._warm: tuple[np.ndarray, datetime] | None = None
+        """The last plan (H, n_mv) and the data time it was made at (the next warm start)."""
 
     def reset(self) -> None:
         """Forget the warm start and the disturbance estimate (e.g. after a data gap)."""
@@ -108,9 +109,11 @@ class PlanningController:
             ood_threshold=None if found is None else 1.0,
         )
         if blocked is not None:
-            # The warm start goes; the disturbance estimate stays: the disturbance that pushed
-            # the plant to the edge of what the twin knows is still there when it comes back.
-            self._warm = None
+            # The warm start and the disturbance estimate both stay: the disturbance that
+            # pushed the plant to the edge of what the twin knows is still there when it comes
+            # back, and a search started cold from "hold" after every refusal found poor plans
+            # (a toy loop refused every third interval cycled between 7.5 and 10 around a
+            # setpoint of 12 instead of settling).
             return blocked
 
         y_meas = np.array([latest[self._col(n)] for n in self.cv_names])
@@ -120,7 +123,7 @@ class PlanningController:
             held = np.array([u_now[n] for n in self.mv_names])
             est = self.observer.update(self.model, z0, y_meas, held, data_ts)
         problem = self._problem(u_now, setpoints, operating)
-        warm = None if self._warm is None else shift_plan(self._warm, self.config.blocks)
+        warm = self._warm_start(data_ts)
         try:
             result = plan(
                 self.model, z0[0], problem, self.config, est.output, warm, latent=est.latent
@@ -134,7 +137,7 @@ class PlanningController:
         broken = violations(result.u, problem)
         if broken:  # cannot happen by construction; refuse rather than propose it
             raise AssertionError(f"planner produced an infeasible plan: {broken}")
-        self._warm = result.u
+        self._warm = (result.u, data_ts)
         return self._proposal(problem, result, data_ts, now, ratio)
 
     def evaluate(
@@ -210,6 +213,17 @@ class PlanningController:
             setpoints=setpoints,
             operating=operating,
         )
+
+    def _warm_start(self, data_ts: datetime) -> np.ndarray | None:
+        """The last plan advanced to now (K, n_mv); None when there is none or it has run out."""
+        if self._warm is None:
+            return None
+        u, made = self._warm
+        elapsed = (data_ts - made).total_seconds() / self.spec.plant.control_interval_s
+        steps = max(1, round(elapsed))  # one interval on the grid; more after a refusal
+        if steps >= len(u):
+            return None
+        return shift_plan(u, self.config.blocks, steps)
 
     def _col(self, tag: str) -> int:
         return self.tag_names.index(tag)

@@ -74,12 +74,14 @@ def hold_decision(problem: PlanProblem, n_blocks: int) -> np.ndarray:
     return to_decision(np.tile(problem.u_now, (n_blocks, 1)), problem)
 
 
-def shift_plan(u_intervals: np.ndarray, blocks: Sequence[int]) -> np.ndarray:
-    """Last decision's per-interval plan (H, n_mv), advanced one interval -> block plan (K, n_mv).
+def shift_plan(u_intervals: np.ndarray, blocks: Sequence[int], steps: int = 1) -> np.ndarray:
+    """Last decision's per-interval plan (H, n_mv), advanced `steps` intervals (the last value
+    held past its end) -> block plan (K, n_mv).
 
     Used as the warm start: what was planned for the next intervals is the first guess now.
     """
-    shifted = np.vstack([u_intervals[1:], u_intervals[-1:]])
+    steps = min(max(int(steps), 0), len(u_intervals) - 1)
+    shifted = np.vstack([u_intervals[steps:], np.repeat(u_intervals[-1:], steps, axis=0)])
     starts = np.concatenate([[0], np.cumsum(blocks)[:-1]])
     starts = np.minimum(starts, len(shifted) - 1)
     return shifted[starts]
