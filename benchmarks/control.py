@@ -14,6 +14,8 @@ each run. Runnable per scenario (--only) and per seed; twins are trained once an
 
     python benchmarks/control.py [--json] [--only cstr/fouling] [--minutes M]
         [--twin-seeds 0,1,2] [--scenario-seeds 7,8,9] [--controllers jepa,oracle,...]
+        [--scenario four_tank/leak_small:30] [--training four_tank=leak_ramp]
+        [--results benchmarks/results/control_four_tank_leak]
 
 Prints a table, writes benchmarks/results/control.json and control.html (trajectories). Every
 run is cached under the benchmark home (twin version, seeds and the code it depends on), so the
@@ -54,6 +56,7 @@ from _control_report import (  # noqa: E402
     score,
     with_ratios,
 )
+from _machine import machine_info  # noqa: E402
 
 from plants import load_plant_model  # noqa: E402
 from plants.base import Simulation  # noqa: E402
@@ -443,10 +446,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cached-only", action="store_true", help="assemble the figures from cached runs only"
     )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="PLANT/NAME:MINUTES",
+        help="also run a simulator scenario that is not in the default list",
+    )
+    parser.add_argument(
+        "--training",
+        action="append",
+        default=[],
+        metavar="PLANT=SCENARIO",
+        help="disturbance scenario under a plant's training history (needs its own "
+        "TWIN_BENCH_HOME: cached twins and runs are found by seed and config, not history)",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder of control.json and control.html"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # decisions are small: threads cost more than they give
     config = BenchConfig()
+    if args.training:
+        if "TWIN_BENCH_HOME" not in os.environ:
+            parser.error("--training needs a TWIN_BENCH_HOME of its own")
+        chosen = dict(config.training_scenarios) | dict(t.split("=", 1) for t in args.training)
+        config = replace(config, training_scenarios=tuple(chosen.items()))
+    extra = []
+    for text in args.scenario:
+        key, _, minutes = text.rpartition(":")
+        plant, _, name = key.partition("/")
+        if not (plant and name and minutes):
+            parser.error(f"--scenario {text!r}: expected PLANT/NAME:MINUTES")
+        extra.append(BenchScenario(plant, name, float(minutes)))
     console = Console(stderr=args.json, width=170)  # the table is wide; logs are not terminals
     twin_seeds = [int(s) for s in args.twin_seeds.split(",")]
     scenario_seeds = [int(s) for s in args.scenario_seeds.split(",")]
@@ -464,13 +497,14 @@ def main(argv: list[str] | None = None) -> int:
             "twin_model_config": asdict(config.model),
             "twin_epochs": config.epochs,
             "twin_patience": config.patience,
+            "machine": machine_info(),
         },
     }
     runs: dict[str, dict[str, Run]] = {}
     twins: dict[str, list[Twin]] = {}
     frames: dict = {}
-    for case in SCENARIOS:
-        if args.only and case.key not in args.only:
+    for case in (*SCENARIOS, *extra):
+        if args.only and case.key not in args.only and case not in extra:
             continue
         if args.minutes:
             case = replace(case, minutes=args.minutes)
@@ -511,28 +545,28 @@ def main(argv: list[str] | None = None) -> int:
             "minutes": case.minutes,
             "hidden": list(case.hidden),
         }
-        _save(results, args.only, runs)  # after every scenario: a long run keeps what it did
+        _save(results, args.results, runs)  # after every scenario: a long run keeps what it did
     if args.prepare:
         return 0
     if args.json:
-        print(json.dumps(_load(), indent=2))
+        print(json.dumps(_load(args.results), indent=2))
     else:
-        shown = _load()
+        shown = _load(args.results)
         shown["scenarios"] = {
             k: {c: r for c, r in v.items() if not c.startswith("_")}
             for k, v in shown["scenarios"].items()
         }
         print_table(shown, console)
-        console.print(f"saved {RESULTS / 'control.json'}")
+        console.print(f"saved {args.results / 'control.json'}")
     return 0
 
 
-def _load() -> dict:
-    return json.loads((RESULTS / "control.json").read_text(encoding="utf-8"))
+def _load(folder: Path) -> dict:
+    return json.loads((folder / "control.json").read_text(encoding="utf-8"))
 
 
-def _save(results: dict, only: list[str] | None, runs: dict[str, dict[str, Run]]) -> None:
-    save_results(results, runs, RESULTS)
+def _save(results: dict, folder: Path, runs: dict[str, dict[str, Run]]) -> None:
+    save_results(results, runs, folder)
 
 
 if __name__ == "__main__":
