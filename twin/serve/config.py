@@ -35,12 +35,19 @@ class RuntimeConfig:
     """Relative tolerance when reconciling an interrupted write with the live value (float32)."""
     shadow: str | None = None
     """Model version planning beside the active one, writing nothing (twin.serve.shadow)."""
+    planning_threads: int = 1
+    """torch's intra-op threads in `twin serve`. A decision's tensors are small: on a 2-core
+    machine under load, two threads waiting on each other made one plan of the faults suite's
+    twin take 1.5-18 s against 0.3-1.5 s on one (the control and plan benchmarks also plan on
+    one thread)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise BadInput(f"--mode {self.mode!r}: use one of {', '.join(MODES)}")
         if self.source not in ("opcua", "modbus"):
             raise BadInput(f"--source {self.source!r}: use opcua or modbus")
+        if self.planning_threads < 1:
+            raise BadInput(f"planning_threads {self.planning_threads}: must be at least 1")
         if self.steps is not None and self.steps < 1:
             raise BadInput(f"--steps {self.steps}: must be at least 1")
 

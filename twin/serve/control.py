@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from twin import api
+from twin.guard import SensorFault
 from twin.serve.alarms import Alarms
 from twin.serve.campaigns import Campaigns
 from twin.serve.clock import interval_of
@@ -64,6 +65,11 @@ class ControlStep:
             log.exception("cannot load the active twin")
             self._no_proposal("no_model", f"cannot load the active twin: {exc}")
             return
+        try:  # the fallback is built with the twin, not in the middle of the incident
+            await asyncio.to_thread(self.fallback.refresh, self.proposer.version)
+        except Exception as exc:  # the twin still acts; the abstention path alarms again
+            log.exception("cannot build the fallback")
+            self.alarms.raise_("runtime_error", None, f"{self.fallback.controller}: {exc!r}")
         now = self.live.clock.now()  # after loading a model, which may take a while
         data_ts = self.live.newest_ts()
         if now is None or data_ts is None:
@@ -109,9 +115,14 @@ class ControlStep:
             return
         await self._store_proposal(result)
 
-    def _sensor_faults(self, now: datetime) -> bool:
+    def annunciate_faults(self, now: datetime) -> list[SensorFault]:
+        """The sensor faults at plant time `now`, each standing as an alarm while it lasts."""
         faults = self.live.faults(now)
         self.alarms.condition("sensor_fault", {f.tag: f.message for f in faults})
+        return faults
+
+    def _sensor_faults(self, now: datetime) -> bool:
+        faults = self.annunciate_faults(now)
         if faults:
             self._no_proposal("sensor_fault", "; ".join(f.message for f in faults))
         return bool(faults)

@@ -241,6 +241,11 @@ class Runtime:
                 f"the plant's clock leapt {update.clock_jump_s:.0f} s forward; "
                 "staleness and expiry are judged on the new clock",
             )
+        now = self.live.clock.now()
+        if self.control is not None and now is not None and self.live.clock.measured:
+            # Annunciated as the samples show it, not only at the next control step, which a
+            # long plan can delay past the fault; the guard checks again before any write.
+            self.control.annunciate_faults(now)
         if update.tick:
             self._tick_due.set()
 
@@ -308,6 +313,9 @@ class Runtime:
 
 def serve(spec: PlantSpec, home: Home, config: RuntimeConfig) -> RunSummary:
     """Run the serve loop until --steps are done or SIGINT/SIGTERM."""
+    import torch  # the planners' stack; loaded by the first proposal in any case
+
+    torch.set_num_threads(config.planning_threads)
     runtime = Runtime(spec, home, config)
 
     async def main() -> RunSummary:
