@@ -88,6 +88,9 @@ class Case:
     blocks: bool = True
     """Writes are unsafe while the fault is on (from its start plus GRACE_S)."""
     fault_tags: tuple[str, ...] = ()
+    loses_samples: bool = False
+    """Samples sent while nobody can receive them are lost (the runtime is dead while the
+    server still holds its subscription, and the server keeps no history to read back)."""
 
 
 # ---- injections -----------------------------------------------------------------------------
@@ -206,7 +209,13 @@ CASES: dict[str, Case] = {
         Case("server_killed_mid_move", _kill_server, alarms=(ANY,), blocks=False),
         Case("cut_between_write_and_readback", _cut, proxy=True, alarms=(ANY,), blocks=False),
         Case("stall_between_write_and_readback", _stall, proxy=True, alarms=(ANY,), blocks=False),
-        Case("runtime_sigkill_mid_move", _sigkill, clear=_restart_after_kill, blocks=False),
+        Case(
+            "runtime_sigkill_mid_move",
+            _sigkill,
+            clear=_restart_after_kill,
+            blocks=False,
+            loses_samples=True,
+        ),
         Case("clock_jump", _clock_jump, clear=_keep_clock, alarms=(ANY,), blocks=False),
         Case("tag_clock_hour_behind", _behind("temp"), alarms=("temp",), fault_tags=("temp",)),
         Case(
@@ -238,6 +247,7 @@ def run_case(case: Case, tmp: Path, models: Path) -> CaseResult:
     plant = FaultPlant(spec, plant_port, speed=SPEED, report_by_exception=case.report_by_exception)
     result = CaseResult(case.name, alarms_expected=list(case.alarms))
     result.must_keep_writing = case.must_keep_writing
+    result.may_lose_samples = case.loses_samples
     with PlantThread(plant) as thread:
         ctx = Ctx(tmp, plant, thread, spec.path, home)  # type: ignore[arg-type]
         try:

@@ -87,7 +87,9 @@ class FaultPlant:
         self.faults = Faults()
         self.writes: list[MvWrite] = []
         self.published: dict[tuple[str, datetime], float] = {}
-        """(tag, source timestamp as served) -> value, for every sample sent with a timestamp."""
+        """(tag, source timestamp as served) -> value, for every sample sent with a timestamp
+        while a client held a subscription: what a runtime could have received (the server
+        keeps no history, so a sample sent before anyone subscribed is nobody's loss)."""
         self.on_write: WriteHook | None = None
         self.serving = False
         self._server: Server | None = None
@@ -164,6 +166,7 @@ class FaultPlant:
             return
         f = self.faults
         now = datetime.now(UTC)
+        listening = bool(server.iserver.subscription_service.subscriptions)
         self._served_ts = self.sim.time + f.clock_offset
         for name, nodeid in self._nodes.items():
             if name in f.silent:
@@ -184,7 +187,7 @@ class FaultPlant:
                 ServerTimestamp=now,
             )
             await server.write_attribute_value(nodeid, dv)
-            if source_ts is not None:
+            if source_ts is not None and listening:
                 self.published[(name, source_ts)] = value
 
     def _unchanged(self, name: str, value: float, good: bool) -> bool:

@@ -42,6 +42,7 @@ class CaseResult:
     alarms_raised: int = 0
     false_alarms: list[str] = field(default_factory=list)
     must_keep_writing: bool = False
+    may_lose_samples: bool = False
     writes_during_fault: int = 0
     resumed: bool = False
     samples_published: int = 0
@@ -60,6 +61,11 @@ class CaseResult:
         out += [f"false alarm: {a}" for a in self.false_alarms]
         if self.must_keep_writing and self.writes_during_fault == 0:
             out.append("the fault blocked writes that it must not block")
+        if self.samples_lost and not self.may_lose_samples:
+            out.append(
+                f"{self.samples_lost} of {self.samples_published} samples sent while the "
+                "runtime was subscribed never reached the historian"
+            )
         if not self.resumed:
             out.append("writes did not resume after the fault cleared (the loop stalled)")
         return out
@@ -121,7 +127,8 @@ def _reconciled(rec: store_view.Recorded, decision_id: int, rows: list[Any]) -> 
 
 
 def samples_lost(plant: FaultPlant, home: Path) -> tuple[int, int]:
-    """(published, lost): samples sent with a timestamp inside the span the historian covers."""
+    """(published, lost): samples sent while a runtime was subscribed (FaultPlant.published),
+    with a timestamp inside the span the historian covers, and how many of them it lacks."""
     with Historian(Home.at(home).historian_dir(mixer.NAME)) as h:
         span = h.time_range()
         if span is None:
