@@ -28,6 +28,27 @@ from twin.spec import PlantSpec, Tag
 
 log = logging.getLogger(__name__)
 
+
+class _LostConnectionNoise(logging.Filter):
+    """asyncua's publish loop logs every retry on a closed connection as an ERROR with a
+    traceback, once a second for as long as the plant is unreachable. The connection's loss is
+    this package's to report (one warning, an outage record, an alarm), so those retries are
+    kept at DEBUG without the traceback; any other publish failure stays an ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if str(record.msg).startswith("Publish iteration crashed") and isinstance(
+            exc, ConnectionError
+        ):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg = f"{record.msg} ({exc})"
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(_LostConnectionNoise())
+
 # Data types a tag may have: Boolean .. Double, and the abstract Number / Integer / UInteger.
 NUMERIC_TYPES = {ua.NodeId(i) for i in range(1, 12)} | {ua.NodeId(26), ua.NodeId(27), ua.NodeId(28)}
 

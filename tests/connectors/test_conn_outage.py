@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from datetime import timedelta
@@ -58,7 +59,9 @@ class _Live:
 
 
 @pytest.mark.parametrize("protocol", ["opcua", "modbus"])
-async def test_sim_killed_and_restarted_mid_ingest(tmp_path: Path, protocol: str) -> None:
+async def test_sim_killed_and_restarted_mid_ingest(
+    tmp_path: Path, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
     o, m = free_port(), free_port()
     spec_path = copy_plant(tmp_path, "four_tank", o, m)
     spec = load_spec(spec_path)
@@ -103,6 +106,13 @@ async def test_sim_killed_and_restarted_mid_ingest(tmp_path: Path, protocol: str
     assert set(markers["tag"]) == set(spec.tag_names)  # every tag marked at the outage start
     good = data[data["quality"] == Quality.GOOD]
     assert (good["ts"] < gap["start"]).any() and (good["ts"] >= gap["end"]).any()
+    # The outage is reported once by the connector, not as a traceback a second by asyncua.
+    tracebacks = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("asyncua") and r.levelno >= logging.ERROR
+    ]
+    assert not tracebacks, tracebacks
 
 
 async def test_network_loss_is_back_filled_from_server_history(tmp_path: Path) -> None:
