@@ -61,9 +61,7 @@ def audit_frame(rows: list[dict]) -> pd.DataFrame:
 
 def choices(store: Store) -> tuple[list[str], list[str]]:
     """Users and kinds that occur in the log, for the filter boxes."""
-    users = [r[0] for r in store.query("SELECT DISTINCT user FROM audit ORDER BY user")]
-    kinds = [r[0] for r in store.query("SELECT DISTINCT kind FROM audit ORDER BY kind")]
-    return users, kinds
+    return store.audit_users_and_kinds()
 
 
 def export_bytes(rows: list[dict]) -> bytes:

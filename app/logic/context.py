@@ -48,8 +48,7 @@ def known_plants(home: Home, store: Store) -> list[str]:
     if hist.is_dir():
         # historian/plant=NAME (Hive layout) or historian/NAME (homes made before it)
         names.update(p.name.removeprefix("plant=") for p in hist.iterdir() if p.is_dir())
-    names.update(r["plant"] for r in store.query("SELECT DISTINCT plant FROM runtime_status"))
-    names.update(r["plant"] for r in store.query("SELECT DISTINCT plant FROM proposals"))
+    names.update(store.plants_on_record())
     return sorted(names)
 
 
@@ -59,12 +58,8 @@ def spec_ref(store: Store, plant: str) -> str:
     A plant defined outside the repository is known to the control room only by the spec path
     its runtime stored; a built-in plant is found by name.
     """
-    rows = store.query(
-        "SELECT json_extract(payload, '$.spec_path') AS ref FROM proposals "
-        "WHERE plant = ? ORDER BY id DESC LIMIT 1",
-        (plant,),
-    )
-    ref = rows[0]["ref"] if rows else None
+    newest = store.list_proposals(plant, limit=1)
+    ref = newest[0].payload.get("spec_path") if newest else None
     if ref and Path(ref).is_file():
         return str(ref)
     given = os.environ.get(PLANT_ENV) or ""

@@ -121,6 +121,12 @@ class StoreCore:
 
     # ---- audit -------------------------------------------------------------------------
 
+    def audit_users_and_kinds(self) -> tuple[list[str], list[str]]:
+        """The users and the entry kinds that occur in the audit log, sorted."""
+        users = [r[0] for r in self.query("SELECT DISTINCT user FROM audit ORDER BY user")]
+        kinds = [r[0] for r in self.query("SELECT DISTINCT kind FROM audit ORDER BY kind")]
+        return users, kinds
+
     def audit(
         self,
         c: Db,

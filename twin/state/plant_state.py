@@ -117,6 +117,13 @@ class PlantStateMixin(StoreCore):
         with self.write() as c:
             c.execute(sql, (plant, *values.values()))
 
+    def plants_on_record(self) -> list[str]:
+        """Plants with a runtime status or a proposal in this store, sorted."""
+        rows = self.query(
+            "SELECT plant FROM runtime_status UNION SELECT plant FROM proposals ORDER BY plant"
+        )
+        return [r[0] for r in rows]
+
     def get_status(self, plant: str) -> RuntimeStatus | None:
         rows = self.query("SELECT * FROM runtime_status WHERE plant = ?", (plant,))
         if not rows:
