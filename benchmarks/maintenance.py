@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _machine import machine_info  # noqa: E402
 from _serveloop_core import _start, _stop, _tail, free_port, tracking_cost  # noqa: E402
 
 from twin.paths import Home  # noqa: E402
@@ -59,9 +60,9 @@ class Setup:
     warmup_min: float = 10.0
     baseline_min: float = 20.0
     """The cost right after deployment: plant minutes [warmup, warmup + baseline]."""
-    drift_run_min: float = 240.0
-    """Plant minutes of the drift run (the drift grows from 30 to 150 and then stays; the
-    default configs train on no less than about 3 h of cstr history)."""
+    drift_run_min: float = 150.0
+    """Plant minutes of the drift run (the drift grows from 30 to 150; retraining widens its
+    window to the 3 h of history the default configs need)."""
     hours: float = 4.0
     """Generated history v1 is trained on."""
     train_seconds: float = 60.0
@@ -113,8 +114,9 @@ def twin(*args: str) -> list[str]:
 def run_cli(*args: str, log: Path) -> str:
     """A `twin` command to completion; its stdout (stderr goes to the log)."""
     with log.open("ab") as err:
-        out = subprocess.run(twin(*args), stdout=subprocess.PIPE, stderr=err,
-                             env={**os.environ, **ENV}, check=False)  # fmt: skip
+        out = subprocess.run(
+            twin(*args), stdout=subprocess.PIPE, stderr=err, env={**os.environ, **ENV}, check=False
+        )
     if out.returncode != 0:
         raise RuntimeError(f"twin {' '.join(args)} failed ({out.returncode}):\n{_tail(log)}")
     return out.stdout.decode()
@@ -126,11 +128,18 @@ def train_v1(spec: PlantSpec, home: Home, setup: Setup, seed: int) -> str:
     from twin.train import train_plant
     from twin.train_presets import train_configs
 
-    long = generate(spec, setup.hours, "prbs", seed=100 + seed, progress=False,
-                    start=START - timedelta(hours=setup.hours + 1))  # fmt: skip
+    long = generate(
+        spec,
+        setup.hours,
+        "prbs",
+        seed=100 + seed,
+        progress=False,
+        start=START - timedelta(hours=setup.hours + 1),
+    )
     frame = long.pivot_table(index="ts", columns="tag", values="value", aggfunc="last")
-    model, data, cfg = train_configs(device="cpu", seed=seed, quick=setup.quick,
-                                     max_seconds=setup.train_seconds)  # fmt: skip
+    model, data, cfg = train_configs(
+        device="cpu", seed=seed, quick=setup.quick, max_seconds=setup.train_seconds
+    )
     cfg = replace(cfg, progress=False)
     return train_plant(home, spec, model, data, cfg, frame=frame)
 
@@ -142,8 +151,20 @@ class Plant:
         self.spec, self.run, self.speed = spec, run, speed
         op = int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0])  # type: ignore[union-attr]
         mb = spec.source.modbus.port  # type: ignore[union-attr]
-        args = ["sim", str(spec.path), "--opcua-port", str(op), "--modbus-port", str(mb),
-                "--speed", str(speed), "--seed", str(seed), "--start", START.isoformat()]  # fmt: skip
+        args = [
+            "sim",
+            str(spec.path),
+            "--opcua-port",
+            str(op),
+            "--modbus-port",
+            str(mb),
+            "--speed",
+            str(speed),
+            "--seed",
+            str(seed),
+            "--start",
+            START.isoformat(),
+        ]
         if scenario:
             args += ["--scenario", scenario]
         self.log = run / "sim.log"
@@ -162,7 +183,9 @@ def serve(
     spec: PlantSpec, home: Home, log: Path, mode: str, *extra: str
 ) -> subprocess.Popen[bytes]:
     os.environ.update(ENV)
-    return _start(twin("serve", str(spec.path), "--mode", mode, "--home", str(home.root), *extra), log)  # fmt: skip
+    return _start(
+        twin("serve", str(spec.path), "--mode", mode, "--home", str(home.root), *extra), log
+    )
 
 
 def plant_time(home: Home, spec: PlantSpec) -> datetime | None:
@@ -176,8 +199,15 @@ def plant_time(home: Home, spec: PlantSpec) -> datetime | None:
     return None if t is None or t > START + timedelta(days=2) else t
 
 
-def wait_plant(home: Home, spec: PlantSpec, until: datetime, proc: subprocess.Popen[bytes],
-               log: Path, wall_limit: float, after_alarm_min: float | None = None) -> None:  # fmt: skip
+def wait_plant(
+    home: Home,
+    spec: PlantSpec,
+    until: datetime,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    wall_limit: float,
+    after_alarm_min: float | None = None,
+) -> None:
     """Until the plant clock reaches `until` (or `after_alarm_min` past a drift alarm)."""
     deadline = time.monotonic() + wall_limit
     while time.monotonic() < deadline:
@@ -195,8 +225,9 @@ def wait_plant(home: Home, spec: PlantSpec, until: datetime, proc: subprocess.Po
     raise RuntimeError(f"plant clock did not reach {until} in {wall_limit:.0f} s\n{_tail(log)}")
 
 
-def wait_new_data(home: Home, spec: PlantSpec, before: datetime, proc: subprocess.Popen[bytes],
-                  log: Path) -> datetime:  # fmt: skip
+def wait_new_data(
+    home: Home, spec: PlantSpec, before: datetime, proc: subprocess.Popen[bytes], log: Path
+) -> datetime:
     """The plant time of the first sample a (re)started runtime ingested after `before`."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -232,11 +263,40 @@ def drift_events(home: Home, spec: PlantSpec) -> tuple[list[dict[str, Any]], int
     return events, len(alarms)
 
 
+def commissioning(home: Home, spec: PlantSpec) -> dict[str, Any] | None:
+    """The first drift_commissioned event: the live error level against the model card."""
+    from twin import audit
+    from twin.state import Store
+
+    with Store.open(home) as store:
+        found = audit.entries(store, plant=spec.name, kind="drift_commissioned")
+    if not found:
+        return None
+    w = found[0]["what"]
+    keys = (
+        "model_version",
+        "data_ts",
+        "measured_one_step",
+        "measured_multi_step",
+        "one_step",
+        "multi_step",
+        "within_card_bound",
+        "predictions",
+        "innovation_mean",
+        "innovation_std",
+        "innovation_lag1",
+        "card_rmse",
+    )
+    return {k: w.get(k) for k in keys} | {"minute": minutes(datetime.fromisoformat(w["data_ts"]))}
+
+
 def minutes(ts: datetime) -> float:
     return (ts - START).total_seconds() / 60.0
 
 
-def first_doubling(frame, spec: PlantSpec, base: float, setup: Setup, t_from: datetime, t_end: datetime) -> datetime | None:  # type: ignore[no-untyped-def]  # fmt: skip
+def first_doubling(
+    frame, spec: PlantSpec, base: float, setup: Setup, t_from: datetime, t_end: datetime
+) -> datetime | None:  # type: ignore[no-untyped-def]
     """First plant time at which the cost over the preceding baseline-length window is >= 2x."""
     width = timedelta(minutes=setup.baseline_min)
     step = timedelta(seconds=spec.plant.control_interval_s)
@@ -290,9 +350,26 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
         if events:  # 3. retrain while v1 keeps controlling
             since = events[0]["what"]["onset_ts"]
             t1 = time.monotonic()
-            v2 = run_cli("retrain", str(spec.path), "--since", since, "--until", end.isoformat(), "--seed", str(seed),
-                         "--max-seconds", str(setup.train_seconds), *(["--quick"] if setup.quick else []),
-                         "--home", str(home.root), log=run / "retrain.log").strip().splitlines()[-1]  # fmt: skip
+            v2 = (
+                run_cli(
+                    "retrain",
+                    str(spec.path),
+                    "--since",
+                    since,
+                    "--until",
+                    end.isoformat(),
+                    "--seed",
+                    str(seed),
+                    "--max-seconds",
+                    str(setup.train_seconds),
+                    *(["--quick"] if setup.quick else []),
+                    "--home",
+                    str(home.root),
+                    log=run / "retrain.log",
+                )
+                .strip()
+                .splitlines()[-1]
+            )
             row["retrain_wall_s"] = round(time.monotonic() - t1, 1)
             log(f"[{plant} s{seed}] v2 {v2} retrained since {since} in {row['retrain_wall_s']} s")
     except RuntimeError as exc:  # a failed retraining is a figure too
@@ -310,13 +387,22 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
         baseline_cost=base,
         drift_alarms=alarms,
         alarm_min=None if alarm_ts is None else minutes(alarm_ts),
-        onset_min=None if not events else minutes(datetime.fromisoformat(events[0]["what"]["onset_ts"])),
+        onset_min=None
+        if not events
+        else minutes(datetime.fromisoformat(events[0]["what"]["onset_ts"])),
         cost_doubled_min=None if doubled is None else minutes(doubled),
-        cost_at_alarm_ratio=None if alarm_ts is None else per_sample(
-            frame, spec, alarm_ts - timedelta(minutes=setup.baseline_min), alarm_ts) / base,
-        cost_drifted_ratio=per_sample(frame, spec, drift_end - timedelta(minutes=setup.baseline_min), drift_end) / base,
+        cost_at_alarm_ratio=None
+        if alarm_ts is None
+        else per_sample(frame, spec, alarm_ts - timedelta(minutes=setup.baseline_min), alarm_ts)
+        / base,
+        cost_drifted_ratio=per_sample(
+            frame, spec, drift_end - timedelta(minutes=setup.baseline_min), drift_end
+        )
+        / base,
         retrain_command=None if not events else events[0]["what"].get("retrain"),
-    )  # fmt: skip
+        fired_by=None if not events else events[0]["what"].get("fired_by"),
+        commissioning=commissioning(home, spec),
+    )
     row["alarm_before_doubling"] = alarm_before_doubling(row)
     try:
         if v2 is not None:  # 4. shadow, then the gate
@@ -333,9 +419,24 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
                 raise RuntimeError(_tail(slog))
             with Store.open(home) as store:
                 row["shadow"] = score(home, spec, store, v2).to_dict()
-            out = subprocess.run(twin("models", "promote", str(spec.path), v2, "--gated", "--margin", str(setup.margin),
-                                      "--min-intervals", str(setup.min_intervals), "--home", str(home.root)),
-                                 capture_output=True, text=True, env={**os.environ, **ENV})  # fmt: skip
+            out = subprocess.run(
+                twin(
+                    "models",
+                    "promote",
+                    str(spec.path),
+                    v2,
+                    "--gated",
+                    "--margin",
+                    str(setup.margin),
+                    "--min-intervals",
+                    str(setup.min_intervals),
+                    "--home",
+                    str(home.root),
+                ),
+                capture_output=True,
+                text=True,
+                env={**os.environ, **ENV},
+            )
             row["promotion"] = (out.stdout + out.stderr).strip()[-600:]
             row["promoted"] = registry.active_version(home, spec) == v2
             row["v2"] = v2
@@ -376,6 +477,11 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
         qevents, qalarms = drift_events(quiet_home, spec)
         qframe = history(quiet_home, spec)
         row["quiet_alarms"], row["quiet_events"] = qalarms, len(qevents)
+        row["quiet_alarm_min"] = [
+            minutes(datetime.fromisoformat(e["what"]["data_ts"])) for e in qevents
+        ]
+        row["quiet_fired_by"] = [e["what"].get("fired_by") for e in qevents]
+        row["quiet_commissioning"] = commissioning(quiet_home, spec)
         row["quiet_cost_ratio"] = (
             per_sample(qframe, spec, end - timedelta(minutes=setup.baseline_min), end) / base
         )
@@ -393,9 +499,22 @@ def _fmt(v: Any) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    cols = ["plant", "seed", "baseline_cost", "onset_min", "alarm_min", "cost_doubled_min",
-            "cost_at_alarm_ratio", "cost_drifted_ratio", "alarm_before_doubling", "quiet_alarms",
-            "shadow_improvement", "promoted", "after_cost_ratio"]  # fmt: skip
+    cols = [
+        "plant",
+        "seed",
+        "baseline_cost",
+        "onset_min",
+        "alarm_min",
+        "fired_by",
+        "cost_doubled_min",
+        "cost_at_alarm_ratio",
+        "cost_drifted_ratio",
+        "alarm_before_doubling",
+        "quiet_alarms",
+        "shadow_improvement",
+        "promoted",
+        "after_cost_ratio",
+    ]
     print(" | ".join(cols))
     for r in rows:
         r = {**r, "shadow_improvement": (r.get("shadow") or {}).get("improvement")}
@@ -428,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
             "setups": [x["setup"] for x in parts],
             "rows": rows,
             "at": [x["at"] for x in parts],
+            "machine": [x.get("machine") for x in parts],
         }
         out.write_text(json.dumps(merged, indent=2, default=str))
         print_table(rows)
@@ -438,8 +558,18 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(chain(plant, seed, setup, Path(args.root)))
             except Exception as exc:  # a failed chain is a row too
                 rows.append({"plant": plant, "seed": seed, "error": repr(exc)[-2000:]})
-            out.write_text(json.dumps({"setup": asdict(setup), "rows": rows,
-                                       "at": datetime.now(UTC).isoformat()}, indent=2, default=str))  # fmt: skip
+            out.write_text(
+                json.dumps(
+                    {
+                        "setup": asdict(setup),
+                        "rows": rows,
+                        "machine": machine_info(),
+                        "at": datetime.now(UTC).isoformat(),
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
             print_table(rows)
     return 0
 
