@@ -49,6 +49,7 @@ from twin.spec import PLANTS_DIR, PlantSpec, load_spec  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DRIFT = {"cstr": "fouling_growth", "four_tank": "pump_wear_growth"}
+DRIFT_RUN_MIN = {"cstr": 210.0, "four_tank": 150.0}
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -60,9 +61,9 @@ class Setup:
     warmup_min: float = 10.0
     baseline_min: float = 20.0
     """The cost right after deployment: plant minutes [warmup, warmup + baseline]."""
-    drift_run_min: float = 150.0
-    """Plant minutes of the drift run (the drift grows from 30 to 150; retraining widens its
-    window to the 3 h of history the default configs need)."""
+    drift_run_min: float | None = None
+    """Plant minutes of the drift run (None: the plant's DRIFT_RUN_MIN). The drift grows from
+    30 to 150; retraining widens its window to what the configs need (cstr: about 3 h)."""
     hours: float = 4.0
     """Generated history v1 is trained on."""
     train_seconds: float = 60.0
@@ -327,7 +328,12 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
     spec = spec_on_free_ports(plant, run / "spec", setup.staleness_s, setup.proposal_ttl_s)
     home = Home.at(run / "home")
     scenario = setup.scenario or DRIFT[plant]
-    row: dict[str, Any] = {"plant": plant, "seed": seed, "scenario": scenario}
+    row: dict[str, Any] = {
+        "plant": plant,
+        "seed": seed,
+        "scenario": scenario,
+        "drift_run_min": setup.drift_run_min or DRIFT_RUN_MIN[plant],
+    }
     t0 = time.monotonic()
     v1 = train_v1(spec, home, setup, seed)
     row["v1"], row["v1_train_wall_s"] = v1, round(time.monotonic() - t0, 1)
@@ -338,8 +344,9 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
     sim = Plant(spec, run, scenario, seed, setup.speed)
     slog = run / "serve-drift.log"
     proc = serve(spec, home, slog, "auto")
-    end = START + timedelta(minutes=setup.drift_run_min)
-    wall = 120 + 2 * setup.drift_run_min * 60 / setup.speed
+    run_min = setup.drift_run_min or DRIFT_RUN_MIN[plant]
+    end = START + timedelta(minutes=run_min)
+    wall = 120 + 2 * run_min * 60 / setup.speed
     try:
         time.sleep(3)
         sim.start()
@@ -527,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0")
     p.add_argument("--speed", type=float, default=50.0)
     p.add_argument("--train-seconds", type=float, default=60.0)
-    p.add_argument("--drift-minutes", type=float, default=Setup.drift_run_min)
+    p.add_argument("--drift-minutes", type=float, default=None, help="default: DRIFT_RUN_MIN")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maintenance.json"))
     p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "twin-maintenance"))
     p.add_argument("--merge", nargs="*", help="Only merge these result files into --out.")
