@@ -14,6 +14,7 @@ entries, and its next entry chains onto the source's last.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -178,8 +179,10 @@ def _insert(db: Db, table: str, columns: list[str], rows: list[tuple[Any, ...]])
         sql = f"INSERT INTO {table} ({_quoted(columns)}) VALUES ({marks})"
         try:
             db.conn.executemany(sql, rows)
-        except Exception as exc:  # sqlite3's errors: reported with the table
-            raise StoreIntegrityError(f"{table}: {exc}") from exc
+        except sqlite3.IntegrityError as exc:
+            raise StoreIntegrityError(f"{db.where}: {table}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"{db.where}: {table}: {exc}") from exc
         return
     import psycopg
 
