@@ -88,23 +88,27 @@ class Settling:
             writes = open_writes
             if open_writes[0].decision_id is not None:
                 writes = self.path.store.writes_for(decision_id=open_writes[0].decision_id)
-            first = open_writes[0]
-            campaign = (
-                (first.campaign_id, first.step)
-                if first.campaign_id is not None and first.step is not None
-                else None
-            )
-            move = Move(
-                ids={w.tag: w.id for w in writes},
-                requested={w.tag: w.requested for w in writes if w.requested is not None},
-                prior={w.tag: w.prior for w in writes if w.prior is not None},
-                since=first.at,
-                decision_id=first.decision_id,
-                proposal_id=first.proposal_id,
-                campaign=campaign,
-                unsettled={w.tag for w in writes},
-            )
-            self.unsettled.append(move)
+            self.unsettled.append(_interrupted(writes, open_writes[0]))
+        # Stopped after a move's last read-back but before its decision was closed: nothing is
+        # open, yet the approval stays "writing" for good unless it is closed here.
+        store, plant = self.path.store, self.path.spec.name
+        covered = {m.decision_id for m in self.unsettled}
+        for decision_id in store.decisions_left_writing(plant):
+            writes = store.writes_for(decision_id=decision_id)
+            if decision_id in covered or not writes:
+                continue
+            if all(w.status == "done" for w in writes):
+                store.settle_move(
+                    plant=plant,
+                    actor=ACTOR,
+                    decision_id=decision_id,
+                    proposal_id=writes[0].proposal_id,
+                    outcome="written",
+                    why="every write of the move was done and read back before the runtime "
+                    "stopped; closed at the next start",
+                )
+            else:  # some write ended otherwise: what the plant holds settles it
+                self.unsettled.append(_interrupted(writes, writes[-1]))
 
     async def settle(self, now: datetime | None) -> None:
         """Settle every unsettled move whose MVs have all reported since it started."""
@@ -189,6 +193,25 @@ class Settling:
         if outcome == "written":
             return done, f"{message}: {done}"
         return "partial", f"{message}: the {policy} write {outcome}"
+
+
+def _interrupted(writes: list[WriteRecord], first: WriteRecord) -> Move:
+    """A move a restart found interrupted: every MV of it to be settled from fresh samples."""
+    campaign = (
+        (first.campaign_id, first.step)
+        if first.campaign_id is not None and first.step is not None
+        else None
+    )
+    return Move(
+        ids={w.tag: w.id for w in writes},
+        requested={w.tag: w.requested for w in writes if w.requested is not None},
+        prior={w.tag: w.prior for w in writes if w.prior is not None},
+        since=first.at,
+        decision_id=first.decision_id,
+        proposal_id=first.proposal_id,
+        campaign=campaign,
+        unsettled={w.tag for w in writes},
+    )
 
 
 def _move_key(w: WriteRecord) -> tuple[Any, ...]:

@@ -55,6 +55,16 @@ class WritesMixin(StoreCore):
         )
         return [write_row(r) for r in rows]
 
+    def decisions_left_writing(self, plant: str) -> list[int]:
+        """Approvals taken for writing and never closed: the runtime stopped between taking one
+        and recording its outcome (its writes may all be done, or some still open)."""
+        rows = self.query(
+            "SELECT d.id FROM decisions d JOIN proposals p ON p.id = d.proposal_id "
+            "WHERE p.plant = ? AND d.applied = 'writing' ORDER BY d.id",
+            (plant,),
+        )
+        return [int(r[0]) for r in rows]
+
     def record_intent(
         self,
         *,
