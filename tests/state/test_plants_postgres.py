@@ -216,10 +216,6 @@ def test_two_plants_two_runtimes_two_rooms_on_one_postgres_store(
         assert hosts[name].audit_anchor.read_text().strip(), f"{name}'s host committed nothing"
         result = audit.verify(store, files=AuditFiles.of_home(hosts[name]))
         assert result.ok, str(result)
-    if isinstance(shown, str) and "json_extract" in shown:
-        # Known: app/logic/context.spec_ref reads the spec path with SQLite's json_extract,
-        # which PostgreSQL lacks. Everything above held; once it is fixed this step runs.
-        pytest.xfail(f"the room on four_tank's host cannot show cstr on PostgreSQL: {shown}")
     assert isinstance(shown, int), f"the room on four_tank's host shows: {shown}"
     assert store.get_proposal(shown).plant == "cstr"
     store.close()

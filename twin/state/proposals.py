@@ -11,6 +11,11 @@ from twin.state.base import NotFound, inserted_id, iso, now_utc, select, to_json
 from twin.state.core import StoreCore
 from twin.state.db import Db
 from twin.state.records import DecisionRecord, ProposalRecord, decision_row, proposal_row
+from twin.state.schema import ENSURED
+
+# A plant's pending proposal is looked up at every new proposal: without this index the lookup
+# scanned every proposal of the plant (34 ms at 50,000 rows).
+ENSURED.append(("CREATE INDEX IF NOT EXISTS proposals_status ON proposals(plant, status, id)",))
 
 PROPOSAL_OPEN = "pending"
 # Final states of a proposal; an approved one becomes "written", "refused" or "failed".
