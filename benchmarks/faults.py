@@ -30,6 +30,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _machine import machine_info  # noqa: E402
+
 from tests.faults import mixer  # noqa: E402
 from tests.faults.cases import CASES, SPEED, run_case  # noqa: E402
 from tests.faults.procs import train_tiny  # noqa: E402
@@ -159,7 +161,7 @@ def main() -> None:
                 r = run_repetition(name, tmp / f"{name}-{rep}", models)
                 runs.append(r)
                 print(f"{name} #{rep}: {r['problems'] or r.get('error') or 'ok'}", flush=True)
-            row = summarise(name, runs) | {"commit": _commit()}
+            row = summarise(name, runs) | {"commit": _commit(), "machine": machine_info()}
             rows = save_case(row, args.repeats)
     print_table(rows, args.repeats)
     print(f"saved {OUT.relative_to(ROOT)}")
