@@ -155,7 +155,9 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen[bytes], log_p
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}) waiting for {what}:\n{_tail(log_path)}")  # fmt: skip
+            raise RuntimeError(
+                f"process exited ({proc.returncode}) waiting for {what}:\n{_tail(log_path)}"
+            )
         value = check()
         if value:
             return value
@@ -187,8 +189,21 @@ def run_served(
     op, mb = _ports(spec)
     serve_log, sim_log = run_dir / "serve.log", run_dir / "sim.log"
     began = time.monotonic()
-    serve = _start(_twin("serve", str(spec.path), "--mode", "auto", "--source", "opcua",
-                         "--steps", str(intervals + 1), "--home", str(home.root)), serve_log)  # fmt: skip
+    serve = _start(
+        _twin(
+            "serve",
+            str(spec.path),
+            "--mode",
+            "auto",
+            "--source",
+            "opcua",
+            "--steps",
+            str(intervals + 1),
+            "--home",
+            str(home.root),
+        ),
+        serve_log,
+    )
     sim = None
     store = Store.open(home)
     try:
@@ -198,11 +213,31 @@ def run_served(
             return status is not None and status.model_version is not None
 
         _wait(loaded, 120, "the runtime to load its twin", serve, serve_log)
-        sim = _start(_twin("sim", str(spec.path), "--opcua-port", str(op), "--modbus-port", str(mb),
-                           "--speed", str(speed), "--scenario", scenario, "--seed", str(seed),
-                           "--start", START.isoformat(), "--home", str(home.root)), sim_log)  # fmt: skip
+        sim = _start(
+            _twin(
+                "sim",
+                str(spec.path),
+                "--opcua-port",
+                str(op),
+                "--modbus-port",
+                str(mb),
+                "--speed",
+                str(speed),
+                "--scenario",
+                scenario,
+                "--seed",
+                str(seed),
+                "--start",
+                START.isoformat(),
+                "--home",
+                str(home.root),
+            ),
+            sim_log,
+        )
         budget = 120 + 3 * (intervals + 2) * spec.plant.control_interval_s / speed
-        _wait(lambda: serve.poll() is not None or None, budget, "`twin serve` to finish", sim, sim_log)  # fmt: skip
+        _wait(
+            lambda: serve.poll() is not None or None, budget, "`twin serve` to finish", sim, sim_log
+        )
         if serve.returncode != 0:
             raise RuntimeError(f"`twin serve` failed ({serve.returncode}):\n{_tail(serve_log)}")
         records = sorted(store.list_proposals(spec.name, limit=10_000), key=lambda p: p.data_ts)

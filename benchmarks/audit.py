@@ -66,8 +66,16 @@ class _Log:
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(n):
             with store.write() as c:
-                audit.append(c, user="bench", kind="test", plant="cstr", subject=f"s:{i}",
-                             what=what, why="", files=files)  # fmt: skip
+                audit.append(
+                    c,
+                    user="bench",
+                    kind="test",
+                    plant="cstr",
+                    subject=f"s:{i}",
+                    what=what,
+                    why="",
+                    files=files,
+                )
         self.wall.append(time.perf_counter() - t0)
         self.cpu.append(time.process_time() - c0)
         self.n += n
@@ -83,8 +91,10 @@ class _Log:
 def one_run(tmp: Path, run: int, entries: int, block: int) -> dict[str, _Log]:
     """Every variant's blocks; each round runs one block of every variant back to back, in an
     order that rotates from round to round, so load and WAL checkpoints fall on all alike."""
-    logs = {name: _Log(tmp / f"{name}-{run}", files_of(tmp / f"{name}-{run}"))
-            for name, files_of in VARIANTS.items()}  # fmt: skip
+    logs = {
+        name: _Log(tmp / f"{name}-{run}", files_of(tmp / f"{name}-{run}"))
+        for name, files_of in VARIANTS.items()
+    }
     names = list(logs)
     for r in range(entries // block):
         for name in names[r % len(names) :] + names[: r % len(names)]:
@@ -131,31 +141,54 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
         runs = [one_run(Path(tmp), run, args.entries, args.block) for run in range(args.runs)]
     rows = summarise(runs, args.block)
-    table = Table("variant", "appends/s (median)", "runs", "ratio to plain (IQR)",
-                  "CPU us/append", "CPU ratio", title="audit appends")  # fmt: skip
+    table = Table(
+        "variant",
+        "appends/s (median)",
+        "runs",
+        "ratio to plain (IQR)",
+        "CPU us/append",
+        "CPU ratio",
+        title="audit appends",
+    )
     for name, row in rows.items():
         lo, hi = row["ratio_to_plain_iqr"]
-        table.add_row(name, f"{row['appends_per_s_median']:,.0f}", str(args.runs),
-                      f"{row['ratio_to_plain']:.2f} ({lo:.2f}-{hi:.2f})",
-                      f"{row['cpu_us_per_append_median']:.1f}",
-                      f"{row['cpu_ratio_to_plain']:.2f}")  # fmt: skip
+        table.add_row(
+            name,
+            f"{row['appends_per_s_median']:,.0f}",
+            str(args.runs),
+            f"{row['ratio_to_plain']:.2f} ({lo:.2f}-{hi:.2f})",
+            f"{row['cpu_us_per_append_median']:.1f}",
+            f"{row['cpu_ratio_to_plain']:.2f}",
+        )
     Console().print(table)
     keyed = rows["hmac+anchor"]["ratio_to_plain"]
-    print(f"keyed + anchored: {100 * (1 - keyed):.1f} % slower than the plain chain "
-          f"(target at most 20 %): {'met' if keyed >= 0.8 else 'NOT met'}")  # fmt: skip
+    print(
+        f"keyed + anchored: {100 * (1 - keyed):.1f} % slower than the plain chain "
+        f"(target at most 20 %): {'met' if keyed >= 0.8 else 'NOT met'}"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "audit",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "settings": {"runs": args.runs, "entries_per_run": args.entries, "block": args.block,
-                     "transaction": "one Store.write() (BEGIN IMMEDIATE/COMMIT) per entry, "
-                                   "WAL, synchronous NORMAL; anchor line after COMMIT"},
-        "plain_appends_per_s": rows["plain"]["appends_per_s_median"],
-        "variants": rows,
-        "target_ratio": 0.8,
-        "target_met": keyed >= 0.8,
-    }, indent=2) + "\n")  # fmt: skip
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "audit",
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine_info(),
+                "settings": {
+                    "runs": args.runs,
+                    "entries_per_run": args.entries,
+                    "block": args.block,
+                    "transaction": "one Store.write() (BEGIN IMMEDIATE/COMMIT) per entry, "
+                    "WAL, synchronous NORMAL; anchor line after COMMIT",
+                },
+                "plain_appends_per_s": rows["plain"]["appends_per_s_median"],
+                "variants": rows,
+                "target_ratio": 0.8,
+                "target_met": keyed >= 0.8,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -87,10 +87,18 @@ def prepare_twin(spec: PlantSpec, config: ServeLoopConfig) -> Path:
 
     home = Home.at(config.home / "twin")
     if registry.active_version(home, spec) is None:
-        long = generate(spec, config.hours, "prbs", scenario="feed_temp_step",
-                        seed=config.data_seed, start=START - timedelta(hours=config.hours + 1))  # fmt: skip
+        long = generate(
+            spec,
+            config.hours,
+            "prbs",
+            scenario="feed_temp_step",
+            seed=config.data_seed,
+            start=START - timedelta(hours=config.hours + 1),
+        )
         frame = long.pivot_table(index="ts", columns="tag", values="value", aggfunc="last")
-        train = TrainConfig(max_seconds=config.train_seconds, obs_max_seconds=config.train_seconds / 3)  # fmt: skip
+        train = TrainConfig(
+            max_seconds=config.train_seconds, obs_max_seconds=config.train_seconds / 3
+        )
         train_plant(home, spec, cfg=train, frame=frame)
     return home.models_dir(spec.name)
 
@@ -103,12 +111,20 @@ def compare(config: ServeLoopConfig, console: Console) -> dict:
     models = prepare_twin(spec, config)
     twin = registry.load_active(models.parent.parent, spec)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=config.home))
-    console.print(f"served loop: {config.warmup + config.intervals + SPARE + 1} intervals at --speed {config.speed:g} ({run_dir})")  # fmt: skip
+    console.print(
+        f"served loop: {config.warmup + config.intervals + SPARE + 1} intervals at --speed {config.speed:g} ({run_dir})"
+    )
     # Spare intervals: the runtime stops right after its last decision, its first ticks may
     # pass without a proposal (a window still filling: ood), and the scored window must be
     # covered by its historian to the end.
-    served = run_served(models, run_dir, scenario=config.scenario, seed=config.seed,
-                        speed=config.speed, intervals=config.warmup + config.intervals + SPARE)  # fmt: skip
+    served = run_served(
+        models,
+        run_dir,
+        scenario=config.scenario,
+        seed=config.seed,
+        speed=config.speed,
+        intervals=config.warmup + config.intervals + SPARE,
+    )
     if not served.decisions:
         raise RuntimeError(f"the runtime made no proposal; see {run_dir / 'serve.log'}")
     ci = spec.plant.control_interval_s
@@ -118,10 +134,17 @@ def compare(config: ServeLoopConfig, console: Console) -> dict:
     t1 = t0 + timedelta(seconds=config.intervals * ci)
     own = [t0 + timedelta(seconds=k * ci) for k in range(config.intervals)]
     console.print("in-process loop from the same plant state, deciding every interval")
-    inproc = run_inprocess(spec, twin, scenario=config.scenario, seed=config.seed,
-                           decisions=[t for t in served.decisions if t < t0] + own,
-                           first_data=served.first_data, end=t1, replay=served.frame,
-                           own_from=t0)  # fmt: skip
+    inproc = run_inprocess(
+        spec,
+        twin,
+        scenario=config.scenario,
+        seed=config.seed,
+        decisions=[t for t in served.decisions if t < t0] + own,
+        first_data=served.first_data,
+        end=t1,
+        replay=served.frame,
+        own_from=t0,
+    )
     # The served loop's record over the scored window only.
     scored = [i for i, t in enumerate(served.decisions) if t0 <= t < t1]
     served.statuses = _count([served.status_list[i] for i in scored])
@@ -139,7 +162,7 @@ def compare(config: ServeLoopConfig, console: Console) -> dict:
             **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
             "twin": twin.version,
             "run_dir": str(run_dir),
-        },  # fmt: skip
+        },
         "window": {
             "t0": t0.isoformat(),
             "t1": t1.isoformat(),
@@ -147,7 +170,7 @@ def compare(config: ServeLoopConfig, console: Console) -> dict:
             "first_data_elapsed_s": (served.first_data - START).total_seconds()
             if served.first_data
             else None,
-        },  # fmt: skip
+        },
         "in_process": _row(a, inproc, delays_a),
         "served_opcua": {**_row(b, served, delays_b), "wall_s": served.wall_s},
         "ratio": ratio,
@@ -181,11 +204,23 @@ def _row(cost: dict, run, delays: list[float]) -> dict:  # type: ignore[no-untyp
 
 def print_table(summary: dict, console: Console) -> None:
     cfg = summary["config"]
-    table = Table(title=f"closed loop: in-process vs `twin serve --mode auto` over OPC-UA "
-                        f"(cstr/{cfg['scenario']}, {cfg['intervals']} intervals scored, "
-                        f"--speed {cfg['speed']:g})")  # fmt: skip
-    for col in ("run", "loop", "cost", "ratio", "samples", "decisions", "statuses",
-                "moves late/timed", "move delay max s", "plan p50 ms"):  # fmt: skip
+    table = Table(
+        title=f"closed loop: in-process vs `twin serve --mode auto` over OPC-UA "
+        f"(cstr/{cfg['scenario']}, {cfg['intervals']} intervals scored, "
+        f"--speed {cfg['speed']:g})"
+    )
+    for col in (
+        "run",
+        "loop",
+        "cost",
+        "ratio",
+        "samples",
+        "decisions",
+        "statuses",
+        "moves late/timed",
+        "move delay max s",
+        "plan p50 ms",
+    ):
         table.add_column(col, justify="left" if col in ("loop", "statuses") else "right")
     for i, result in enumerate(summary["runs"], start=1):
         for name, key in (("in-process", "in_process"), ("served (OPC-UA)", "served_opcua")):
@@ -204,9 +239,11 @@ def print_table(summary: dict, console: Console) -> None:
             )
     console.print(table)
     verdict = "within" if summary["within_tolerance"] else "OUTSIDE"
-    console.print(f"median ratio {summary['ratio_median']:.3f} over {len(summary['runs'])} run(s): "
-                  f"|ratio - 1| = {abs(summary['ratio_median'] - 1):.3f}, {verdict} "
-                  f"{summary['tolerance']:.0%}")  # fmt: skip
+    console.print(
+        f"median ratio {summary['ratio_median']:.3f} over {len(summary['runs'])} run(s): "
+        f"|ratio - 1| = {abs(summary['ratio_median'] - 1):.3f}, {verdict} "
+        f"{summary['tolerance']:.0%}"
+    )
 
 
 def _fmt(v: float | None) -> str:
@@ -223,8 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="served runs (the median counts)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    config = ServeLoopConfig(scenario=args.scenario, seed=args.seed, intervals=args.intervals,
-                             speed=args.speed, warmup=args.warmup)  # fmt: skip
+    config = ServeLoopConfig(
+        scenario=args.scenario,
+        seed=args.seed,
+        intervals=args.intervals,
+        speed=args.speed,
+        warmup=args.warmup,
+    )
     config.home.mkdir(parents=True, exist_ok=True)
     console = Console(width=150)
     runs = [compare(config, console) for _ in range(args.repeats)]

@@ -55,14 +55,31 @@ def round_trips(
     for i in range(trips):
         now = datetime.now(UTC)
         values = {"Tc": 300.0 + i % 5, "F": 1.0}
-        pid = store.add_proposal(plant=plant, mv_values=values, payload={"summary": "bench"},
-                                 data_ts=now, expires_at=now + timedelta(minutes=5),
-                                 model_version="v1", mode="supervised")  # fmt: skip
-        did = store.decide(store.get_proposal(pid), user="operator", kind="approve",
-                           values=None, note="ok", evaluation=None)  # fmt: skip
-        ids = store.record_intent(plant=plant, actor="runtime", values=values,
-                                  prior={"Tc": 300.0, "F": 1.0}, decision_id=did,
-                                  proposal_id=pid)  # fmt: skip
+        pid = store.add_proposal(
+            plant=plant,
+            mv_values=values,
+            payload={"summary": "bench"},
+            data_ts=now,
+            expires_at=now + timedelta(minutes=5),
+            model_version="v1",
+            mode="supervised",
+        )
+        did = store.decide(
+            store.get_proposal(pid),
+            user="operator",
+            kind="approve",
+            values=None,
+            note="ok",
+            evaluation=None,
+        )
+        ids = store.record_intent(
+            plant=plant,
+            actor="runtime",
+            values=values,
+            prior={"Tc": 300.0, "F": 1.0},
+            decision_id=did,
+            proposal_id=pid,
+        )
         for tag, wid in ids.items():
             store.complete_write(wid, "done", written=values[tag], read_back=values[tag])
         store.finish_decision(did, pid, "written", actor="runtime")
@@ -82,8 +99,10 @@ def measure(target: str, home: Path, trips: int, clients: int) -> float:
         return trips / round_trips(target, str(home), "p0", trips)
     ctx = mp.get_context("spawn")
     go, ready, out = ctx.Event(), ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(target, str(home), f"p{k}", trips, go, ready, out))
-             for k in range(clients)]  # fmt: skip
+    procs = [
+        ctx.Process(target=_worker, args=(target, str(home), f"p{k}", trips, go, ready, out))
+        for k in range(clients)
+    ]
     for p in procs:
         p.start()
     for _ in procs:  # every client imported and connected before the clock starts
@@ -109,9 +128,13 @@ def postgres_url(given: str | None) -> tuple[str, Path | None]:
         return given, None
     # Its own folder under /tmp: as root the server runs as `postgres`, which must reach it.
     cluster = Path(tempfile.mkdtemp(prefix="state-bench-pg-"))
-    line = subprocess.run([str(ROOT / "scripts" / "pg_test_cluster.sh"), "start", str(cluster)],
-                          check=True, capture_output=True, text=True,
-                          env={**os.environ, "PG_SETTINGS": PG_SETTINGS}).stdout  # fmt: skip
+    line = subprocess.run(
+        [str(ROOT / "scripts" / "pg_test_cluster.sh"), "start", str(cluster)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PG_SETTINGS": PG_SETTINGS},
+    ).stdout
     return line.strip().split("=", 1)[1], cluster
 
 
@@ -137,47 +160,72 @@ def main() -> None:
                     for backend in order:
                         home = tmp / f"{backend}-{clients}-{run}"
                         home.mkdir()
-                        target = (str(home / "state.db") if backend == "sqlite"
-                                  else fresh_schema_url(base))  # fmt: skip
+                        target = (
+                            str(home / "state.db")
+                            if backend == "sqlite"
+                            else fresh_schema_url(base)
+                        )
                         rates[backend][clients].append(measure(target, home, args.trips, clients))
         finally:
             if cluster is not None:
-                subprocess.run([str(ROOT / "scripts" / "pg_test_cluster.sh"), "stop",
-                                str(cluster)], check=False)  # fmt: skip
+                subprocess.run(
+                    [str(ROOT / "scripts" / "pg_test_cluster.sh"), "stop", str(cluster)],
+                    check=False,
+                )
     rows = []
     for clients in args.clients:
         sq, pg = rates["sqlite"][clients], rates["postgresql"][clients]
-        rows.append({
-            "clients": clients,
-            "sqlite_trips_per_s_median": statistics.median(sq),
-            "postgresql_trips_per_s_median": statistics.median(pg),
-            "postgresql_over_sqlite": statistics.median(
-                [b / a for a, b in zip(sq, pg, strict=True)]
-            ),
-            "sqlite_runs": sq,
-            "postgresql_runs": pg,
-        })  # fmt: skip
-    table = Table("clients", "SQLite trips/s", "PostgreSQL trips/s", "PG / SQLite",
-                  title="proposal -> decision -> write round trips (median of runs)")  # fmt: skip
+        rows.append(
+            {
+                "clients": clients,
+                "sqlite_trips_per_s_median": statistics.median(sq),
+                "postgresql_trips_per_s_median": statistics.median(pg),
+                "postgresql_over_sqlite": statistics.median(
+                    [b / a for a, b in zip(sq, pg, strict=True)]
+                ),
+                "sqlite_runs": sq,
+                "postgresql_runs": pg,
+            }
+        )
+    table = Table(
+        "clients",
+        "SQLite trips/s",
+        "PostgreSQL trips/s",
+        "PG / SQLite",
+        title="proposal -> decision -> write round trips (median of runs)",
+    )
     for r in rows:
-        table.add_row(str(r["clients"]), f"{r['sqlite_trips_per_s_median']:.0f}",
-                      f"{r['postgresql_trips_per_s_median']:.0f}",
-                      f"{r['postgresql_over_sqlite']:.2f}")  # fmt: skip
+        table.add_row(
+            str(r["clients"]),
+            f"{r['sqlite_trips_per_s_median']:.0f}",
+            f"{r['postgresql_trips_per_s_median']:.0f}",
+            f"{r['postgresql_over_sqlite']:.2f}",
+        )
     Console().print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "state_store",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "settings": {"runs": args.runs, "trips_per_client": args.trips,
-                     "round_trip": "add_proposal, decide(approve), record_intent (2 MVs), "
-                                   "complete_write x2, finish_decision: 6 transactions, "
-                                   "each audited (keyed, anchored)",
-                     "postgresql": args.url and "given server" or f"local cluster on 127.0.0.1, "
-                                   f"{PG_SETTINGS}",
-                     "sqlite": "WAL, synchronous NORMAL"},
-        "rows": rows,
-    }, indent=2) + "\n")  # fmt: skip
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "state_store",
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine_info(),
+                "settings": {
+                    "runs": args.runs,
+                    "trips_per_client": args.trips,
+                    "round_trip": "add_proposal, decide(approve), record_intent (2 MVs), "
+                    "complete_write x2, finish_decision: 6 transactions, "
+                    "each audited (keyed, anchored)",
+                    "postgresql": args.url
+                    and "given server"
+                    or f"local cluster on 127.0.0.1, {PG_SETTINGS}",
+                    "sqlite": "WAL, synchronous NORMAL",
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -43,10 +43,23 @@ from twin.state.audit_log import (
 from twin.state.db import Db
 
 __all__ = [
-    "COLUMNS", "GENESIS", "ROTATION", "AuditStore", "KeySpan", "VerifyResult", "append",
-    "canonical", "create_schema", "ensure_key", "entries", "entry_hash", "export_csv",
-    "rotate_key", "verify", "verify_entry",
-]  # fmt: skip
+    "COLUMNS",
+    "GENESIS",
+    "ROTATION",
+    "AuditStore",
+    "KeySpan",
+    "VerifyResult",
+    "append",
+    "canonical",
+    "create_schema",
+    "ensure_key",
+    "entries",
+    "entry_hash",
+    "export_csv",
+    "rotate_key",
+    "verify",
+    "verify_entry",
+]
 
 
 class AuditStore(Protocol):
@@ -70,9 +83,16 @@ def rotate_key(c: Db, *, user: str, why: str = "") -> str:
     ring = Keyring(files.keys_dir)
     ring.current_or_create()  # the hand-over entry needs an old key to be MAC-ed with
     new = ring.create_next()
-    append(c, user=user, kind=ROTATION, plant=None, subject=f"audit_key:{new}",
-           what={"to": new, "fingerprint": key_fingerprint(ring.get(new))},
-           why=why or "audit key rotated", files=files)  # fmt: skip
+    append(
+        c,
+        user=user,
+        kind=ROTATION,
+        plant=None,
+        subject=f"audit_key:{new}",
+        what={"to": new, "fingerprint": key_fingerprint(ring.get(new))},
+        why=why or "audit key rotated",
+        files=files,
+    )
     return new
 
 
@@ -95,9 +115,12 @@ def verify(store: AuditStore, *, files: AuditFiles | None = None) -> VerifyResul
 
 
 def verify_entry(
-    store: AuditStore, seq: int, *, expect: dict[str, Any] | None = None,
+    store: AuditStore,
+    seq: int,
+    *,
+    expect: dict[str, Any] | None = None,
     files: AuditFiles | None = None,
-) -> VerifyResult:  # fmt: skip
+) -> VerifyResult:
     """Check one entry before acting on it: its hash, its link to the entry before, its MAC.
 
     `expect` holds fields the entry must have (kind, subject, user, plant, what, why), so the
@@ -154,10 +177,15 @@ def hmac_equal(a: str | None, b: str) -> bool:
 
 
 def entries(
-    store: AuditStore, *, start: datetime | None = None, end: datetime | None = None,
-    user: str | None = None, kind: str | None = None, plant: str | None = None,
+    store: AuditStore,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    user: str | None = None,
+    kind: str | None = None,
+    plant: str | None = None,
     limit: int | None = None,
-) -> list[dict[str, Any]]:  # fmt: skip
+) -> list[dict[str, Any]]:
     """Audit entries in order, filtered by wall-clock time, user, kind (prefix) and plant."""
     rows = filtered_rows(
         store, start=start, end=end, user=user, kind=kind, plant=plant, limit=limit

@@ -157,8 +157,9 @@ def verify_log(rows: list[Any], files: AuditFiles) -> VerifyResult:
             )
     except _Broken as b:
         done = (b.seq - 1) if b.seq is not None else len(rows)
-        return VerifyResult(False, max(done, 0), b.seq, b.reason, walk.keyed_from,
-                            tuple(walk.spans))  # fmt: skip
+        return VerifyResult(
+            False, max(done, 0), b.seq, b.reason, walk.keyed_from, tuple(walk.spans)
+        )
     return VerifyResult(True, len(rows), None, "", walk.keyed_from, tuple(walk.spans), top)
 
 

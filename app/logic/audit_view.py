@@ -31,8 +31,13 @@ class AuditFilter:
     """Only entries whose subject, what or why contain this text (case-insensitive)."""
 
     def query(self) -> dict:
-        return {"start": self.start, "end": self.end, "user": self.user or None,
-                "kind": self.kind or None, "plant": self.plant or None}  # fmt: skip
+        return {
+            "start": self.start,
+            "end": self.end,
+            "user": self.user or None,
+            "kind": self.kind or None,
+            "plant": self.plant or None,
+        }
 
 
 def filtered(store: Store, f: AuditFilter) -> list[dict]:
@@ -50,12 +55,22 @@ def filtered(store: Store, f: AuditFilter) -> list[dict]:
 def audit_frame(rows: list[dict]) -> pd.DataFrame:
     """Newest first, with `what` as compact JSON."""
     frame = pd.DataFrame(
-        [{"seq": r["seq"], "at": r["at"], "user": r["user"], "kind": r["kind"],
-          "plant": r["plant"] or "", "subject": r["subject"] or "",
-          "what": audit.canonical(r["what"]), "why": r["why"], "hash": r["hash"][:12]}
-         for r in rows],
+        [
+            {
+                "seq": r["seq"],
+                "at": r["at"],
+                "user": r["user"],
+                "kind": r["kind"],
+                "plant": r["plant"] or "",
+                "subject": r["subject"] or "",
+                "what": audit.canonical(r["what"]),
+                "why": r["why"],
+                "hash": r["hash"][:12],
+            }
+            for r in rows
+        ],
         columns=["seq", "at", "user", "kind", "plant", "subject", "what", "why", "hash"],
-    )  # fmt: skip
+    )
     return frame.sort_values("seq", ascending=False, ignore_index=True)
 
 
@@ -70,6 +85,10 @@ def export_bytes(rows: list[dict]) -> bytes:
     w = csv.writer(buf)
     w.writerow(audit.COLUMNS)
     for e in rows:
-        w.writerow([audit.canonical(e[c]) if c == "what" else ("" if e[c] is None else e[c])
-                    for c in audit.COLUMNS])  # fmt: skip
+        w.writerow(
+            [
+                audit.canonical(e[c]) if c == "what" else ("" if e[c] is None else e[c])
+                for c in audit.COLUMNS
+            ]
+        )
     return buf.getvalue().encode("utf-8")

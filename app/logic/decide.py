@@ -42,26 +42,55 @@ def horizon_of(p: ProposalRecord) -> int:
     return DEFAULT_HORIZON
 
 
-def evaluate(model: Any, hist: Historian, spec: PlantSpec, store: Store, p: ProposalRecord,
-             values: Mapping[str, float]) -> Evaluation:  # fmt: skip
+def evaluate(
+    model: Any,
+    hist: Historian,
+    spec: PlantSpec,
+    store: Store,
+    p: ProposalRecord,
+    values: Mapping[str, float],
+) -> Evaluation:
     """The twin's verdict on `values` from the proposal's moment (its data time)."""
     window = window_at(hist, spec, list(model.tag_names), int(model.window), p.data_ts)
     current = (p.payload or {}).get("current") or (p.payload or {}).get("mv_live") or {}
     current = {t.name: float(current.get(t.name, values[t.name])) for t in spec.mvs}
-    return evaluate_modification(model, spec, window, p.data_ts, values, current,
-                                 api.operator_limits(store, spec), horizon_of(p))  # fmt: skip
+    return evaluate_modification(
+        model,
+        spec,
+        window,
+        p.data_ts,
+        values,
+        current,
+        api.operator_limits(store, spec),
+        horizon_of(p),
+    )
 
 
-def modify(store: Store, user: Session, p: ProposalRecord, spec: PlantSpec,
-           values: Mapping[str, float], note: str, model: Any, hist: Historian) -> int:  # fmt: skip
+def modify(
+    store: Store,
+    user: Session,
+    p: ProposalRecord,
+    spec: PlantSpec,
+    values: Mapping[str, float],
+    note: str,
+    model: Any,
+    hist: Historian,
+) -> int:
     """twin.api.modify with the twin's re-evaluation; raises ModificationRefused with reasons."""
-    return api.modify(store, p.id, user, values, note,
-                      evaluate=lambda v: evaluate(model, hist, spec, store, p, v).to_dict(),
-                      spec=spec)  # fmt: skip
+    return api.modify(
+        store,
+        p.id,
+        user,
+        values,
+        note,
+        evaluate=lambda v: evaluate(model, hist, spec, store, p, v).to_dict(),
+        spec=spec,
+    )
 
 
-def limit_problems(store: Store, spec: PlantSpec, p: ProposalRecord,
-                   values: Mapping[str, float]) -> list[str]:  # fmt: skip
+def limit_problems(
+    store: Store, spec: PlantSpec, p: ProposalRecord, values: Mapping[str, float]
+) -> list[str]:
     """Why modified values may not be approved before the twin is even asked (limits, max_move).
 
     The same rules twin.api.modify enforces again when the decision is recorded.

@@ -20,11 +20,19 @@ def limits_frame(store: Store, spec: PlantSpec) -> pd.DataFrame:
     rows = []
     for t in spec.tags:
         lo, hi = ops[t.name]
-        rows.append({"tag": t.name, "role": t.role, "unit": t.unit,
-                     "engineering lo": t.limits[0], "engineering hi": t.limits[1],
-                     "operator lo": lo, "operator hi": hi,
-                     "from": "control room" if t.name in overrides else "plant.toml",
-                     "max_move": t.max_move})  # fmt: skip
+        rows.append(
+            {
+                "tag": t.name,
+                "role": t.role,
+                "unit": t.unit,
+                "engineering lo": t.limits[0],
+                "engineering hi": t.limits[1],
+                "operator lo": lo,
+                "operator hi": hi,
+                "from": "control room" if t.name in overrides else "plant.toml",
+                "max_move": t.max_move,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -40,8 +48,9 @@ def changes(before: pd.DataFrame, after: pd.DataFrame) -> list[tuple[str, float,
     return out
 
 
-def apply_changes(store: Store, user: Session, spec: PlantSpec,
-                  edits: list[tuple[str, float, float]], reason: str) -> list[str]:  # fmt: skip
+def apply_changes(
+    store: Store, user: Session, spec: PlantSpec, edits: list[tuple[str, float, float]], reason: str
+) -> list[str]:
     """Apply each edit through twin.api (role-checked, audited); returns one message per refusal.
 
     Edits are independent: a refused tag does not stop the others, and the message says which.

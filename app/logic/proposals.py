@@ -74,9 +74,12 @@ def _trajectories(bands: dict[str, Any], start: datetime, step_s: float) -> dict
     for name, b in (bands or {}).items():
         n = len(b.get("mean") or [])
         times = [start + timedelta(seconds=step_s * (k + 1)) for k in range(n)]
-        out[name] = Trajectory(times, [_num(v) for v in b["mean"]],
-                               [_num(v) for v in b.get("lo") or b["mean"]],
-                               [_num(v) for v in b.get("hi") or b["mean"]])  # fmt: skip
+        out[name] = Trajectory(
+            times,
+            [_num(v) for v in b["mean"]],
+            [_num(v) for v in b.get("lo") or b["mean"]],
+            [_num(v) for v in b.get("hi") or b["mean"]],
+        )
     return out
 
 
@@ -91,9 +94,18 @@ def proposal_view(
         cur = _num(current.get(t.name))
         new = _num(p.mv_values.get(t.name))
         lo, hi = operating.get(t.name, t.operating_limits)
-        rows.append({"MV": t.name, "unit": t.unit, "current": cur, "proposed": new,
-                     "move": new - cur, "operator lo": lo, "operator hi": hi,
-                     "max_move": t.max_move})  # fmt: skip
+        rows.append(
+            {
+                "MV": t.name,
+                "unit": t.unit,
+                "current": cur,
+                "proposed": new,
+                "move": new - cur,
+                "operator lo": lo,
+                "operator hi": hi,
+                "max_move": t.max_move,
+            }
+        )
     step = float(pl.get("interval_s") or spec.plant.control_interval_s)
     margins = pd.DataFrame(
         [{"limit": k, "margin": _num(v)} for k, v in sorted((pl.get("margins") or {}).items())]
@@ -132,19 +144,24 @@ def history_table(store: Store, plant: str, limit: int = 50) -> pd.DataFrame:
     for p in store.list_proposals(plant, limit=limit):
         d = store.get_decision(p.id)
         writes = store.writes_for(decision_id=d.id) if d is not None else []
-        rows.append({
-            "id": p.id,
-            "data time": p.data_ts,
-            "status": p.status,
-            "proposed": ", ".join(f"{k}={v:.4g}" for k, v in p.mv_values.items()),
-            "decision": d.kind if d else "",
-            "by": d.user if d else "",
-            "values": ", ".join(f"{k}={v:.4g}" for k, v in (d.mv_values or {}).items()) if d else "",
-            "note": (d.note if d else p.status_reason) or "",
-            "written": ", ".join(f"{w.tag}={w.read_back:.4g}" for w in writes
-                                 if w.read_back is not None),
-            "write status": ", ".join(sorted({w.status for w in writes})),
-            "model": p.model_version or "",
-            "controller": str(p.payload.get("controller") or "twin"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": p.id,
+                "data time": p.data_ts,
+                "status": p.status,
+                "proposed": ", ".join(f"{k}={v:.4g}" for k, v in p.mv_values.items()),
+                "decision": d.kind if d else "",
+                "by": d.user if d else "",
+                "values": ", ".join(f"{k}={v:.4g}" for k, v in (d.mv_values or {}).items())
+                if d
+                else "",
+                "note": (d.note if d else p.status_reason) or "",
+                "written": ", ".join(
+                    f"{w.tag}={w.read_back:.4g}" for w in writes if w.read_back is not None
+                ),
+                "write status": ", ".join(sorted({w.status for w in writes})),
+                "model": p.model_version or "",
+                "controller": str(p.payload.get("controller") or "twin"),
+            }
+        )
     return pd.DataFrame(rows)

@@ -62,10 +62,12 @@ class ReplayWindow:
 
     def markers_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
-            [{"time": m.time, "kind": m.kind, "label": m.label, "proposal": m.proposal_id}
-             for m in self.markers],
+            [
+                {"time": m.time, "kind": m.kind, "label": m.label, "proposal": m.proposal_id}
+                for m in self.markers
+            ],
             columns=["time", "kind", "label", "proposal"],
-        )  # fmt: skip
+        )
 
 
 def _ts(d: datetime) -> float:
@@ -97,8 +99,9 @@ def clock_map(proposals: list[ProposalRecord]) -> Callable[[datetime], datetime]
     return to_plant
 
 
-def proposals_near(store: Store, plant: str, start: datetime, end: datetime,
-                   limit: int = 5000) -> list[ProposalRecord]:  # fmt: skip
+def proposals_near(
+    store: Store, plant: str, start: datetime, end: datetime, limit: int = 5000
+) -> list[ProposalRecord]:
     """Proposals whose data time lies in [start, end], oldest first."""
     rows = store.list_proposals(plant, limit=limit)
     return sorted((p for p in rows if start <= p.data_ts <= end), key=lambda p: p.data_ts)
@@ -117,8 +120,11 @@ def markers_for(store: Store, plant: str, start: datetime, end: datetime) -> lis
         if d is not None:
             t = to_plant(d.at)
             if start <= t <= end:
-                what = (d.note or "") if d.kind == "reject" else ", ".join(
-                    f"{k}={v:.4g}" for k, v in (d.mv_values or {}).items())  # fmt: skip
+                what = (
+                    (d.note or "")
+                    if d.kind == "reject"
+                    else ", ".join(f"{k}={v:.4g}" for k, v in (d.mv_values or {}).items())
+                )
                 out.append(Marker(t, d.kind, f"{d.kind} by {d.user}: {what}", p.id))
     for w in store.writes_for(plant=plant, limit=5000):
         t = to_plant(w.completed_at or w.at)
@@ -127,8 +133,9 @@ def markers_for(store: Store, plant: str, start: datetime, end: datetime) -> lis
         if w.status == "done":
             out.append(Marker(t, "write", f"write {w.tag}={w.read_back:.4g}", w.proposal_id))
         else:
-            out.append(Marker(t, "refused", f"write {w.tag} {w.status}: {w.reason or ''}",
-                              w.proposal_id))  # fmt: skip
+            out.append(
+                Marker(t, "refused", f"write {w.tag} {w.status}: {w.reason or ''}", w.proposal_id)
+            )
     from twin import audit
 
     for e in audit.entries(store, plant=plant, kind="alarm"):
@@ -138,29 +145,50 @@ def markers_for(store: Store, plant: str, start: datetime, end: datetime) -> lis
     return sorted(out, key=lambda m: m.time)
 
 
-def assemble(store: Store, hist: Historian, spec: PlantSpec, start: datetime,
-             end: datetime) -> ReplayWindow:  # fmt: skip
+def assemble(
+    store: Store, hist: Historian, spec: PlantSpec, start: datetime, end: datetime
+) -> ReplayWindow:
     """The replay of [start, end] (plant clock)."""
     actual = hist.read(start, end, tags=spec.tag_names).reindex(columns=spec.tag_names)
     step = spec.plant.control_interval_s
     preds = [
-        Prediction(p.id, p.data_ts, p.status,
-                   _trajectories(p.payload.get("predicted") or {}, p.data_ts,
-                                 float(p.payload.get("interval_s") or step)))
+        Prediction(
+            p.id,
+            p.data_ts,
+            p.status,
+            _trajectories(
+                p.payload.get("predicted") or {},
+                p.data_ts,
+                float(p.payload.get("interval_s") or step),
+            ),
+        )
         for p in proposals_near(store, spec.name, start, end)
-    ]  # fmt: skip
-    return ReplayWindow(spec.name, start, end, actual, preds,
-                        markers_for(store, spec.name, start, end),
-                        incidents_in(store, spec.name, start, end))  # fmt: skip
+    ]
+    return ReplayWindow(
+        spec.name,
+        start,
+        end,
+        actual,
+        preds,
+        markers_for(store, spec.name, start, end),
+        incidents_in(store, spec.name, start, end),
+    )
 
 
 def incidents_in(store: Store, plant: str, start: datetime, end: datetime) -> list[dict]:
     """Incidents overlapping [start, end] (read again when a report is made: one may be new)."""
     return [
-        {"id": i.id, "title": i.title, "start": i.start, "end": i.end, "notes": i.notes,
-         "by": i.user}
-        for i in store.list_incidents(plant) if i.start <= end and i.end >= start
-    ]  # fmt: skip
+        {
+            "id": i.id,
+            "title": i.title,
+            "start": i.start,
+            "end": i.end,
+            "notes": i.notes,
+            "by": i.user,
+        }
+        for i in store.list_incidents(plant)
+        if i.start <= end and i.end >= start
+    ]
 
 
 def default_window(hist: Historian, minutes: float = 60.0) -> tuple[datetime, datetime] | None:

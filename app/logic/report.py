@@ -11,8 +11,15 @@ import plotly.io as pio
 from app.logic.replay import ReplayWindow
 
 
-def incident_report(window: ReplayWindow, figures: list[go.Figure], *, title: str,
-                    notes: str = "", author: str = "", made_at: datetime | None = None) -> str:  # fmt: skip
+def incident_report(
+    window: ReplayWindow,
+    figures: list[go.Figure],
+    *,
+    title: str,
+    notes: str = "",
+    author: str = "",
+    made_at: datetime | None = None,
+) -> str:
     """One HTML file that opens anywhere offline: plotly.js is embedded once, in the first chart."""
     esc = html.escape
     parts = [
@@ -33,8 +40,10 @@ def incident_report(window: ReplayWindow, figures: list[go.Figure], *, title: st
     if window.incidents:
         parts.append("<h2>Incidents marked in this window</h2><ul>")
         for i in window.incidents:
-            parts.append(f"<li><b>{esc(i['title'])}</b> ({esc(str(i['start']))} to "
-                         f"{esc(str(i['end']))}, {esc(i['by'])}): {esc(i['notes'])}</li>")  # fmt: skip
+            parts.append(
+                f"<li><b>{esc(i['title'])}</b> ({esc(str(i['start']))} to "
+                f"{esc(str(i['end']))}, {esc(i['by'])}): {esc(i['notes'])}</li>"
+            )
         parts.append("</ul>")
     parts.append("<h2>Trends: actual, predicted then, and events</h2>")
     for k, fig in enumerate(figures):

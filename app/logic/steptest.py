@@ -36,8 +36,9 @@ def max_amplitude(spec: PlantSpec, mv: str) -> float:
     return max_move
 
 
-def design_moves(spec: PlantSpec, d: StepDesign,
-                 operating: dict[str, tuple[float, float]] | None = None) -> dict:  # fmt: skip
+def design_moves(
+    spec: PlantSpec, d: StepDesign, operating: dict[str, tuple[float, float]] | None = None
+) -> dict:
     """The campaign design dict twin.api.request_steptest takes."""
     if d.mv not in [t.name for t in spec.mvs]:
         raise BadInput(f"step test: {d.mv!r} is not an MV of {spec.name!r}")

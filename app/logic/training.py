@@ -78,8 +78,14 @@ def train_command(
     return cmd
 
 
-def start_training(home: Home, plant: str, user: str, epochs: int | None = None,
-                   seed: int | None = None, quick: bool = False) -> TrainingRun:  # fmt: skip
+def start_training(
+    home: Home,
+    plant: str,
+    user: str,
+    epochs: int | None = None,
+    seed: int | None = None,
+    quick: bool = False,
+) -> TrainingRun:
     """Start `twin train` detached from the UI; its log and exit code land in the runs folder."""
     runs = home.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
@@ -95,12 +101,23 @@ def start_training(home: Home, plant: str, user: str, epochs: int | None = None,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TWIN_HOME": str(home.root)}
     with log.open("ab") as out:
-        proc = subprocess.Popen(wrapper, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            wrapper, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     run = TrainingRun(run_id, plant, proc.pid, log, rc, datetime.now(UTC), user)
-    (runs / f"{run_id}.json").write_text(json.dumps(
-        {"id": run_id, "plant": plant, "pid": proc.pid, "log": str(log), "rc_file": str(rc),
-         "started_at": run.started_at.isoformat(), "user": user}))  # fmt: skip
+    (runs / f"{run_id}.json").write_text(
+        json.dumps(
+            {
+                "id": run_id,
+                "plant": plant,
+                "pid": proc.pid,
+                "log": str(log),
+                "rc_file": str(rc),
+                "started_at": run.started_at.isoformat(),
+                "user": user,
+            }
+        )
+    )
     return run
 
 
@@ -112,8 +129,17 @@ def list_runs(home: Home, plant: str | None = None) -> list[TrainingRun]:
     ):
         d = json.loads(f.read_text())
         if plant is None or d["plant"] == plant:
-            out.append(TrainingRun(d["id"], d["plant"], d["pid"], Path(d["log"]), Path(d["rc_file"]),
-                                   datetime.fromisoformat(d["started_at"]), d["user"]))  # fmt: skip
+            out.append(
+                TrainingRun(
+                    d["id"],
+                    d["plant"],
+                    d["pid"],
+                    Path(d["log"]),
+                    Path(d["rc_file"]),
+                    datetime.fromisoformat(d["started_at"]),
+                    d["user"],
+                )
+            )
     return out
 
 
@@ -188,8 +214,12 @@ def versions_frame(home: Home, plant: str) -> pd.DataFrame:
     rows = []
     for m in registry.list_models(home, plant):
         jepa = m["nrmse"].get("jepa", {})
-        row = {"version": m["version"], "active": m["active"], "created": m["created"],
-               "train s": m["train_seconds"]}  # fmt: skip
+        row = {
+            "version": m["version"],
+            "active": m["active"],
+            "created": m["created"],
+            "train s": m["train_seconds"],
+        }
         row.update({f"NRMSE h{h}": v for h, v in sorted(jepa.items(), key=lambda kv: int(kv[0]))})
         row["effective rank"] = m["monitors"].get("effective_rank")
         rows.append(row)
@@ -206,9 +236,11 @@ def evaluation_table(c: dict[str, Any]) -> pd.DataFrame:
     ev = c.get("evaluation") or {}
     hs = [str(h) for h in ev.get("horizons", [])]
     return pd.DataFrame(
-        [{"model": name, **{f"h{h}": (r.get("nrmse") or {}).get(h) for h in hs}}
-         for name, r in (ev.get("models") or {}).items()]
-    )  # fmt: skip
+        [
+            {"model": name, **{f"h{h}": (r.get("nrmse") or {}).get(h) for h in hs}}
+            for name, r in (ev.get("models") or {}).items()
+        ]
+    )
 
 
 def compare(home: Home, plant: str, a: str, b: str) -> pd.DataFrame:
@@ -236,6 +268,14 @@ def compare(home: Home, plant: str, a: str, b: str) -> pd.DataFrame:
 def monitors_frame(c: dict[str, Any]) -> pd.DataFrame:
     mon = (c.get("evaluation") or {}).get("monitors") or {}
     # One text column: Arrow (st.dataframe) refuses a column mixing numbers and dicts.
-    return pd.DataFrame([{"monitor": k, "value": json.dumps(v) if isinstance(v, dict) else
-                          (f"{v:.4g}" if isinstance(v, float) else str(v))}
-                         for k, v in mon.items()])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "monitor": k,
+                "value": json.dumps(v)
+                if isinstance(v, dict)
+                else (f"{v:.4g}" if isinstance(v, float) else str(v)),
+            }
+            for k, v in mon.items()
+        ]
+    )

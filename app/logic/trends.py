@@ -62,8 +62,9 @@ def state_of(value: float | None, bands: Bands) -> TagState:
     return TagState.NORMAL
 
 
-def trend_frame(hist: Historian, spec: PlantSpec, minutes: float,
-                end: datetime | None = None) -> pd.DataFrame:  # fmt: skip
+def trend_frame(
+    hist: Historian, spec: PlantSpec, minutes: float, end: datetime | None = None
+) -> pd.DataFrame:
     """Wide frame of the last `minutes` of plant time up to the newest stored sample (or `end`).
 
     The window ends at the plant's newest data rather than the wall clock, so accelerated
@@ -119,12 +120,26 @@ class StatusView:
     alarms: list[dict]
 
 
-def status_view(status: RuntimeStatus | None, spec: PlantSpec,
-                heartbeat_timeout_s: float = 10.0, now: datetime | None = None) -> StatusView:  # fmt: skip
+def status_view(
+    status: RuntimeStatus | None,
+    spec: PlantSpec,
+    heartbeat_timeout_s: float = 10.0,
+    now: datetime | None = None,
+) -> StatusView:
     """Summarise the runtime status row; a missing or silent runtime shows as not running."""
     if status is None:
-        return StatusView(False, False, "not running", "-", None, True, None, False,
-                          "no runtime has reported for this plant (start `twin serve`)", [])  # fmt: skip
+        return StatusView(
+            False,
+            False,
+            "not running",
+            "-",
+            None,
+            True,
+            None,
+            False,
+            "no runtime has reported for this plant (start `twin serve`)",
+            [],
+        )
     now = now or now_utc()
     beat_age = (now - status.heartbeat_at).total_seconds() if status.heartbeat_at else math.inf
     running = beat_age <= heartbeat_timeout_s
@@ -140,7 +155,8 @@ def status_view(status: RuntimeStatus | None, spec: PlantSpec,
         stale=stale,
         ood_score=ood,
         ood_alarm=ood is not None and (not math.isfinite(ood) or ood > 1.0),
-        last_reason=(status.last_reason or "") if running else
-        f"runtime silent for {beat_age:.0f} s (last: {status.last_reason or '-'})",
+        last_reason=(status.last_reason or "")
+        if running
+        else f"runtime silent for {beat_age:.0f} s (last: {status.last_reason or '-'})",
         alarms=list(status.alarms or []),
-    )  # fmt: skip
+    )

@@ -37,8 +37,9 @@ class NoWindow(BadInput):
     """The historian has too little data before the chosen moment to fill the twin's window."""
 
 
-def window_at(hist: Historian, spec: PlantSpec, tag_names: list[str], window: int,
-              at: datetime) -> np.ndarray:  # fmt: skip
+def window_at(
+    hist: Historian, spec: PlantSpec, tag_names: list[str], window: int, at: datetime
+) -> np.ndarray:
     """The W sample instants up to `at` as rows in `tag_names` order (NaN where missing).
 
     Built by twin.window.window_rows, the one window rule of training, propose and serve.
@@ -53,8 +54,9 @@ def window_at(hist: Historian, spec: PlantSpec, tag_names: list[str], window: in
     return out
 
 
-def actual_mv_plan(hist: Historian, spec: PlantSpec, at: datetime,
-                   horizon: int) -> dict[str, list[float]]:  # fmt: skip
+def actual_mv_plan(
+    hist: Historian, spec: PlantSpec, at: datetime, horizon: int
+) -> dict[str, list[float]]:
     """The MV values the plant really held over each of the next `horizon` control intervals."""
     interval = spec.plant.control_interval_s
     names = [t.name for t in spec.mvs]
@@ -86,8 +88,13 @@ class Rollout:
     """OOD score over the twin's threshold per predicted interval (above 1: unseen region)."""
 
 
-def rollout(model: Any, spec: PlantSpec, window: np.ndarray, at: datetime,
-            mv_plan: Mapping[str, list[float]]) -> Rollout:  # fmt: skip
+def rollout(
+    model: Any,
+    spec: PlantSpec,
+    window: np.ndarray,
+    at: datetime,
+    mv_plan: Mapping[str, list[float]],
+) -> Rollout:
     """Roll `model` out from `window` (W, n_tags) under `mv_plan` {mv: [value per interval]}."""
     names = list(model.mv_names)
     missing = [n for n in names if n not in mv_plan]
@@ -117,9 +124,12 @@ def rollout(model: Any, spec: PlantSpec, window: np.ndarray, at: datetime,
     for i, n in enumerate(model.cv_names):
         meas = latest[cols.index(n)]
         off = float(meas - y0[0, i]) if math.isfinite(meas) else 0.0
-        cv[n] = Trajectory(times, (y[0, :, i] + off).double().tolist(),
-                           (q[0, :, i, 0] + off).double().tolist(),
-                           (q[0, :, i, -1] + off).double().tolist())  # fmt: skip
+        cv[n] = Trajectory(
+            times,
+            (y[0, :, i] + off).double().tolist(),
+            (q[0, :, i, 0] + off).double().tolist(),
+            (q[0, :, i, -1] + off).double().tolist(),
+        )
     return Rollout(at, {n: [float(v) for v in mv_plan[n]] for n in names}, cv, ood)
 
 
@@ -137,8 +147,9 @@ def held(values: Mapping[str, float], horizon: int) -> dict[str, list[float]]:
     return {k: [float(v)] * horizon for k, v in values.items()}
 
 
-def worst_margins(r: Rollout, spec: PlantSpec,
-                  operating: Mapping[str, tuple[float, float]]) -> dict[str, float]:  # fmt: skip
+def worst_margins(
+    r: Rollout, spec: PlantSpec, operating: Mapping[str, tuple[float, float]]
+) -> dict[str, float]:
     """Smallest distance of each CV band to its operator and engineering limits (negative: crossing)."""
     out = {}
     for n, tr in r.cv.items():
@@ -166,18 +177,30 @@ class Evaluation:
     rollout: Rollout | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "reasons": list(self.reasons), "values": dict(self.values),
-                "margins": dict(self.margins), "hold_margins": dict(self.hold_margins),
-                "max_ood_ratio": self.max_ood_ratio,
-                "predicted": {n: {"mean": t.mean, "lo": t.lo, "hi": t.hi}
-                              for n, t in (self.rollout.cv.items() if self.rollout else [])}}  # fmt: skip
+        return {
+            "ok": self.ok,
+            "reasons": list(self.reasons),
+            "values": dict(self.values),
+            "margins": dict(self.margins),
+            "hold_margins": dict(self.hold_margins),
+            "max_ood_ratio": self.max_ood_ratio,
+            "predicted": {
+                n: {"mean": t.mean, "lo": t.lo, "hi": t.hi}
+                for n, t in (self.rollout.cv.items() if self.rollout else [])
+            },
+        }
 
 
 def evaluate_modification(
-    model: Any, spec: PlantSpec, window: np.ndarray, at: datetime, values: Mapping[str, float],
-    current: Mapping[str, float], operating: Mapping[str, tuple[float, float]],
+    model: Any,
+    spec: PlantSpec,
+    window: np.ndarray,
+    at: datetime,
+    values: Mapping[str, float],
+    current: Mapping[str, float],
+    operating: Mapping[str, tuple[float, float]],
     horizon: int = DEFAULT_HORIZON,
-) -> Evaluation:  # fmt: skip
+) -> Evaluation:
     """Predict the modified values held over the horizon and compare with holding the current ones.
 
     Refused when the modification makes a predicted limit crossing worse than doing nothing

@@ -35,5 +35,10 @@ f = audit_view.AuditFilter(
 rows = audit_view.filtered(p.store, f)
 st.caption(f"{len(rows)} entries")
 st.dataframe(audit_view.audit_frame(rows), hide_index=True)
-st.download_button("Export CSV", audit_view.export_bytes(rows), file_name="audit.csv",
-                   mime="text/csv", key="audit-export")  # fmt: skip
+st.download_button(
+    "Export CSV",
+    audit_view.export_bytes(rows),
+    file_name="audit.csv",
+    mime="text/csv",
+    key="audit-export",
+)

@@ -11,17 +11,21 @@ from twin.errors import TwinError
 
 p = ui.page()
 st.title(f"Limits: {p.spec.name}")
-st.caption("Engineering limits come from plant.toml and are never crossed. Operator limits are "
-           "soft constraints for the planner and the guard; engineers may change them here.")  # fmt: skip
+st.caption(
+    "Engineering limits come from plant.toml and are never crossed. Operator limits are "
+    "soft constraints for the planner and the guard; engineers may change them here."
+)
 frame = limits.limits_frame(p.store, p.spec)
 if not ui.allowed(Role.ENGINEER):
     st.dataframe(frame, hide_index=True)
     st.info(f"Your role ({p.user.role}) may view limits; engineers change them.")
 else:
     edited = st.data_editor(
-        frame, hide_index=True, key="limits-editor",
+        frame,
+        hide_index=True,
+        key="limits-editor",
         disabled=[c for c in frame.columns if c not in ("operator lo", "operator hi")],
-    )  # fmt: skip
+    )
     reason = st.text_input("Reason for the change (goes to the audit log)", key="limits-reason")
     if st.button("Save operator limits", key="limits-save"):
         edits = limits.changes(frame, edited)

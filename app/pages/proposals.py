@@ -40,8 +40,11 @@ def approve_controls(prop, view: pv.ProposalView) -> None:
         cols = st.columns(len(p.spec.mvs))
         raw = {}
         for col, t in zip(cols, p.spec.mvs, strict=True):
-            raw[t.name] = col.text_input(f"{t.name} [{t.unit}]", value=f"{prop.mv_values[t.name]:.6g}",
-                                         key=f"mod-{pid}-{t.name}")  # fmt: skip
+            raw[t.name] = col.text_input(
+                f"{t.name} [{t.unit}]",
+                value=f"{prop.mv_values[t.name]:.6g}",
+                key=f"mod-{pid}-{t.name}",
+            )
         note = st.text_input("Why modify (goes to the audit log)", key=f"mod-note-{pid}")
         ev_key = f"mod-eval-{pid}"
         if st.button("Evaluate with the twin", key=f"mod-eval-btn-{pid}"):
@@ -52,8 +55,9 @@ def approve_controls(prop, view: pv.ProposalView) -> None:
                 problems = decide.limit_problems(p.store, p.spec, prop, values)
                 if problems:
                     raise api.ModificationRefused("refused: " + "; ".join(problems))
-                model = ui.model(str(p.home.root), context.spec_ref(p.store, p.plant),
-                                 prop.model_version)  # fmt: skip
+                model = ui.model(
+                    str(p.home.root), context.spec_ref(p.store, p.plant), prop.model_version
+                )
                 with context.historian(p.home, p.plant) as h:
                     evaluation = decide.evaluate(model, h, p.spec, p.store, prop, values)
             except TwinError as exc:
@@ -74,12 +78,18 @@ def approve_controls(prop, view: pv.ProposalView) -> None:
                         charts.rollout_figure(rollout, cv, bands[cv]), key=f"mod-fig-{pid}-{cv}"
                     )
             same = raw == {k: f"{v:.6g}" for k, v in ev.values.items()} or all(
-                _same(raw[k], v) for k, v in ev.values.items())  # fmt: skip
-            if st.button("Approve modified values", type="primary", key=f"mod-approve-{pid}",
-                         disabled=not (ev.ok and same)):  # fmt: skip
+                _same(raw[k], v) for k, v in ev.values.items()
+            )
+            if st.button(
+                "Approve modified values",
+                type="primary",
+                key=f"mod-approve-{pid}",
+                disabled=not (ev.ok and same),
+            ):
                 try:
-                    model = ui.model(str(p.home.root), context.spec_ref(p.store, p.plant),
-                                     prop.model_version)  # fmt: skip
+                    model = ui.model(
+                        str(p.home.root), context.spec_ref(p.store, p.plant), prop.model_version
+                    )
                     with context.historian(p.home, p.plant) as h:
                         decide.modify(p.store, p.user, prop, p.spec, ev.values, note, model, h)
                 except TwinError as exc:
@@ -132,8 +142,12 @@ def pending() -> None:
     if view.controller != "twin":
         st.warning(f"Made by {view.controller}: the twin abstained, the spec's fallback acts.")
     imp = view.improvement
-    c[2].metric("Expected improvement", "-" if imp is None else f"{imp:.4g}",
-                None if view.improvement_pct is None else f"{view.improvement_pct:.1f} % vs hold", delta_color="off")  # fmt: skip
+    c[2].metric(
+        "Expected improvement",
+        "-" if imp is None else f"{imp:.4g}",
+        None if view.improvement_pct is None else f"{view.improvement_pct:.1f} % vs hold",
+        delta_color="off",
+    )
     c[3].metric("Expires in", "-" if left is None else f"{max(0.0, left):.0f} s (plant)")
     st.dataframe(view.mv_table, hide_index=True)
     for note in view.notes:

@@ -23,23 +23,34 @@ if default is None:
     st.stop()
 
 incidents = p.store.list_incidents(p.plant)
-choice = st.selectbox("Window", ["Choose a time window", *[f"incident {i.id}: {i.title}" for i in incidents]],
-                      key="replay-choice")  # fmt: skip
+choice = st.selectbox(
+    "Window",
+    ["Choose a time window", *[f"incident {i.id}: {i.title}" for i in incidents]],
+    key="replay-choice",
+)
 if choice.startswith("incident"):
     inc = next(i for i in incidents if choice.startswith(f"incident {i.id}:"))
     start, end = inc.start, inc.end
     st.caption(f"Incident by {inc.user}: {inc.notes}")
 else:
     c = st.columns(2)
-    start_text = c[0].text_input("From (UTC, ISO 8601)", default[0].isoformat(timespec="seconds"),
-                                 key="replay-from")  # fmt: skip
-    end_text = c[1].text_input("To (UTC, ISO 8601)", default[1].isoformat(timespec="seconds"),
-                               key="replay-to")  # fmt: skip
+    start_text = c[0].text_input(
+        "From (UTC, ISO 8601)", default[0].isoformat(timespec="seconds"), key="replay-from"
+    )
+    end_text = c[1].text_input(
+        "To (UTC, ISO 8601)", default[1].isoformat(timespec="seconds"), key="replay-to"
+    )
     try:
-        start = datetime.fromisoformat(start_text).replace(tzinfo=UTC) if "+" not in start_text \
-            else datetime.fromisoformat(start_text)  # fmt: skip
-        end = datetime.fromisoformat(end_text).replace(tzinfo=UTC) if "+" not in end_text \
-            else datetime.fromisoformat(end_text)  # fmt: skip
+        start = (
+            datetime.fromisoformat(start_text).replace(tzinfo=UTC)
+            if "+" not in start_text
+            else datetime.fromisoformat(start_text)
+        )
+        end = (
+            datetime.fromisoformat(end_text).replace(tzinfo=UTC)
+            if "+" not in end_text
+            else datetime.fromisoformat(end_text)
+        )
     except ValueError as exc:
         st.error(f"window: {exc}")
         st.stop()
@@ -50,14 +61,24 @@ if end <= start:
 with context.historian(p.home, p.plant) as h:
     win = replay.assemble(p.store, h, p.spec, start, end)
 step = min(timedelta(seconds=p.spec.plant.control_interval_s), end - start)
-at = st.slider("Scrub", min_value=start, max_value=end, value=end - (end - start) / 2,
-               step=step, format="YYYY-MM-DD HH:mm:ss", key="replay-at")  # fmt: skip
-st.caption(f"{len(win.actual)} samples, {len(win.predictions)} proposals with predictions, "
-           f"{len(win.markers)} events in the window")  # fmt: skip
+at = st.slider(
+    "Scrub",
+    min_value=start,
+    max_value=end,
+    value=end - (end - start) / 2,
+    step=step,
+    format="YYYY-MM-DD HH:mm:ss",
+    key="replay-at",
+)
+st.caption(
+    f"{len(win.actual)} samples, {len(win.predictions)} proposals with predictions, "
+    f"{len(win.markers)} events in the window"
+)
 
 bands = trends.limit_bands(p.spec, api.operator_limits(p.store, p.spec))
-tags = st.multiselect("Tags", p.spec.tag_names, default=[t.name for t in p.spec.cvs + p.spec.mvs],
-                      key="replay-tags")  # fmt: skip
+tags = st.multiselect(
+    "Tags", p.spec.tag_names, default=[t.name for t in p.spec.cvs + p.spec.mvs], key="replay-tags"
+)
 
 # The twin's view from the scrub moment: with the moves really made, and with edited moves.
 version = registry.active_version(p.home, p.plant)
@@ -104,8 +125,10 @@ for tag in tags:
 
 then = win.prediction_at(at)
 if then is not None:
-    st.caption(f"Newest proposal before the scrub moment: #{then.proposal_id} at "
-               f"{then.data_ts.isoformat(timespec='seconds')} ({then.status})")  # fmt: skip
+    st.caption(
+        f"Newest proposal before the scrub moment: #{then.proposal_id} at "
+        f"{then.data_ts.isoformat(timespec='seconds')} ({then.status})"
+    )
 st.subheader("Events")
 st.dataframe(win.markers_frame(), hide_index=True)
 
@@ -124,17 +147,32 @@ with st.form("incident"):
 st.subheader("Export")
 c = st.columns(2)
 stamp = start.strftime("%Y%m%dT%H%M%S")
-c[0].download_button("Export CSV", lambda: replay.window_csv(win), file_name=f"{p.plant}-{stamp}.csv",
-                     mime="text/csv", key="export-csv")  # fmt: skip
+c[0].download_button(
+    "Export CSV",
+    lambda: replay.window_csv(win),
+    file_name=f"{p.plant}-{stamp}.csv",
+    mime="text/csv",
+    key="export-csv",
+)
 
 
 def html_report() -> bytes:
     # Built only when the button is pressed: plotly.js is inlined, which is a few MB.
     now = dataclasses.replace(win, incidents=replay.incidents_in(p.store, p.plant, start, end))
-    doc = report.incident_report(now, figures, title=f"{p.plant} replay {stamp}",
-                                 author=p.user.name, made_at=datetime.now(UTC))  # fmt: skip
+    doc = report.incident_report(
+        now,
+        figures,
+        title=f"{p.plant} replay {stamp}",
+        author=p.user.name,
+        made_at=datetime.now(UTC),
+    )
     return shift.with_shift_log(doc, p.store.shift_log(p.plant)).encode("utf-8")
 
 
-c[1].download_button("Export HTML report", html_report, file_name=f"{p.plant}-{stamp}.html",
-                     mime="text/html", key="export-html")  # fmt: skip
+c[1].download_button(
+    "Export HTML report",
+    html_report,
+    file_name=f"{p.plant}-{stamp}.html",
+    mime="text/html",
+    key="export-html",
+)

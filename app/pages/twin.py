@@ -28,8 +28,10 @@ else:
     left, right = st.columns(2)
     left.markdown("**Evaluation (NRMSE on the held-out block)**")
     left.dataframe(ev, hide_index=True)
-    per_model = {row["model"]: {k[1:]: row[k] for k in ev.columns if k.startswith("h")}
-                 for _, row in ev.iterrows()}  # fmt: skip
+    per_model = {
+        row["model"]: {k[1:]: row[k] for k in ev.columns if k.startswith("h")}
+        for _, row in ev.iterrows()
+    }
     if per_model:
         right.plotly_chart(charts.nrmse_figure(per_model, "NRMSE by horizon"), key="nrmse")
     with st.expander("Monitors"):
@@ -49,9 +51,16 @@ else:
         cmp = training.compare(p.home, p.plant, a, b)
         st.dataframe(cmp, hide_index=True)
         if not cmp.empty and a != b:
-            st.plotly_chart(charts.nrmse_figure({a: dict(zip(cmp["horizon"].astype(str), cmp[a], strict=True)),
-                                                 b: dict(zip(cmp["horizon"].astype(str), cmp[b], strict=True))},
-                                                f"{a} vs {b}"), key="cmp-fig")  # fmt: skip
+            st.plotly_chart(
+                charts.nrmse_figure(
+                    {
+                        a: dict(zip(cmp["horizon"].astype(str), cmp[a], strict=True)),
+                        b: dict(zip(cmp["horizon"].astype(str), cmp[b], strict=True)),
+                    },
+                    f"{a} vs {b}",
+                ),
+                key="cmp-fig",
+            )
 
     if ui.allowed(Role.ENGINEER):
         st.subheader("Promote or roll back")
@@ -77,8 +86,13 @@ if ui.allowed(Role.ENGINEER):
         run = training.start_training(
             p.home, p.plant, p.user.name, None if quick else int(epochs), int(seed), quick
         )
-        p.store.log_event(user=p.user.name, kind="train_start", plant=p.plant,
-                          subject=f"run:{run.id}", what={"epochs": int(epochs), "seed": int(seed), "quick": quick})  # fmt: skip
+        p.store.log_event(
+            user=p.user.name,
+            kind="train_start",
+            plant=p.plant,
+            subject=f"run:{run.id}",
+            what={"epochs": int(epochs), "seed": int(seed), "quick": quick},
+        )
         st.rerun()
 
 
@@ -87,10 +101,14 @@ def training_runs() -> None:
     for i, r in enumerate(training.list_runs(p.home, p.plant)[:3]):
         pr = training.progress(r)
         label = f"{r.id} by {r.user}: " + (
-            f"running ({pr.stage or 'starting'})" if pr.running else
-            "done, " + (pr.version or "") if pr.returncode == 0 else
-            "stopped" if pr.returncode in (training.STOPPED, 128 - training.STOPPED) else
-            f"failed (exit code {pr.returncode})")  # fmt: skip
+            f"running ({pr.stage or 'starting'})"
+            if pr.running
+            else "done, " + (pr.version or "")
+            if pr.returncode == 0
+            else "stopped"
+            if pr.returncode in (training.STOPPED, 128 - training.STOPPED)
+            else f"failed (exit code {pr.returncode})"
+        )
         st.progress(pr.fraction or 0.0, text=label)
         if (
             pr.running
@@ -115,9 +133,20 @@ training_runs()
 st.subheader("Step test")
 campaigns = p.store.list_steptests(p.plant)
 if campaigns:
-    st.dataframe([{"id": c.id, "status": c.status, "by": c.requested_by, "approved by": c.approved_by,
-                   "moves": len(c.design.get("moves", [])), "note": c.note} for c in campaigns],
-                 hide_index=True)  # fmt: skip
+    st.dataframe(
+        [
+            {
+                "id": c.id,
+                "status": c.status,
+                "by": c.requested_by,
+                "approved by": c.approved_by,
+                "moves": len(c.design.get("moves", [])),
+                "note": c.note,
+            }
+            for c in campaigns
+        ],
+        hide_index=True,
+    )
 if ui.allowed(Role.ENGINEER) and p.spec.mvs:
     with st.form("steptest"):
         col_mv, col_centre, col_amp, col_hold = st.columns(4)
@@ -130,8 +159,11 @@ if ui.allowed(Role.ENGINEER) and p.spec.mvs:
         note = st.text_input("Note")
         if st.form_submit_button("Request step test"):
             try:
-                design = steptest.design_moves(p.spec, steptest.StepDesign(mv, centre, amp, int(hold)),
-                                               api.operator_limits(p.store, p.spec))  # fmt: skip
+                design = steptest.design_moves(
+                    p.spec,
+                    steptest.StepDesign(mv, centre, amp, int(hold)),
+                    api.operator_limits(p.store, p.spec),
+                )
                 cid = api.request_steptest(p.store, p.user, p.spec, design, note)
             except TwinError as exc:
                 st.error(str(exc))

@@ -20,11 +20,24 @@ from twin.train import TrainConfig, train_plant
 from twin.users import create_user
 
 PASSWORD = "correct horse battery"
-TINY_MODEL = ModelConfig(latent_dim=16, hidden=32, action_dim=8, readout_hidden=16,
-                         sigreg_projections=32, sigreg_samples=64)  # fmt: skip
+TINY_MODEL = ModelConfig(
+    latent_dim=16,
+    hidden=32,
+    action_dim=8,
+    readout_hidden=16,
+    sigreg_projections=32,
+    sigreg_samples=64,
+)
 TINY_DATA = DataConfig(horizon=6)
-TINY_TRAIN = TrainConfig(epochs=3, steps_per_epoch=10, batch_size=32, max_seconds=15,
-                         obs_max_seconds=5, progress=False, min_effective_rank=0.5)  # fmt: skip
+TINY_TRAIN = TrainConfig(
+    epochs=3,
+    steps_per_epoch=10,
+    batch_size=32,
+    max_seconds=15,
+    obs_max_seconds=5,
+    progress=False,
+    min_effective_rank=0.5,
+)
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,14 @@ def store_proposal(store: Store, spec: PlantSpec, proposal, mode: str = "supervi
     payload["spec_path"] = str(spec.path)
     payload["mv_live"] = dict(proposal.current)
     return store.add_proposal(
-        plant=spec.name, mv_values=dict(proposal.proposed), payload=payload,
-        data_ts=proposal.data_ts, expires_at=proposal.expires_at,
-        model_version=proposal.model_version, mode=mode,
-    )  # fmt: skip
+        plant=spec.name,
+        mv_values=dict(proposal.proposed),
+        payload=payload,
+        data_ts=proposal.data_ts,
+        expires_at=proposal.expires_at,
+        model_version=proposal.model_version,
+        mode=mode,
+    )
 
 
 def plan_at(home: Home, spec: PlantSpec, at: datetime):

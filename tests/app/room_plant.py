@@ -109,8 +109,9 @@ class LivePlant:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = self.root / f"{name}.log"
         out = log.open("ab")
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         self.procs.append((name, proc, log))
 
     def stop(self) -> dict[str, int | None]:
@@ -141,14 +142,29 @@ def start_live_plant(root: Path) -> LivePlant:
     run(twin("generate", "cstr", "--hours", "3", "--home", str(home)), env, setup)
     run(twin("train", "cstr", "--quick", "--home", str(home)), env, setup)
     for name, role in ROLES.items():
-        run(twin("users", "add", name, "--role", role, "--password-env", "PW", "--home", str(home)),
-            {**env, "PW": PASSWORDS[name]}, setup)  # fmt: skip
+        run(
+            twin("users", "add", name, "--role", role, "--password-env", "PW", "--home", str(home)),
+            {**env, "PW": PASSWORDS[name]},
+            setup,
+        )
     spec = spec_on_free_ports(root / "spec")
     op = int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0])
     port = free_port()
     plant = LivePlant(root, home, spec, f"http://127.0.0.1:{port}")
-    plant.start("sim", twin("sim", str(spec.path), "--opcua-port", str(op), "--modbus-port",
-                            str(spec.source.modbus.port), "--speed", str(SPEED)), env)  # fmt: skip
+    plant.start(
+        "sim",
+        twin(
+            "sim",
+            str(spec.path),
+            "--opcua-port",
+            str(op),
+            "--modbus-port",
+            str(spec.source.modbus.port),
+            "--speed",
+            str(SPEED),
+        ),
+        env,
+    )
     wait_for(lambda: accepts(op), 60, "the simulated plant", plant.procs)
     plant.start(
         "serve", twin("serve", str(spec.path), "--mode", "supervised", "--home", str(home)), env

@@ -23,8 +23,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +59,13 @@ def browser_page(plant: LivePlant, tmp_path_factory: pytest.TempPathFactory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            accept_downloads=True, viewport={"width": 1400, "height": 1000},
-        )  # fmt: skip
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            accept_downloads=True,
+            viewport={"width": 1400, "height": 1000},
+        )
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(
             60_000
@@ -170,9 +181,15 @@ def test_approved_proposal_is_written_to_the_opcua_server(plant: LivePlant, brow
         assert decision.kind == "approve" and decision.user == "olga"
         page.get_by_text(f"Proposal {decision.proposal_id} approved").first.wait_for()
         shot(page, "proposal-approved")
-        applied = wait_for(lambda: store.get_decision(decision.proposal_id).applied
-                           if store.get_decision(decision.proposal_id).applied not in (None, "writing")
-                           else None, 60, "the runtime to write the approval")  # fmt: skip
+        applied = wait_for(
+            lambda: (
+                store.get_decision(decision.proposal_id).applied
+                if store.get_decision(decision.proposal_id).applied not in (None, "writing")
+                else None
+            ),
+            60,
+            "the runtime to write the approval",
+        )
         assert applied == "written", applied
         want = decision.mv_values["Tc"]
         got = read_opcua(plant.spec, "Tc")
@@ -215,8 +232,10 @@ def test_modification_outside_limits_is_refused(plant: LivePlant, browser_page) 
     shot(page, "modification-refused")
     store = Store.open(plant.home)
     try:
-        assert all(d.kind != "modify" for d in
-                   filter(None, (store.get_decision(p.id) for p in store.list_proposals("cstr"))))  # fmt: skip
+        assert all(
+            d.kind != "modify"
+            for d in filter(None, (store.get_decision(p.id) for p in store.list_proposals("cstr")))
+        )
     finally:
         store.close()
 

@@ -32,12 +32,27 @@ def test_twin_app_serves_and_stops_cleanly(tmp_path, sig: int) -> None:
     log = tmp_path / "app.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "twin.cli", "app", "--port", str(port), "--home", str(tmp_path / "home")],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "twin.cli",
+                "app",
+                "--port",
+                str(port),
+                "--home",
+                str(tmp_path / "home"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
-        wait_for(lambda: healthy(f"http://127.0.0.1:{port}"), 60, "the control room",
-                 [("app", proc, log)])  # fmt: skip
+        wait_for(
+            lambda: healthy(f"http://127.0.0.1:{port}"),
+            60,
+            "the control room",
+            [("app", proc, log)],
+        )
         assert (tmp_path / "home").is_dir()
         t0 = time.monotonic()
         proc.send_signal(sig)
@@ -52,6 +67,10 @@ def test_twin_app_serves_and_stops_cleanly(tmp_path, sig: int) -> None:
 
 
 def test_twin_app_refuses_a_bad_port(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "twin.cli", "app", "--port", "70000", "--home", str(tmp_path)],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "twin.cli", "app", "--port", "70000", "--home", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--port 70000" in r.stderr

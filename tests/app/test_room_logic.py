@@ -83,14 +83,22 @@ def test_status_view_flags_a_silent_or_stale_runtime(built: BuiltHome) -> None:
     spec = built.spec
     assert not trends.status_view(None, spec).running
     now = datetime.now(UTC)
-    live = RuntimeStatus("cstr", mode="supervised", heartbeat_at=now, connected=True,
-                         last_sample_age_s=3.0, model_version="v001", ood_score=0.4)  # fmt: skip
+    live = RuntimeStatus(
+        "cstr",
+        mode="supervised",
+        heartbeat_at=now,
+        connected=True,
+        last_sample_age_s=3.0,
+        model_version="v001",
+        ood_score=0.4,
+    )
     v = trends.status_view(live, spec, now=now)
     assert v.running and v.connected and not v.stale and not v.ood_alarm
     silent = trends.status_view(live, spec, now=now + timedelta(seconds=60))
     assert not silent.running and silent.stale and "silent" in silent.last_reason
-    stale = RuntimeStatus("cstr", heartbeat_at=now, connected=True, last_sample_age_s=99.0,
-                          ood_score=1.7)  # fmt: skip
+    stale = RuntimeStatus(
+        "cstr", heartbeat_at=now, connected=True, last_sample_age_s=99.0, ood_score=1.7
+    )
     v = trends.status_view(stale, spec, now=now)
     assert v.stale and v.ood_alarm
 
@@ -140,8 +148,13 @@ def test_window_and_rollout_of_the_real_twin(built: BuiltHome, store: Store) -> 
         whatif.rollout(model, built.spec, window, at, {})
     with pytest.raises(whatif.NoWindow):
         with context.historian(built.home, "cstr") as h:
-            whatif.window_at(h, built.spec, list(model.tag_names), int(model.window),
-                             built.first - timedelta(days=2))  # fmt: skip
+            whatif.window_at(
+                h,
+                built.spec,
+                list(model.tag_names),
+                int(model.window),
+                built.first - timedelta(days=2),
+            )
 
 
 def test_modification_is_judged_against_holding(built: BuiltHome) -> None:
@@ -198,8 +211,9 @@ def test_html_report_is_self_contained(built: BuiltHome, store: Store) -> None:
     figs = [
         charts.replay_figure(win, t, bands[t], start + timedelta(minutes=5)) for t in ("Ca", "Tc")
     ]
-    html = report.incident_report(win, figs, title="Runaway <check>", notes="T rose\nfast",
-                                  author="engineer")  # fmt: skip
+    html = report.incident_report(
+        win, figs, title="Runaway <check>", notes="T rose\nfast", author="engineer"
+    )
     assert html.startswith("<!DOCTYPE html>") and "Runaway &lt;check&gt;" in html
     assert "T rose<br>fast" in html
     assert html.count("Plotly.newPlot") == 2
@@ -225,8 +239,9 @@ def test_audit_filters_and_export(built: BuiltHome, store: Store) -> None:
     assert "operator" in users and "approve" in kinds
 
 
-def test_limits_are_changed_by_engineers_inside_engineering_limits(built: BuiltHome,
-                                                                   store: Store) -> None:  # fmt: skip
+def test_limits_are_changed_by_engineers_inside_engineering_limits(
+    built: BuiltHome, store: Store
+) -> None:
     spec = built.spec
     before = limits.limits_frame(store, spec)
     after = before.copy()
@@ -237,8 +252,9 @@ def test_limits_are_changed_by_engineers_inside_engineering_limits(built: BuiltH
         limits.apply_changes(store, built.users["operator"], spec, edits, "tighter")
     with pytest.raises(BadInput, match="reason"):
         limits.apply_changes(store, built.users["engineer"], spec, edits, " ")
-    problems = limits.apply_changes(store, built.users["engineer"], spec,
-                                    [*edits, ("Ca", 0.0, 1.5)], "tighter for the campaign")  # fmt: skip
+    problems = limits.apply_changes(
+        store, built.users["engineer"], spec, [*edits, ("Ca", 0.0, 1.5)], "tighter for the campaign"
+    )
     assert len(problems) == 1 and "Ca" in problems[0] and "engineering limits" in problems[0]
     now = limits.limits_frame(store, spec).set_index("tag")
     assert now.loc["T", "operator hi"] == 355.0 and now.loc["T", "from"] == "control room"
@@ -266,15 +282,24 @@ def test_versions_cards_and_comparison(built: BuiltHome) -> None:
 
 
 def test_training_progress_is_read_from_the_runs_events(built: BuiltHome, tmp_path) -> None:
-    run = training.TrainingRun("train-x", "cstr", os.getpid(), tmp_path / "x.log", tmp_path / "x.rc",
-                               datetime.now(UTC), "engineer")  # fmt: skip
+    run = training.TrainingRun(
+        "train-x",
+        "cstr",
+        os.getpid(),
+        tmp_path / "x.log",
+        tmp_path / "x.rc",
+        datetime.now(UTC),
+        "engineer",
+    )
     run.log.write_text("jepa:  50%|#####     | 1/2 [00:03<00:03, 3.05s/it]\r")
     with train_events.recording(run.events):
         train_events.emit("start", plant="cstr", pid=os.getpid())
         train_events.emit("epoch", stage="jepa", epochs=2, epoch=0, total=1.3, val=0.383)
         train_events.emit("epoch", stage="jepa", epochs=2, epoch=1, total=0.445, val=float("nan"))
         train_events.emit("stage_end", stage="jepa", stopped="all 2 epochs", best_val=0.383)
-        train_events.emit("epoch", stage="observation model", epochs=20, epoch=10, total=0.84, val=0.612)
+        train_events.emit(
+            "epoch", stage="observation model", epochs=20, epoch=10, total=0.84, val=0.612
+        )
     with run.events.open("a") as f:
         f.write('{"event": "epoch", "stage": "observation mo')  # a line still being written
     pr = training.progress(run)
@@ -345,6 +370,13 @@ def test_a_background_training_run_can_be_stopped(built: BuiltHome) -> None:
         time.sleep(0.2)
     pr = training.progress(run)
     assert not pr.running and pr.returncode in (training.STOPPED, 128 - training.STOPPED)
-    ghost = training.TrainingRun("train-ghost", "cstr", 2**22 + 7, run.log,
-                                 run.rc_file.with_name("g.rc"), datetime.now(UTC), "x")  # fmt: skip
+    ghost = training.TrainingRun(
+        "train-ghost",
+        "cstr",
+        2**22 + 7,
+        run.log,
+        run.rc_file.with_name("g.rc"),
+        datetime.now(UTC),
+        "x",
+    )
     assert not training.progress(ghost).running  # a run that vanished is not shown as running

@@ -66,15 +66,32 @@ def test_twin_app_serves_https_only(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     port = free_port()
     log = tmp_path / "app.log"
-    cmd = [sys.executable, "-m", "twin.cli", "app", "--port", str(port), "--home",
-           str(tmp_path / "home"), "--tls-cert", str(cert), "--tls-key", str(key)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "twin.cli",
+        "app",
+        "--port",
+        str(port),
+        "--home",
+        str(tmp_path / "home"),
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     try:
         url = f"https://127.0.0.1:{port}"
-        wait_for(lambda: _https_healthy(url, cert), 60, "the control room over HTTPS",
-                 [("app", proc, log)])  # fmt: skip
+        wait_for(
+            lambda: _https_healthy(url, cert),
+            60,
+            "the control room over HTTPS",
+            [("app", proc, log)],
+        )
         assert not healthy(f"http://127.0.0.1:{port}")  # plain HTTP gets no page
         assert f"control room on https://127.0.0.1:{port}/" in log.read_text()
         proc.send_signal(signal.SIGTERM)
@@ -90,6 +107,10 @@ def test_twin_app_wants_both_tls_files(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "twin.cli", "app", "--home", str(tmp_path / "h")]
     r = subprocess.run([*base, "--tls-cert", str(cert)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--tls-cert and --tls-key go together" in r.stderr
-    r = subprocess.run([*base, "--tls-cert", str(cert), "--tls-key", str(tmp_path / "none.key")],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    r = subprocess.run(
+        [*base, "--tls-cert", str(cert), "--tls-key", str(tmp_path / "none.key")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "none.key: no such file" in " ".join(r.stderr.split())

@@ -56,10 +56,25 @@ def train_tiny(home: Home) -> str:
         start, end = h.time_range()
         frame = h.read(start, end + (end - start) / 100)
     shutil.rmtree(home.historian_dir(spec.name))  # the runtime's history starts empty
-    model = ModelConfig(latent_dim=16, hidden=32, action_dim=8, readout_hidden=16,
-                        sigreg_projections=32, sigreg_samples=64)  # fmt: skip
-    train = TrainConfig(epochs=2, steps_per_epoch=5, batch_size=16, max_seconds=10, obs_max_seconds=3,
-                        progress=False, val_anchors=64, min_effective_rank=0.0, min_latent_std=0.0)  # fmt: skip
+    model = ModelConfig(
+        latent_dim=16,
+        hidden=32,
+        action_dim=8,
+        readout_hidden=16,
+        sigreg_projections=32,
+        sigreg_samples=64,
+    )
+    train = TrainConfig(
+        epochs=2,
+        steps_per_epoch=5,
+        batch_size=16,
+        max_seconds=10,
+        obs_max_seconds=3,
+        progress=False,
+        val_anchors=64,
+        min_effective_rank=0.0,
+        min_latent_std=0.0,
+    )
     return train_plant(home, spec, model, DataConfig(horizon=5), train, frame=frame)
 
 
@@ -77,14 +92,31 @@ def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 def start_sim(spec: PlantSpec, log: Path, speed: float = 20.0) -> subprocess.Popen[bytes]:
     op, mb = ports(spec)
-    proc = start(twin_cmd("sim", str(spec.path), "--opcua-port", str(op), "--modbus-port", str(mb),
-                          "--speed", str(speed)), log)  # fmt: skip
+    proc = start(
+        twin_cmd(
+            "sim",
+            str(spec.path),
+            "--opcua-port",
+            str(op),
+            "--modbus-port",
+            str(mb),
+            "--speed",
+            str(speed),
+        ),
+        log,
+    )
     wait_for(lambda: _accepts(op) and _accepts(mb), 60, "the simulated plant to listen", proc, log)
     return proc
 
 
-def start_serve(spec: PlantSpec, home: Path, log: Path, mode: str = "supervised", source: str = "opcua",
-                steps: int | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+def start_serve(
+    spec: PlantSpec,
+    home: Path,
+    log: Path,
+    mode: str = "supervised",
+    source: str = "opcua",
+    steps: int | None = None,
+) -> subprocess.Popen[bytes]:
     args = ["serve", str(spec.path), "--mode", mode, "--source", source, "--home", str(home)]
     if steps is not None:
         args += ["--steps", str(steps)]

@@ -135,8 +135,15 @@ def test_modify_checks_limits_and_the_twins_evaluation(store, users, cstr) -> No
         api.modify(store, pid, users["operator"], {"Tc": 299.0}, evaluate=refuse, spec=cstr)
     assert calls == [{"Tc": 299.0}]
     assert store.get_proposal(pid).status == "pending"
-    did = api.modify(store, pid, users["operator"], {"Tc": 299.0}, "less aggressive",
-                     evaluate=lambda v: {"ok": True, "cost": 1.0}, spec=cstr)  # fmt: skip
+    did = api.modify(
+        store,
+        pid,
+        users["operator"],
+        {"Tc": 299.0},
+        "less aggressive",
+        evaluate=lambda v: {"ok": True, "cost": 1.0},
+        spec=cstr,
+    )
     d = store.get_decision(pid)
     assert d.id == did and d.kind == "modify" and d.mv_values == {"Tc": 299.0}
     assert d.evaluation["cost"] == 1.0
@@ -151,8 +158,17 @@ def test_steptest_lifecycle(store, users, cstr) -> None:
     with pytest.raises(PermissionDenied):
         api.request_steptest(store, users["operator"], cstr, design)
     with pytest.raises(BadInput, match="max_move"):
-        api.request_steptest(store, users["engineer"], cstr,
-                             {"moves": [{"at_s": 0, "values": {"Tc": 300.0}}, {"at_s": 5, "values": {"Tc": 300.0 + 1.5 * mm}}]})  # fmt: skip
+        api.request_steptest(
+            store,
+            users["engineer"],
+            cstr,
+            {
+                "moves": [
+                    {"at_s": 0, "values": {"Tc": 300.0}},
+                    {"at_s": 5, "values": {"Tc": 300.0 + 1.5 * mm}},
+                ]
+            },
+        )
     cid = api.request_steptest(store, users["engineer"], cstr, design, "identify Tc -> Ca")
     with pytest.raises(PermissionDenied):
         api.approve_steptest(store, users["operator"], cid)

@@ -288,11 +288,21 @@ def test_old_unkeyed_database_opens_and_says_where_keys_start(tmp_path: Path) ->
     )
     prev = audit.GENESIS
     for seq in (1, 2, 3):
-        e = {"seq": seq, "at": f"2024-01-0{seq}T00:00:00+00:00", "user": "old", "kind": "test",
-             "plant": None, "subject": None, "what": {"n": seq}, "why": ""}  # fmt: skip
+        e = {
+            "seq": seq,
+            "at": f"2024-01-0{seq}T00:00:00+00:00",
+            "user": "old",
+            "kind": "test",
+            "plant": None,
+            "subject": None,
+            "what": {"n": seq},
+            "why": "",
+        }
         h = audit.entry_hash(e, prev)
-        raw.execute("INSERT INTO audit VALUES (?, ?, 'old', 'test', NULL, NULL, ?, '', ?, ?)",
-                    (seq, e["at"], audit.canonical(e["what"]), prev, h))  # fmt: skip
+        raw.execute(
+            "INSERT INTO audit VALUES (?, ?, 'old', 'test', NULL, NULL, ?, '', ?, ?)",
+            (seq, e["at"], audit.canonical(e["what"]), prev, h),
+        )
         prev = h
     raw.close()
     store = Store(db)

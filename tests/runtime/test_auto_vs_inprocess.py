@@ -35,7 +35,9 @@ pytestmark = [pytest.mark.slow]
 def test_tracking_cost_is_the_integrated_squared_error_of_measured_cvs() -> None:
     spec = load_spec("cstr")  # setpoint Ca 0.85 (weight 1), T weight 0; 5 s samples
     idx = pd.date_range(START, periods=4, freq="5s", tz="UTC", name="timestamp")
-    frame = pd.DataFrame({"Ca": [0.0, 0.80, 0.95, np.nan], "T": [300.0, 330.0, 340.0, 350.0]}, index=idx)  # fmt: skip
+    frame = pd.DataFrame(
+        {"Ca": [0.0, 0.80, 0.95, np.nan], "T": [300.0, 330.0, 340.0, 350.0]}, index=idx
+    )
     cost = tracking_cost(frame, spec, idx[0], idx[-1])
     # idx[0] is excluded (t0 < ts), the NaN is a missing sample, T has weight 0.
     assert cost["cost"] == pytest.approx((0.05**2 + 0.10**2) * 5.0)
@@ -72,10 +74,17 @@ def test_auto_mode_closes_the_loop_over_opcua_on_the_in_process_plant(tmp_path: 
     t1 = t0 + timedelta(seconds=intervals * ci)
     own = [t0 + timedelta(seconds=k * ci) for k in range(intervals)]
     twin = registry.load_active(home, spec)
-    inproc = run_inprocess(spec, twin, scenario="feed_temp_step", seed=3,
-                           decisions=[t for t in served.decisions if t < t0] + own,
-                           first_data=served.first_data, end=t1, replay=served.frame,
-                           own_from=t0)  # fmt: skip
+    inproc = run_inprocess(
+        spec,
+        twin,
+        scenario="feed_temp_step",
+        seed=3,
+        decisions=[t for t in served.decisions if t < t0] + own,
+        first_data=served.first_data,
+        end=t1,
+        replay=served.frame,
+        own_from=t0,
+    )
     assert inproc.decisions == own
     assert inproc.statuses.get("written", 0) >= 1, inproc.statuses
 
@@ -86,9 +95,10 @@ def test_auto_mode_closes_the_loop_over_opcua_on_the_in_process_plant(tmp_path: 
     assert len(common) >= 2 * spec.plant.samples_per_interval
     for tag in ("Ca", "T"):
         np.testing.assert_allclose(
-            served.frame.loc[common, tag].to_numpy(), inproc.frame.loc[common, tag].to_numpy(),
+            served.frame.loc[common, tag].to_numpy(),
+            inproc.frame.loc[common, tag].to_numpy(),
             rtol=1e-6,
-        )  # fmt: skip
+        )
 
     a = tracking_cost(inproc.frame, spec, t0, t1)
     b = tracking_cost(served.frame, spec, t0, t1)

@@ -107,7 +107,7 @@ def _values(spec):
                 st.sampled_from([float("nan"), float("inf")]),
             )
             for t in spec.mvs
-        }  # fmt: skip
+        }
     )
 
 
@@ -146,9 +146,14 @@ def _property(spec, scenario) -> None:
     ALLOWED_SEEN.append(False)
     live = _live(spec, live_mv, age_s=age, quality=quality)
     d = check_write(
-        spec, approved=approved, proposed=proposed, live=live, now=NOW,
-        expires_at=NOW + timedelta(seconds=ttl), operator_limits=overrides,
-    )  # fmt: skip
+        spec,
+        approved=approved,
+        proposed=proposed,
+        live=live,
+        now=NOW,
+        expires_at=NOW + timedelta(seconds=ttl),
+        operator_limits=overrides,
+    )
     if not d.allowed:
         assert d.values == {}  # a refused write writes nothing at all
         return

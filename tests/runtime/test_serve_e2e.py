@@ -84,8 +84,14 @@ class Rig:
                     api.approve(self.store, p.id, self.op, "e2e")
                 elif how == "modify":
                     live = p.payload["mv_live"]["Tc"]
-                    api.modify(self.store, p.id, self.op, {"Tc": value if value is not None else live - 1.0},
-                               "e2e modify", spec=self.spec)  # fmt: skip
+                    api.modify(
+                        self.store,
+                        p.id,
+                        self.op,
+                        {"Tc": value if value is not None else live - 1.0},
+                        "e2e modify",
+                        spec=self.spec,
+                    )
                 else:
                     api.reject(self.store, p.id, self.op, "e2e: not now")
             except api.ProposalClosed:
@@ -192,8 +198,11 @@ def test_supervised_over_modbus(rig: Rig) -> None:
     create_user(rig.store, "ed", "engineer", PASSWORD, actor="test")
     eng, eng2 = api.log_in(rig.store, "erin", PASSWORD), api.log_in(rig.store, "ed", PASSWORD)
     base = read_modbus(rig.spec, "Tc")
-    moves = [{"at_s": 0, "values": {"Tc": base - 1.0}}, {"at_s": 30, "values": {"Tc": base - 2.0}},
-             {"at_s": 60, "values": {"Tc": base - 1.0}}]  # fmt: skip
+    moves = [
+        {"at_s": 0, "values": {"Tc": base - 1.0}},
+        {"at_s": 30, "values": {"Tc": base - 2.0}},
+        {"at_s": 60, "values": {"Tc": base - 1.0}},
+    ]
     cid = api.request_steptest(rig.store, eng, rig.spec, {"moves": moves}, "e2e campaign")
     time.sleep(1.0)
     assert rig.store.writes_for(campaign_id=cid) == []  # requested is not approved
@@ -298,8 +307,11 @@ def test_runtime_sigkilled_and_restarted(rig: Rig) -> None:
     writes = rig.store.writes_for(decision_id=decision.id)
     assert len(writes) == 1  # one row per tag, ever: never applied twice
     assert rig.store.open_write_intents("cstr") == []
-    written = [e for e in audit.entries(rig.store, kind="write") if e["kind"] == "write"
-               and e["subject"] == f"proposal:{approved.id}"]  # fmt: skip
+    written = [
+        e
+        for e in audit.entries(rig.store, kind="write")
+        if e["kind"] == "write" and e["subject"] == f"proposal:{approved.id}"
+    ]
     assert len(written) <= 1
     if outcome == "written":
         assert _close(read_opcua(rig.spec, "Tc"), approved.mv_values["Tc"])
@@ -371,8 +383,12 @@ def test_auto_mode_is_refused_unless_the_spec_allows_it(tmp_path) -> None:
     spec = write_spec(tmp_path / "spec")
     text = spec.path.read_text().replace("allow_auto = true", "allow_auto = false")
     spec.path.write_text(text)
-    run = subprocess.run(twin_cmd("serve", str(spec.path), "--mode", "auto", "--home", str(tmp_path / "h")),
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        twin_cmd("serve", str(spec.path), "--mode", "auto", "--home", str(tmp_path / "h")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and "allow_auto" in run.stderr
 
 

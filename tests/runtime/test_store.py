@@ -38,8 +38,14 @@ def test_newer_schema_is_refused(store: Store) -> None:
 
 def test_status_round_trip(store: Store) -> None:
     ts = datetime(2026, 1, 1, tzinfo=UTC)
-    store.put_status("cstr", mode="supervised", connected=True, last_sample_ts=ts, ood_score=float("nan"),
-                     alarms=[{"kind": "readback", "tag": "Tc"}])  # fmt: skip
+    store.put_status(
+        "cstr",
+        mode="supervised",
+        connected=True,
+        last_sample_ts=ts,
+        ood_score=float("nan"),
+        alarms=[{"kind": "readback", "tag": "Tc"}],
+    )
     store.put_status("cstr", heartbeat_at=ts + timedelta(seconds=1), steps_done=3)
     st = store.get_status("cstr")
     assert st.mode == "supervised" and st.connected is True and st.last_sample_ts == ts
@@ -52,9 +58,16 @@ def test_status_round_trip(store: Store) -> None:
 def test_proposal_payload_round_trip(store: Store) -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     payload = {"trajectories": {"Ca": [0.1, 0.2, float("nan")]}, "summary": "x"}
-    pid = store.add_proposal(plant="cstr", mv_values={"Tc": 300.0}, payload=payload, data_ts=t,
-                             expires_at=t + timedelta(seconds=60), model_version="v3", mode="advisory",
-                             status="advisory")  # fmt: skip
+    pid = store.add_proposal(
+        plant="cstr",
+        mv_values={"Tc": 300.0},
+        payload=payload,
+        data_ts=t,
+        expires_at=t + timedelta(seconds=60),
+        model_version="v3",
+        mode="advisory",
+        status="advisory",
+    )
     p = store.get_proposal(pid)
     assert p.payload["trajectories"]["Ca"] == [0.1, 0.2, None]
     assert p.data_ts == t and p.status == "advisory" and p.model_version == "v3"
@@ -66,8 +79,15 @@ def _worker(target: str, home: str, n: int, k: int) -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n):
         s.log_event(user=f"proc{k}", kind="load", what={"i": i})
-        s.add_proposal(plant=f"p{k}", mv_values={"Tc": float(i)}, payload={}, data_ts=t,
-                       expires_at=t, model_version=None, mode="supervised")  # fmt: skip
+        s.add_proposal(
+            plant=f"p{k}",
+            mv_values={"Tc": float(i)},
+            payload={},
+            data_ts=t,
+            expires_at=t,
+            model_version=None,
+            mode="supervised",
+        )
         s.put_status(f"p{k}", steps_done=i)
         s.get_status(f"p{k}")
     s.close()

@@ -36,28 +36,48 @@ def fill(store: Store) -> None:
     now = datetime.now(UTC)
     for k in range(3):  # each supersedes the one before
         pid = store.add_proposal(
-            plant="cstr", mv_values={"Tc": 300.0 + k}, payload={"summary": f"p{k}", "x": [1.5]},
-            data_ts=now, expires_at=now + timedelta(minutes=5), model_version="v001",
+            plant="cstr",
+            mv_values={"Tc": 300.0 + k},
+            payload={"summary": f"p{k}", "x": [1.5]},
+            data_ts=now,
+            expires_at=now + timedelta(minutes=5),
+            model_version="v001",
             mode="supervised",
-        )  # fmt: skip
+        )
     api.approve(store, pid, op, "copy me")
     decision = store.get_decision(pid)
     assert decision is not None
-    ids = store.record_intent(plant="cstr", actor="runtime", values={"Tc": 302.0},
-                              prior={"Tc": 301.0}, decision_id=decision.id, proposal_id=pid)  # fmt: skip
+    ids = store.record_intent(
+        plant="cstr",
+        actor="runtime",
+        values={"Tc": 302.0},
+        prior={"Tc": 301.0},
+        decision_id=decision.id,
+        proposal_id=pid,
+    )
     store.complete_write(ids["Tc"], "done", written=302.0, read_back=302.0)
     store.finish_decision(decision.id, pid, "written", actor="runtime")
     store.add_incident("cstr", now - timedelta(hours=1), now, "trip", "feed pump", user="erin")
-    store.add_operator_limits("cstr", "Tc", 295.0, 305.0, user="erin", reason="summer",
-                              before=(290.0, 310.0))  # fmt: skip
-    store.add_steptest("cstr", {"moves": [{"at_s": 0, "values": {"Tc": 301.0}}]}, user="erin",
-                       note="", what={})  # fmt: skip
+    store.add_operator_limits(
+        "cstr", "Tc", 295.0, 305.0, user="erin", reason="summer", before=(290.0, 310.0)
+    )
+    store.add_steptest(
+        "cstr", {"moves": [{"at_s": 0, "values": {"Tc": 301.0}}]}, user="erin", note="", what={}
+    )
     store.put_status("cstr", mode="supervised", pid=4242, connected=True, steps_done=7)
     Alarms(store, "cstr").raise_("write_failed", "Tc", "Tc: no answer")
-    store.add_shift_entry("cstr", author="olga", notes="quiet", approved=[], pending=[],
-                          standing=[])  # fmt: skip
-    store.add_shadow(plant="cstr", version="v002", active_version="v001", active_proposal_id=pid,
-                     data_ts=now, mv_values={"Tc": 301.5}, payload={"cost": 1.0})  # fmt: skip
+    store.add_shift_entry(
+        "cstr", author="olga", notes="quiet", approved=[], pending=[], standing=[]
+    )
+    store.add_shadow(
+        plant="cstr",
+        version="v002",
+        active_version="v001",
+        active_proposal_id=pid,
+        data_ts=now,
+        mv_values={"Tc": 301.5},
+        payload={"cost": 1.0},
+    )
     with store.write() as c:
         audit.rotate_key(c, user="test", why="yearly")
     store.log_event(user="test", kind="note", plant="cstr", what={"after": "rotation"})
@@ -108,9 +128,15 @@ def test_a_sqlite_store_copied_into_postgres_keeps_every_record_and_its_audit(
         assert result.ok and result.entries == len(entries) and len(result.keys) == 2, str(result)
         # The next ids follow the copied ones, and the chain goes on from the copied head.
         now = datetime.now(UTC)
-        pid = target.add_proposal(plant="cstr", mv_values={"Tc": 299.0}, payload={}, data_ts=now,
-                                  expires_at=now + timedelta(minutes=5), model_version="v001",
-                                  mode="supervised")  # fmt: skip
+        pid = target.add_proposal(
+            plant="cstr",
+            mv_values={"Tc": 299.0},
+            payload={},
+            data_ts=now,
+            expires_at=now + timedelta(minutes=5),
+            model_version="v001",
+            mode="supervised",
+        )
         assert pid == max(p.id for p in proposals) + 1
         alarm = Alarms(target, "cstr").raise_("sensor_fault", "Ca", "Ca: stale")
         assert alarm["id"] == max(a["id"] for a in before["alarms"]) + 1

@@ -23,15 +23,21 @@ backend = backends.backend
 store = backends.store
 
 
-def _claim(target: str, home: str, decision_id: int, proposal_id: int, k: int,
-           go: Any, out: Any) -> None:  # fmt: skip
+def _claim(
+    target: str, home: str, decision_id: int, proposal_id: int, k: int, go: Any, out: Any
+) -> None:
     """One runtime: open the store, wait for the other, try to take the decision."""
     s = Store(target, home=Home(Path(home)))
     go.wait(60)
     try:
-        ids = s.record_intent(plant="cstr", actor=f"runtime{k}", values={"Tc": 301.0, "F": 1.0},
-                              prior={"Tc": 300.0, "F": 0.9}, decision_id=decision_id,
-                              proposal_id=proposal_id)  # fmt: skip
+        ids = s.record_intent(
+            plant="cstr",
+            actor=f"runtime{k}",
+            values={"Tc": 301.0, "F": 1.0},
+            prior={"Tc": 300.0, "F": 0.9},
+            decision_id=decision_id,
+            proposal_id=proposal_id,
+        )
         out.put((k, "took", sorted(ids)))
     except TwinError as exc:
         out.put((k, "refused", str(exc)))
@@ -41,11 +47,18 @@ def _claim(target: str, home: str, decision_id: int, proposal_id: int, k: int,
 
 def _approved(s: Store) -> tuple[int, int]:
     now = datetime.now(UTC)
-    pid = s.add_proposal(plant="cstr", mv_values={"Tc": 301.0, "F": 1.0}, payload={},
-                         data_ts=now, expires_at=now + timedelta(minutes=5), model_version="v1",
-                         mode="supervised")  # fmt: skip
-    did = s.decide(s.get_proposal(pid), user="op", kind="approve", values=None, note="",
-                   evaluation=None)  # fmt: skip
+    pid = s.add_proposal(
+        plant="cstr",
+        mv_values={"Tc": 301.0, "F": 1.0},
+        payload={},
+        data_ts=now,
+        expires_at=now + timedelta(minutes=5),
+        model_version="v1",
+        mode="supervised",
+    )
+    did = s.decide(
+        s.get_proposal(pid), user="op", kind="approve", values=None, note="", evaluation=None
+    )
     return did, pid
 
 
@@ -55,10 +68,12 @@ def test_two_runtimes_racing_for_one_decision_write_it_once(store: Store) -> Non
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     procs = [
-        ctx.Process(target=_claim, args=(str(store.target), str(store.home.root), decision_id,
-                                         proposal_id, k, go, out))
+        ctx.Process(
+            target=_claim,
+            args=(str(store.target), str(store.home.root), decision_id, proposal_id, k, go, out),
+        )
         for k in range(2)
-    ]  # fmt: skip
+    ]
     for p in procs:
         p.start()
     go.set()
@@ -79,13 +94,23 @@ def test_two_runtimes_racing_for_one_decision_write_it_once(store: Store) -> Non
 
 def test_a_decision_taken_by_one_runtime_is_not_refused_by_another(store: Store) -> None:
     decision_id, proposal_id = _approved(store)
-    store.record_intent(plant="cstr", actor="runtime-a", values={"Tc": 301.0},
-                        prior={"Tc": 300.0}, decision_id=decision_id,
-                        proposal_id=proposal_id)  # fmt: skip
+    store.record_intent(
+        plant="cstr",
+        actor="runtime-a",
+        values={"Tc": 301.0},
+        prior={"Tc": 300.0},
+        decision_id=decision_id,
+        proposal_id=proposal_id,
+    )
     other = reopen(store)  # runtime b's guard refuses the same approval a moment later
-    assert not other.refuse_write(plant="cstr", actor="runtime-b", proposal_id=proposal_id,
-                                  decision_id=decision_id, values={"Tc": 301.0},
-                                  reasons=("too far",))  # fmt: skip
+    assert not other.refuse_write(
+        plant="cstr",
+        actor="runtime-b",
+        proposal_id=proposal_id,
+        decision_id=decision_id,
+        values={"Tc": 301.0},
+        reasons=("too far",),
+    )
     other.close()
     assert [w.status for w in store.writes_for(decision_id=decision_id)] == ["intent"]
     assert store.get_decision(proposal_id).applied == "writing"

@@ -71,8 +71,10 @@ def start_room(home: Home, log: Path, plant: str) -> tuple[str, subprocess.Popen
     with log.open("wb") as out:
         proc = subprocess.Popen(
             twin_cmd("app", "--port", str(port), "--plant", plant, "--home", str(home.root)),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return f"http://127.0.0.1:{port}", proc
 
 
@@ -203,9 +205,11 @@ def test_two_plants_two_runtimes_two_rooms_on_one_postgres_store(
             tags = [w.tag for w in moves]
             assert len(tags) == len(set(tags)), f"{name} proposal {p.id}: {tags}"
             acted = [
-                e for e in audit.entries(store, kind="write_")
-                if e["subject"] == f"proposal:{p.id}" and e["kind"] in ("write_intent", "write_refused")
-            ]  # fmt: skip
+                e
+                for e in audit.entries(store, kind="write_")
+                if e["subject"] == f"proposal:{p.id}"
+                and e["kind"] in ("write_intent", "write_refused")
+            ]
             times = 0 if decision.applied is None else 1
             assert len(acted) == times, f"{name} proposal {p.id} acted on {len(acted)} times"
     assert all(store.get_decision(pid).user == "olga" for pid in approved)  # type: ignore[union-attr]

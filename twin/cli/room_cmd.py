@@ -39,19 +39,32 @@ def streamlit_command(
     if secrets is not None:
         https += ["--secrets.files", str(secrets)]
     return [
-        sys.executable, "-m", "streamlit", "run", str(main),
-        "--server.headless", "true",
-        "--server.address", host,
-        "--server.port", str(port),
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--global.developmentMode", "false",
-        "--client.toolbarMode", "minimal",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(main),
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
         # ISA-101: a grey interface, so that colour means an abnormal state and nothing else.
-        "--theme.base", "light",
-        "--theme.primaryColor", "#5a5a5a",
+        "--theme.base",
+        "light",
+        "--theme.primaryColor",
+        "#5a5a5a",
         *https,
-    ]  # fmt: skip
+    ]
 
 
 def room(

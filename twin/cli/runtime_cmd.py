@@ -97,8 +97,13 @@ def users_list(home: HomeOption = None) -> None:
     with Store.open(home_of(home)) as store:
         table = Table("name", "role", "created", "by", "disabled")
         for u in store.list_users():
-            table.add_row(u.name, u.role, u.created_at.isoformat(timespec="seconds"), u.created_by,
-                          "yes" if u.disabled else "")  # fmt: skip
+            table.add_row(
+                u.name,
+                u.role,
+                u.created_at.isoformat(timespec="seconds"),
+                u.created_by,
+                "yes" if u.disabled else "",
+            )
         console.print(table)
 
 

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from twin.state import Store
 
 console = Console()
-state = typer.Typer(help="The state store: proposals, decisions, writes, users, audit.",
-                    no_args_is_help=True)  # fmt: skip
+state = typer.Typer(
+    help="The state store: proposals, decisions, writes, users, audit.", no_args_is_help=True
+)
 
 
 @state.command("copy")
@@ -32,7 +33,7 @@ def copy_cmd(
             show_default=False,
             help="The new, empty store: postgresql://... (default TWIN_STATE_URL), or a SQLite file.",
         ),
-    ],  # fmt: skip
+    ],
     source: Annotated[
         str | None,
         typer.Option(
@@ -40,7 +41,7 @@ def copy_cmd(
             show_default=False,
             help="The store to copy: a SQLite file or postgresql://... (default: the home's state.db).",
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     home: HomeOption = None,
 ) -> None:
@@ -64,9 +65,16 @@ def copy_cmd(
             report = copy_store(s, t)
         source_files, target_files = s.audit_files, t.audit_files
     if as_json:
-        out = {"source": report.source, "target": report.target, "rows": report.rows,
-               "audit": {"ok": report.audit.ok, "entries": report.audit.entries,
-                         "text": str(report.audit)}}  # fmt: skip
+        out = {
+            "source": report.source,
+            "target": report.target,
+            "rows": report.rows,
+            "audit": {
+                "ok": report.audit.ok,
+                "entries": report.audit.entries,
+                "text": str(report.audit),
+            },
+        }
         typer.echo(json.dumps(out, indent=2))
     else:
         table = Table("table", "rows")
@@ -81,8 +89,9 @@ def copy_cmd(
             f"{source_files.anchor}; the new store uses {target_files.keys_dir} and "
             f"{target_files.anchor}: copy them there (mode 0600) before it is written to or "
             "verified",
-            soft_wrap=True, highlight=False,
-        )  # fmt: skip
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _open(target: str, home: Home) -> Store:

@@ -17,9 +17,19 @@ from twin.state.base import _finite, iso
 
 GENESIS = "0" * 64
 COLUMNS = (
-    "seq", "at", "user", "kind", "plant", "subject", "what", "why", "prev_hash", "hash",
-    "key_id", "mac",
-)  # fmt: skip
+    "seq",
+    "at",
+    "user",
+    "kind",
+    "plant",
+    "subject",
+    "what",
+    "why",
+    "prev_hash",
+    "hash",
+    "key_id",
+    "mac",
+)
 ROTATION = "audit_key_rotated"
 """Kind of the entry that hands the log over to a new key (MAC-ed with the old one)."""
 
@@ -141,9 +151,21 @@ def append(
     db.execute(
         "INSERT INTO audit (seq, at, user, kind, plant, subject, what, why, prev_hash, hash, "
         "key_id, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, entry["at"], user, kind, plant, subject, canonical(entry["what"]), entry["why"],
-         prev, h, key_id, mac),
-    )  # fmt: skip
+        (
+            seq,
+            entry["at"],
+            user,
+            kind,
+            plant,
+            subject,
+            canonical(entry["what"]),
+            entry["why"],
+            prev,
+            h,
+            key_id,
+            mac,
+        ),
+    )
     if files.anchor is not None:
         anchor_line(db, files.anchor, seq, h)
     return seq
@@ -159,16 +181,24 @@ def rows_at(store: Queryable, seq: int) -> list[Any]:
 
 
 def filtered_rows(
-    store: Queryable, *, start: datetime | None = None, end: datetime | None = None,
-    user: str | None = None, kind: str | None = None, plant: str | None = None,
+    store: Queryable,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    user: str | None = None,
+    kind: str | None = None,
+    plant: str | None = None,
     limit: int | None = None,
-) -> list[Any]:  # fmt: skip
+) -> list[Any]:
     """Entries in order, filtered by wall-clock time, user, kind (prefix) and plant."""
     sql, params = f"{_SELECT} WHERE 1=1", cast(list[Any], [])
     for clause, value in (
-        (" AND at >= ?", iso(start)), (" AND at <= ?", iso(end)), (" AND user = ?", user),
-        (" AND kind LIKE ?", None if kind is None else kind + "%"), (" AND plant = ?", plant),
-    ):  # fmt: skip
+        (" AND at >= ?", iso(start)),
+        (" AND at <= ?", iso(end)),
+        (" AND user = ?", user),
+        (" AND kind LIKE ?", None if kind is None else kind + "%"),
+        (" AND plant = ?", plant),
+    ):
         if value is not None:
             sql += clause
             params.append(value)

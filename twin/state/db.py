@@ -148,9 +148,11 @@ class SqliteDb(Db):
         try:
             # Autocommit mode: transactions are ours; one connection shared between threads.
             self.conn = sqlite3.connect(
-                str(path), timeout=config.busy_timeout_s, isolation_level=None,
+                str(path),
+                timeout=config.busy_timeout_s,
+                isolation_level=None,
                 check_same_thread=False,
-            )  # fmt: skip
+            )
             self.conn.row_factory = sqlite3.Row
             self.conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_s * 1000)}")
             self.conn.execute("PRAGMA journal_mode = WAL")
