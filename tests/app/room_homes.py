@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.support.tiny import TINY_MODEL
 from twin import api
 from twin.auth import Role, Session
 from twin.data import DataConfig
 from twin.generate import generate_into
 from twin.historian import Historian
-from twin.model.config import ModelConfig
 from twin.paths import Home
 from twin.spec import PlantSpec, load_spec
 from twin.state import Store
@@ -20,14 +20,6 @@ from twin.train import TrainConfig, train_plant
 from twin.users import create_user
 
 PASSWORD = "correct horse battery"
-TINY_MODEL = ModelConfig(
-    latent_dim=16,
-    hidden=32,
-    action_dim=8,
-    readout_hidden=16,
-    sigreg_projections=32,
-    sigreg_samples=64,
-)
 TINY_DATA = DataConfig(horizon=6)
 TINY_TRAIN = TrainConfig(
     epochs=3,

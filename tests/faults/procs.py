@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.tiny import TINY_MODEL, tiny_training
 from twin.paths import Home
 from twin.spec import PlantSpec
 
@@ -16,31 +17,14 @@ def train_tiny(home: Path, spec: PlantSpec) -> Path:
     """A deliberately small twin of the mixer (seconds to train); returns its models folder."""
     from twin.data import DataConfig
     from twin.generate import generate_into
-    from twin.model.config import ModelConfig
-    from twin.train import TrainConfig, train_plant
+    from twin.train import train_plant
 
     h = Home.at(home)
     generate_into(h, spec, hours=2.0, seed=0, progress=False)
-    model = ModelConfig(
-        latent_dim=16,
-        hidden=32,
-        action_dim=8,
-        readout_hidden=16,
-        sigreg_projections=32,
-        sigreg_samples=64,
+    train = tiny_training(
+        epochs=3, steps_per_epoch=8, batch_size=16, max_seconds=20, obs_max_seconds=5
     )
-    train = TrainConfig(
-        epochs=3,
-        steps_per_epoch=8,
-        batch_size=16,
-        max_seconds=20,
-        obs_max_seconds=5,
-        progress=False,
-        val_anchors=64,
-        min_effective_rank=0.0,
-        min_latent_std=0.0,
-    )
-    train_plant(h, spec, model, DataConfig(horizon=5), train)
+    train_plant(h, spec, TINY_MODEL, DataConfig(horizon=5), train)
     return h.models_dir(spec.name)
 
 

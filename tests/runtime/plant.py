@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tests.support.procs import free_port, wait_for
 from tests.support.procs import stop as stop  # re-exported for the runtime tests
+from tests.support.tiny import TINY_MODEL, tiny_training
 from twin.paths import Home
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec
 
@@ -47,8 +48,7 @@ def train_tiny(home: Home) -> str:
     from twin.data import DataConfig
     from twin.generate import generate_into
     from twin.historian import Historian
-    from twin.model.config import ModelConfig
-    from twin.train import TrainConfig, train_plant
+    from twin.train import train_plant
 
     spec = load_spec("cstr")
     generate_into(home, spec, hours=2.0, seed=0, progress=False)
@@ -56,26 +56,10 @@ def train_tiny(home: Home) -> str:
         start, end = h.time_range()
         frame = h.read(start, end + (end - start) / 100)
     shutil.rmtree(home.historian_dir(spec.name))  # the runtime's history starts empty
-    model = ModelConfig(
-        latent_dim=16,
-        hidden=32,
-        action_dim=8,
-        readout_hidden=16,
-        sigreg_projections=32,
-        sigreg_samples=64,
+    train = tiny_training(
+        epochs=2, steps_per_epoch=5, batch_size=16, max_seconds=10, obs_max_seconds=3
     )
-    train = TrainConfig(
-        epochs=2,
-        steps_per_epoch=5,
-        batch_size=16,
-        max_seconds=10,
-        obs_max_seconds=3,
-        progress=False,
-        val_anchors=64,
-        min_effective_rank=0.0,
-        min_latent_std=0.0,
-    )
-    return train_plant(home, spec, model, DataConfig(horizon=5), train, frame=frame)
+    return train_plant(home, spec, TINY_MODEL, DataConfig(horizon=5), train, frame=frame)
 
 
 def twin_cmd(*args: str) -> list[str]:
