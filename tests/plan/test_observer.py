@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+import torch
 
 from tests.plan.toy import ToyLinearModel, toy_spec
 from twin.plan.controller import PlanningController
 from twin.plan.moves import shift_plan
-from twin.plan.observer import ObserverGains, fit_gains, kalman_gain
+from twin.plan.observer import DisturbanceObserver, ObserverGains, fit_gains, kalman_gain
 from twin.plan.proposal import NoProposal, Proposal
 from twin.plan.settings import PlannerConfig
 
@@ -110,3 +111,26 @@ def test_the_warm_start_advances_by_the_intervals_that_passed() -> None:
     assert shift_plan(plan, [1] * 5)[:, 0].tolist() == [1, 2, 3, 4, 4]
     assert shift_plan(plan, [1] * 5, steps=2)[:, 0].tolist() == [2, 3, 4, 4, 4]
     assert shift_plan(plan, [2, 3], steps=2)[:, 0].tolist() == [2, 4]
+
+
+def test_the_observer_bridges_a_refused_interval_with_the_mvs_held_over_it() -> None:
+    # Plant y+ = 0.8 y + 2u + 1; the model lacks the +1. Decisions at 0 and 10 s, the one at
+    # 20 s refused, the next at 30 s: predicted through both intervals, the estimate moves
+    # toward the +1; given the last interval's MVs only, it cannot bridge and stands still.
+    model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+    u = [0.5, 1.0, -1.0]  # held over 0-10, 10-20, 20-30 s
+    ys = [0.0]
+    for u_k in u:
+        ys.append(A * ys[-1] + B * u_k + W)
+    latents = []
+    for held in (np.array([[u[1]], [u[2]]]), np.array([u[2]])):
+        obs = DisturbanceObserver(ObserverGains(np.array([0.5]), np.array([0.0]), "t"), 10.0)
+        for k, rows in ((0, None), (1, np.array([u[0]])), (3, held)):
+            z = torch.tensor([[ys[k]]])
+            rows = np.array([0.0]) if rows is None else rows
+            est = obs.update(model, z, np.array([ys[k]]), rows, TS + timedelta(seconds=10 * k))
+        assert est.latent is not None
+        latents.append(float(est.latent[0]))
+    bridged, stood = latents
+    assert stood == pytest.approx(0.5 * W)  # the one update at 10 s: half the miss
+    assert abs(bridged - W) < abs(stood - W)

@@ -17,7 +17,7 @@ import torch
 from twin.plan.cost import plan_cost
 from twin.plan.gating import gate, ood_ratio
 from twin.plan.moves import shift_plan, violations
-from twin.plan.observer import DisturbanceObserver, ObserverGains
+from twin.plan.observer import MAX_GAP, DisturbanceObserver, ObserverGains
 from twin.plan.optimizer import Plan, PlanObjective, plan
 from twin.plan.problem import PlanInfeasible, PlanProblem
 from twin.plan.proposal import Band, NoProposal, Proposal
@@ -119,9 +119,7 @@ class PlanningController:
         y_meas = np.array([latest[self._col(n)] for n in self.cv_names])
         u_now = {n: float(latest[self._col(n)]) for n in self.mv_names}
         with torch.inference_mode():
-            # The MVs read now are the ones held over the interval that just ended.
-            held = np.array([u_now[n] for n in self.mv_names])
-            est = self.observer.update(self.model, z0, y_meas, held, data_ts)
+            est = self.observer.update(self.model, z0, y_meas, self._held(window), data_ts)
         problem = self._problem(u_now, setpoints, operating)
         warm = self._warm_start(data_ts)
         try:
@@ -213,6 +211,16 @@ class PlanningController:
             setpoints=setpoints,
             operating=operating,
         )
+
+    def _held(self, window: np.ndarray) -> np.ndarray:
+        """The MVs held over each of the window's last control intervals, oldest first
+        (n, n_mv): an interval's value is its last sample's (what was applied at its start),
+        the newest finite one where a sample is missing."""
+        spi = self.spec.plant.samples_per_interval
+        n = max(1, min(MAX_GAP, len(window) // spi))
+        mv = window[:, [self._col(m) for m in self.mv_names]]
+        ends = [len(window) - 1 - k * spi for k in reversed(range(n))]
+        return np.stack([_last_finite(mv[: e + 1]) for e in ends])
 
     def _warm_start(self, data_ts: datetime) -> np.ndarray | None:
         """The last plan advanced to now (K, n_mv); None when there is none or it has run out."""

@@ -34,6 +34,10 @@ from twin.plan.world import WorldModel
 if TYPE_CHECKING:
     from twin.data import PlantSeries
 
+MAX_GAP = 3
+"""Most control intervals since the previous decision that the observer still bridges (a
+refusal or two in between): predicted through with the MVs held over each of them."""
+
 MIN_GAIN = 0.05
 """Floor under fitted gains: a twin whose validation block shows no drift would otherwise turn
 its observer off, and offset-free control with it."""
@@ -232,16 +236,25 @@ class DisturbanceObserver:
         data_ts: datetime,
     ) -> Estimate:
         """Take the decision's fresh latent z0 (1, D), measured CVs (n_cv,) and the MV values held
-        over the interval that just ended (n_mv,); return the estimate to plan with."""
+        over each control interval since the last decision, oldest first (n, n_mv), or over the
+        one that just ended (n_mv,); return the estimate to plan with.
+
+        After a gap of n intervals (n <= MAX_GAP: the decisions in between were refused and
+        something else held or moved the MVs) the previous latent is predicted through all of
+        them, so the estimate keeps learning while the twin sits out."""
         z0 = z0.detach()
         latent = torch.zeros(z0.shape[-1], dtype=z0.dtype) if self._latent is None else self._latent
         prev = self._prev
-        after_one_interval = prev is not None and math.isclose(
-            (data_ts - prev[1]).total_seconds(), self.interval_s, rel_tol=0.05
-        )
-        if prev is not None and after_one_interval and self._output is not None:
-            u = torch.as_tensor(u_held, dtype=z0.dtype).reshape(1, 1, -1)
-            z_pred = model.rollout(prev[0], u)[:, 0] + latent  # (1, D)
+        held = np.atleast_2d(np.asarray(u_held, dtype=float))  # (n, n_mv)
+        gap = 0.0 if prev is None else (data_ts - prev[1]).total_seconds() / self.interval_s
+        n = round(gap)
+        on_grid = 1 <= n <= min(MAX_GAP, len(held)) and abs(gap - n) <= 0.05 * n
+        on_grid = on_grid and bool(np.isfinite(held[-n:]).all())
+        if prev is not None and on_grid and self._output is not None:
+            z_pred = prev[0]
+            for u_k in held[-n:]:
+                u = torch.as_tensor(u_k, dtype=z0.dtype).reshape(1, 1, -1)
+                z_pred = model.rollout(z_pred, u)[:, 0] + latent  # (1, D)
             y_pred, _ = model.readout(z_pred)
             e_z = (z0 - z_pred)[0]
             e_y = y_meas - y_pred[0].double().numpy() - self._output
