@@ -17,6 +17,7 @@ from twin.health.drift import (
     DriftConfig,
     DriftState,
     Reference,
+    config_from_env,
     normalised_errors,
     page_hinkley,
     slope,
@@ -187,3 +188,12 @@ def test_innovation_std_allows_for_autocorrelation() -> None:
     assert 0.7 < r_ar.innovation_lag1["y"] <= 0.9
     # Long-run std sqrt((1 + rho) / (1 - rho)) = 3 for rho 0.8: a slow wander is not a trend.
     assert r_ar.innovation_std["y"] > 2.0 * r_white.innovation_std["y"]
+
+
+def test_commissioning_lengths_from_the_environment() -> None:
+    cfg = config_from_env({"TWIN_DRIFT_SETTLE_S": "0", "TWIN_DRIFT_MIN_COMMISSION": "3"})
+    assert (cfg.settle_s, cfg.commission_s, cfg.min_commission) == (0.0, 900.0, 3)
+    with pytest.raises(ValueError, match="TWIN_DRIFT_COMMISSION_S"):
+        config_from_env({"TWIN_DRIFT_COMMISSION_S": "soon"})
+    with pytest.raises(ValueError, match="min_commission"):
+        config_from_env({"TWIN_DRIFT_MIN_COMMISSION": "1"})

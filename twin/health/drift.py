@@ -76,6 +76,26 @@ class DriftConfig:
             )
 
 
+ENV_SETTINGS = {
+    "TWIN_DRIFT_SETTLE_S": "settle_s",
+    "TWIN_DRIFT_COMMISSION_S": "commission_s",
+    "TWIN_DRIFT_MIN_COMMISSION": "min_commission",
+}
+"""Environment variables that shorten the commissioning (accelerated simulations, tests)."""
+
+
+def config_from_env(env: Mapping[str, str]) -> DriftConfig:
+    """DriftConfig with the commissioning lengths the environment sets (ENV_SETTINGS)."""
+    changes: dict[str, float | int] = {}
+    for var, name in ENV_SETTINGS.items():
+        if var in env:
+            try:
+                changes[name] = int(env[var]) if name == "min_commission" else float(env[var])
+            except ValueError:
+                raise ValueError(f"{var}={env[var]!r}: expected a number") from None
+    return DriftConfig(**changes)  # type: ignore[arg-type]
+
+
 def normalised_errors(
     predicted: Mapping[str, Sequence[float | None]],
     actual: Mapping[str, Sequence[float | None]],

@@ -11,6 +11,7 @@ figures. Each prediction is scored against the CV values at the very plant times
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from twin.health.drift import (
     DriftConfig,
     DriftState,
     Reference,
+    config_from_env,
     innovations,
     normalised_errors,
 )
@@ -57,7 +59,7 @@ class DriftMonitor:
         config: DriftConfig | None = None,
     ) -> None:
         self.home, self.spec, self.store, self.alarms, self.live = home, spec, store, alarms, live
-        self.config = config or DriftConfig()
+        self.config = config or config_from_env(os.environ)
         self.version: str | None = None
         self.state = DriftState(self.config)
         self.bias: BiasState | None = None
@@ -187,7 +189,7 @@ class DriftMonitor:
             self._commissioning.add(errors, innovation)
             done = since >= cfg.settle_s + cfg.commission_s
             if done and self._commissioning.count >= cfg.min_commission:
-                self._commissioned(now)
+                self._commissioned(now, p.data_ts)
             return
         assert self.bias is not None
         fired = self.state.update(errors, ood_ratio)
@@ -201,7 +203,7 @@ class DriftMonitor:
             self._fired = True
             self._fire(now, "errors" if fired else "disturbance")
 
-    def _commissioned(self, now: datetime) -> None:
+    def _commissioned(self, now: datetime, last: datetime) -> None:
         card = {cv: rmse[0] for cv, rmse in self._rmse.items()}
         ref = self._commissioning.reference(card)
         self.reference = ref
@@ -223,6 +225,7 @@ class DriftMonitor:
                 "model_version": self.version,
                 "data_ts": now.isoformat(),
                 "started_ts": None if self._started is None else self._started.isoformat(),
+                "last_prediction_ts": last.isoformat(),
                 "card_rmse": {cv: list(r) for cv, r in self._rmse.items()},
                 **ref.to_dict(),
             },
