@@ -288,7 +288,11 @@ def commissioning(home: Home, spec: PlantSpec) -> dict[str, Any] | None:
         "innovation_lag1",
         "card_rmse",
     )
-    return {k: w.get(k) for k in keys} | {"minute": minutes(datetime.fromisoformat(w["data_ts"]))}
+    last = w.get("last_prediction_ts")
+    return {k: w.get(k) for k in keys} | {
+        "minute": minutes(datetime.fromisoformat(w["data_ts"])),
+        "last_prediction_minute": None if last is None else minutes(datetime.fromisoformat(last)),
+    }
 
 
 def minutes(ts: datetime) -> float:
