@@ -56,6 +56,9 @@ class DriftConfig:
     """Disturbance-trend CUSUM level that fires the alarm."""
     bias_cap: float = 4.0
     """Largest standardised innovation one interval adds (robustness to spikes)."""
+    ood_persist: int = 10
+    """Consecutive control intervals with the OOD ratio above 1 (the twin abstaining: the plant
+    is where it has not been trained) after commissioning that fire the alarm."""
 
     def __post_init__(self) -> None:
         if self.slack < 0 or self.threshold <= 0 or self.cap <= 1 + self.slack:
@@ -69,10 +72,11 @@ class DriftConfig:
                 f"{self.bias_threshold}, bias_cap={self.bias_cap}: need bias_slack >= 0, "
                 "bias_threshold > 0 and bias_cap > bias_slack"
             )
-        if self.max_reference < 1 or self.min_commission < 3:
+        if self.max_reference < 1 or self.min_commission < 3 or self.ood_persist < 1:
             raise ValueError(
                 f"drift settings max_reference={self.max_reference}, min_commission="
-                f"{self.min_commission}: need max_reference >= 1 and min_commission >= 3"
+                f"{self.min_commission}, ood_persist={self.ood_persist}: need max_reference >= 1,"
+                " min_commission >= 3 and ood_persist >= 1"
             )
 
 

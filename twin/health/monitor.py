@@ -69,8 +69,9 @@ class DriftMonitor:
         self._seen = 0
         self._pending: list[_Pending] = []
         self._started: datetime | None = None
-        self._onset: dict[str, datetime | None] = {"errors": None, "disturbance": None}
+        self._onset: dict[str, datetime | None] = {"errors": None, "disturbance": None, "ood": None}
         self._fired = False
+        self._ood_run = 0
         # CV values on the sample grid (grid index -> values), filled from the live buffer.
         self._values: dict[int, dict[str, float | None]] = {}
 
@@ -98,14 +99,30 @@ class DriftMonitor:
             scored = self._score(p)
             if scored is not None:
                 self._feed(p, *scored, ood_ratio, ts)
+        self._check_ood(ood_ratio, ts)
+
+    def _check_ood(self, ood_ratio: float | None, now: datetime) -> None:
+        """A twin that keeps abstaining (the plant out of its known region) has no predictions
+        left to score: that persisting is itself the drift alarm, once commissioned."""
+        if self.reference is None:
+            return
+        if ood_ratio is not None and ood_ratio > 1.0:
+            self._ood_run += 1
+            self._onset["ood"] = self._onset["ood"] or now
+        else:
+            self._ood_run, self._onset["ood"] = 0, None
+        if self._ood_run >= self.config.ood_persist and not self._fired:
+            self._fired = True
+            self._fire(now, "ood")
 
     def _start(self, version: str | None) -> None:
         self.version, self.state = version, DriftState(self.config)
         self.bias, self.reference = None, None
         self._commissioning = Commissioning(self.config)
         self._pending, self._values, self._started = [], {}, None
-        self._onset = {"errors": None, "disturbance": None}
+        self._onset = {"errors": None, "disturbance": None, "ood": None}
         self._fired = False
+        self._ood_run = 0
         self.alarms.condition("model_drift", {})
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}
 
@@ -247,7 +264,12 @@ class DriftMonitor:
             "onset_ts": onset.isoformat(),
             "retrain": retrain_command(self.spec.name, onset),
         }
-        if by == "errors":
+        if by == "ood":
+            what = (
+                f"the plant has been outside the twin's known region for {self._ood_run} "
+                "control intervals (it abstains)"
+            )
+        elif by == "errors":
             what = (
                 f"live prediction errors exceed their commissioned level (one-step CUSUM "
                 f"{self.state.one_step:.1f}, multi-step {self.state.multi_step:.1f}"
