@@ -19,7 +19,7 @@ from twin.cli import app
 from twin.paths import Home
 from twin.serve.alarms import Alarms
 from twin.serve.live import LiveState
-from twin.serve.shadow import Shadow, score
+from twin.serve.shadow import Shadow, ShadowScore, gate, score
 from twin.spec import load_spec
 from twin.state import Store
 
@@ -118,3 +118,25 @@ def test_a_candidate_that_cannot_load_raises_an_alarm_and_does_not_propagate(
         raised = [a for a in store.alarm_history(spec.name) if a.kind == "runtime_error"]
         assert len(raised) == 1 and "shadow twin v-missing failed" in raised[0].message
         assert store.list_shadow(spec.name, "v-missing") == []
+
+
+def _score(proposals: int, rows: int = 20, candidate: float = 0.5) -> ShadowScore:
+    return ShadowScore(
+        version="v002",
+        active_versions=["v001"],
+        shadow_rows=rows,
+        candidate_proposals=proposals,
+        scored=rows,
+        active_one_step=1.0,
+        active_multi_step=1.0,
+        candidate_one_step=candidate,
+        candidate_multi_step=candidate,
+    )
+
+
+def test_the_gate_refuses_a_candidate_that_predicts_well_but_abstains() -> None:
+    assert gate(_score(proposals=12), "v001", margin=0.1) == []
+    reasons = gate(_score(proposals=3), "v001", margin=0.1)  # half its error, 3 proposals of 20
+    assert len(reasons) == 1 and "proposed on 3 of 20 shadow intervals (15%" in reasons[0]
+    assert gate(_score(proposals=3), "v001", margin=0.1, min_acting=0.1) == []
+    assert any("margin" in r for r in gate(_score(proposals=20, candidate=0.95), "v001", 0.1))

@@ -175,6 +175,12 @@ def models_cmd(
     min_intervals: Annotated[
         int, typer.Option(help="With --gated: matured intervals the shadow score needs.")
     ] = 10,
+    min_acting: Annotated[
+        float,
+        typer.Option(
+            help="With --gated: share of its shadow intervals the candidate must propose on."
+        ),
+    ] = 0.5,
     home: HomeOption = None,
 ) -> None:
     """List a plant's model versions (`twin models PLANT`) or make one active (`twin models promote PLANT V`)."""
@@ -187,7 +193,7 @@ def models_cmd(
             raise BadInput("usage: twin models promote PLANT VERSION")
         spec = spec_of(rest[0])
         if gated:
-            gated_promote(h, spec, rest[1], margin, min_intervals)
+            gated_promote(h, spec, rest[1], margin, min_intervals, min_acting)
             return
         registry.promote(h, spec, rest[1])
         console.print(f"{spec.name}: {rest[1]} is now the active version", highlight=False)
@@ -313,7 +319,9 @@ def shadow_report(h: Home, rest: list[str], as_json: bool) -> None:
     console.print(table)
 
 
-def gated_promote(h: Home, spec: PlantSpec, version: str, margin: float, least: int) -> None:
+def gated_promote(
+    h: Home, spec: PlantSpec, version: str, margin: float, least: int, acting: float
+) -> None:
     """Promote only a candidate whose shadow score beats the active twin; audited either way."""
     import getpass
 
@@ -321,11 +329,19 @@ def gated_promote(h: Home, spec: PlantSpec, version: str, margin: float, least: 
     from twin.serve.shadow import gate, score
     from twin.state import Store
 
+    if not 0.0 <= acting <= 1.0:
+        raise BadInput(f"--min-acting {acting:g}: must lie in [0, 1]")
     with Store.open(h) as store:
         active = registry.active_version(h, spec)
         result = score(h, spec, store, version)
-        reasons = gate(result, active, margin, least)
-        evidence = {**result.to_dict(), "active": active, "margin": margin, "refused": reasons}
+        reasons = gate(result, active, margin, least, acting)
+        evidence = {
+            **result.to_dict(),
+            "active": active,
+            "margin": margin,
+            "min_acting": acting,
+            "refused": reasons,
+        }
         kind = "model_promote_refused" if reasons else "model_promote"
         if not reasons:
             registry.promote(h, spec, version)

@@ -280,14 +280,29 @@ def _mean(xs: list[float]) -> float | None:
 
 MIN_SCORED = 10
 """Matured intervals a gated promotion needs at least (fewer is no evidence either way)."""
+MIN_ACTING = 0.5
+"""Share of its shadow intervals on which a candidate must have made a proposal: one that
+predicts well but abstains (out of distribution) would leave the plant to its fallback."""
 
 
 def gate(
-    result: ShadowScore, active: str | None, margin: float, min_scored: int = MIN_SCORED
+    result: ShadowScore,
+    active: str | None,
+    margin: float,
+    min_scored: int = MIN_SCORED,
+    min_acting: float = MIN_ACTING,
 ) -> list[str]:
     """Why the candidate may not replace the active twin (empty: it may): it must have been
-    scored against the version serving now, on enough intervals, and beat it by `margin`."""
+    scored against the version serving now, on enough intervals, beat it by `margin`, and
+    have proposed on at least `min_acting` of its shadow intervals."""
     reasons = []
+    if result.shadow_rows and result.candidate_proposals < min_acting * result.shadow_rows:
+        share = result.candidate_proposals / result.shadow_rows
+        reasons.append(
+            f"{result.version} proposed on {result.candidate_proposals} of "
+            f"{result.shadow_rows} shadow intervals ({share:.0%}; {min_acting:.0%} needed): "
+            "a twin that abstains leaves the plant to its fallback"
+        )
     if result.active_versions != [active]:
         reasons.append(
             f"the shadow run compared {result.version} with {result.active_versions or 'nothing'},"
