@@ -21,6 +21,7 @@ from app.logic import health
 # twin.serve before twin.health.monitor: the monitor imports twin.serve, whose runtime imports
 # the monitor back (a cycle that resolves only from the twin.serve side).
 from twin import audit, serve  # noqa: F401
+from twin.health.drift import DriftConfig
 from twin.health.monitor import DriftMonitor
 from twin.paths import Home
 from twin.sample import Sample
@@ -41,19 +42,42 @@ def metric(page, label: str) -> str:
 
 def drift_on_a_copy(built: BuiltHome, root: Path) -> Home:
     """A copy of the home whose twin then meets a plant it mispredicts: the real drift monitor
-    scores the home's proposals against CVs far from their predictions, and fires."""
+    scores the home's newest proposals against CVs at their upper limits, and fires.
+
+    The plant is fed from the oldest of those proposals on, every sample, so that each
+    prediction is scored at the very times it predicted (the MVs held where the proposals found
+    them, so their hold predictions apply), and the twin keeps proposing (the
+    newest proposal's plan, once per interval) as a runtime would. The commissioning is cut to
+    the first 3 scored predictions with no settling; its reference is capped at 9x the card's
+    level, so the errors after it still fire the test."""
     shutil.copytree(built.home.root, root)
     home, spec = Home.at(root), built.spec
     with Store.open(home) as store:
         live = LiveState(spec, keep_s=3600)
-        monitor = DriftMonitor(home, spec, store, Alarms(store, spec.name), live)
-        for k in range(1, 9):
-            ts = built.last + timedelta(seconds=k * spec.plant.control_interval_s)
-            cvs = {t.name for t in spec.cvs}
-            values = {
-                t.name: t.limits[1] if t.name in cvs else sum(t.limits) / 2 for t in spec.tags
-            }
-            live.on_batch([Sample(ts, name, float(v)) for name, v in values.items()])
+        quick = DriftConfig(settle_s=0.0, commission_s=0.0, min_commission=3)
+        monitor = DriftMonitor(home, spec, store, Alarms(store, spec.name), live, quick)
+        start = min(p.data_ts for p in store.list_proposals(spec.name, limit=5))
+        interval = timedelta(seconds=spec.plant.control_interval_s)
+        period = timedelta(seconds=spec.plant.sample_period_s)
+        plan = store.list_proposals(spec.name, limit=1)[0]
+        held = plan.payload.get("mv_live") or {}  # the MVs stay put: the twin's hold applies
+        values = {t.name: sum(t.limits) / 2 for t in spec.tags}
+        values |= {t.name: t.limits[1] for t in spec.cvs} | held
+        ts, end = start, built.last + 14 * interval
+        while ts < end:
+            for _ in range(spec.plant.samples_per_interval):
+                ts += period
+                live.on_batch([Sample(ts, name, float(v)) for name, v in values.items()])
+            if ts > plan.data_ts:
+                store.add_proposal(
+                    plant=spec.name,
+                    mv_values=plan.mv_values,
+                    payload=plan.payload,
+                    data_ts=ts,
+                    expires_at=ts + interval,
+                    model_version=built.version,
+                    mode="advisory",
+                )
             monitor.check(built.version, None)
     return home
 
