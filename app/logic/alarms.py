@@ -96,7 +96,7 @@ def history_frame(alarms: list[AlarmRecord], now: datetime | None = None) -> pd.
             "state": a.state(now),
             "cleared": a.cleared_at.strftime("%H:%M:%S") if a.cleared_at else "",
             "acknowledged by": a.acked_by or "",
-            "under": a.parent_id or "",
+            "under": str(a.parent_id) if a.parent_id else "",  # one type: Arrow needs it
             "reason": a.message,
         }
         for a in alarms

@@ -380,3 +380,25 @@ def test_a_background_training_run_can_be_stopped(built: BuiltHome) -> None:
         "x",
     )
     assert not training.progress(ghost).running  # a run that vanished is not shown as running
+
+
+def test_alarm_tables_of_a_flood_convert_for_the_page(tmp_path) -> None:
+    """A dropped connection groups each tag's alarm under one parent: the tables the Alarms page
+    shows mix alarms with and without a parent, and must still convert to Arrow (Streamlit's
+    table format; an int/str column did not, and the page failed)."""
+    import pyarrow as pa
+
+    from app.logic import alarms as av
+    from twin.sample import Quality, Sample
+    from twin.serve.alarms import Alarms
+    from twin.state import Store
+
+    with Store(tmp_path / "state.db") as store:
+        runtime = Alarms(store, "cstr")
+        ts = datetime(2026, 1, 1, tzinfo=UTC)
+        runtime.on_batch([Sample(ts, tag, math.nan, Quality.GAP) for tag in ("Ca", "T")])
+        runtime.condition("sensor_fault", {"Ca": "Ca: GAP", "T": "T: GAP"})
+        history = store.alarm_history("cstr", ts - timedelta(days=1), limit=50)
+        assert {a.parent_id is None for a in history} == {True, False}
+        for frame in (av.history_frame(history), av.alarm_frame(store.standing_alarms("cstr"))):
+            assert pa.Table.from_pandas(frame).num_rows == len(frame)
