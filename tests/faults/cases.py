@@ -89,8 +89,9 @@ class Case:
     """Writes are unsafe while the fault is on (from its start plus GRACE_S)."""
     fault_tags: tuple[str, ...] = ()
     loses_samples: bool = False
-    """Samples sent while nobody can receive them are lost (the runtime is dead while the
-    server still holds its subscription, and the server keeps no history to read back)."""
+    """Samples sent that no one can receive are lost: the runtime is dead while the server
+    still holds its subscription, or the server dies with notifications queued. The server
+    keeps no history to read back."""
 
 
 # ---- injections -----------------------------------------------------------------------------
@@ -206,7 +207,13 @@ CASES: dict[str, Case] = {
             fault_tags=("temp", "level"),
         ),
         Case("bad_quality", _bad("level"), alarms=("level",), fault_tags=("level",)),
-        Case("server_killed_mid_move", _kill_server, alarms=(ANY,), blocks=False),
+        Case(
+            "server_killed_mid_move",
+            _kill_server,
+            alarms=(ANY,),
+            blocks=False,
+            loses_samples=True,
+        ),
         Case("cut_between_write_and_readback", _cut, proxy=True, alarms=(ANY,), blocks=False),
         Case("stall_between_write_and_readback", _stall, proxy=True, alarms=(ANY,), blocks=False),
         Case(

@@ -88,7 +88,7 @@ class FaultPlant:
         self.writes: list[MvWrite] = []
         self.published: dict[tuple[str, datetime], float] = {}
         """(tag, source timestamp as served) -> value, for every sample sent with a timestamp
-        while a client held a subscription: what a runtime could have received (the server
+        while a client monitored its node: what a runtime could have received (the server
         keeps no history, so a sample sent before anyone subscribed is nobody's loss)."""
         self.on_write: WriteHook | None = None
         self.serving = False
@@ -166,7 +166,7 @@ class FaultPlant:
             return
         f = self.faults
         now = datetime.now(UTC)
-        listening = bool(server.iserver.subscription_service.subscriptions)
+        watched = _watched(server)
         self._served_ts = self.sim.time + f.clock_offset
         for name, nodeid in self._nodes.items():
             if name in f.silent:
@@ -187,7 +187,7 @@ class FaultPlant:
                 ServerTimestamp=now,
             )
             await server.write_attribute_value(nodeid, dv)
-            if source_ts is not None and listening:
+            if source_ts is not None and nodeid in watched:
                 self.published[(name, source_ts)] = value
 
     def _unchanged(self, name: str, value: float, good: bool) -> bool:
@@ -236,6 +236,19 @@ class FaultPlant:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def _watched(server: Server) -> set[ua.NodeId]:
+    """Nodes a client monitors right now: what a runtime can receive. asyncua's server keeps
+    this only in its subscription service (no public call): a reconnecting client's
+    subscription exists a moment before its monitored items, and a sample sent in between
+    reaches no one."""
+    out = set()
+    for sub in server.iserver.subscription_service.subscriptions.values():
+        for item in sub.monitored_item_srv._monitored_items.values():
+            if item.read_value_id is not None:
+                out.add(item.read_value_id.NodeId)
+    return out
 
 
 class PlantThread:
