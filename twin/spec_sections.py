@@ -112,7 +112,7 @@ class OpcuaSource(_Strict):
     password_env: str | None = None
     """Environment variable holding the password."""
     publishing_interval_ms: Number | None = Field(default=None, gt=0)
-    """Subscription publishing interval; defaults to the sample period."""
+    """Subscription publishing interval (wall time); default half the sample period, at most 200 ms."""
     report_by_exception: Bool = False
     """The server sends a value only when it changes (timestamps of unchanged values are not
     refreshed): a tag then holds its last value, for at most max_age_s."""

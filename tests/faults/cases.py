@@ -26,8 +26,14 @@ from .verdict import ANY, Block, CaseResult, partial_moves, samples_lost, unsafe
 
 SPEED = 10.0
 """Plant seconds per wall second."""
-GRACE_S = 3 * mixer.SAMPLE_PERIOD_S
-"""Plant time a fault may take to reach the runtime's guard (a sample in flight, a write under way)."""
+DELIVERY_WALL_S = 0.4
+"""Wall time a loaded two-core machine may add between a sample leaving the server and the
+runtime's guard seeing it (event-loop turns behind a plan, a write under way)."""
+GRACE_S = mixer.SAMPLE_PERIOD_S + SPEED * (mixer.PUBLISHING_INTERVAL_MS / 1000 + DELIVERY_WALL_S)
+"""Plant time a fault may take to reach the runtime's guard: the sample that shows it, one
+publishing interval and the delivery allowance, in plant time at the suite's speed (5.5 s, about
+one control interval). A guard that missed the fault would write in every control interval of
+the rest of the hold."""
 HOLD_S = 40.0
 """Plant seconds a fault is held: several control intervals and more than max_staleness_s."""
 

@@ -17,6 +17,9 @@ MVS = ("feed_hot", "feed_cold")
 SAMPLE_PERIOD_S = 1.0
 CONTROL_INTERVAL_S = 5.0
 MAX_STALENESS_S = 10.0
+PUBLISHING_INTERVAL_MS = 50.0
+"""The runtime's subscription publishes every 50 ms of wall time: half a sample at the suite's
+speed, as a 200 ms interval is a fifth of a one-second sample on a plant running in real time."""
 MAX_MOVE = 5.0
 MV_LIMITS = (0.0, 100.0)
 MV_OPERATING = (5.0, 95.0)
@@ -90,6 +93,7 @@ control_interval_s = {CONTROL_INTERVAL_S}
 [source.opcua]
 endpoint = "{endpoint}"
 security = "None"
+publishing_interval_ms = {PUBLISHING_INTERVAL_MS}
 {rbe}
 [[tags]]
 name = "level"
