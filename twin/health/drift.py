@@ -51,9 +51,22 @@ class DriftConfig:
     """Bound of the commissioned error level, in units of the card's squared RMSE (9: live
     errors up to 3x the held-out RMSE are taken as the closed-loop normal)."""
     bias_slack: float = 0.5
-    """Disturbance-trend CUSUM: allowance, in long-run stds of the innovation."""
-    bias_threshold: float = 10.0
-    """Disturbance-trend CUSUM level that fires the alarm."""
+    """Disturbance-trend CUSUM: allowance, in long-run stds of the innovation (a bias of
+    half the innovation's scale is the smallest it is built to find)."""
+    bias_false_alarm: float = 0.01
+    """Stated false-alarm probability of the trend test (all CVs, both directions) over
+    `bias_window_s` of operation without drift; the CUSUM threshold follows from it."""
+    bias_window_s: float = 86400.0
+    """Plant seconds the stated false-alarm probability covers (a day)."""
+    mean_guard: float = 1.0
+    """Standard errors of the commissioning mean the threshold allows for: a mean estimated
+    from n_eff predictions is off by about std / sqrt(n_eff), which acts as a standing bias for
+    the whole run, so the threshold is set for the stated false-alarm rate with the allowance
+    reduced by this many standard errors (`bias_threshold`)."""
+    innovation_floor: float = 1.0
+    """Floor of the innovation's scale, in units of the card's one-step held-out RMSE: a bias
+    the twin's own held-out error already allows (an operating point the commissioning stretch
+    did not visit) is not a drift."""
     bias_cap: float = 4.0
     """Largest standardised innovation one interval adds (robustness to spikes)."""
     ood_persist: int = 10
@@ -66,11 +79,20 @@ class DriftConfig:
                 f"drift settings slack={self.slack}, threshold={self.threshold}, cap={self.cap}:"
                 " need slack >= 0, threshold > 0 and cap > 1 + slack"
             )
-        if self.bias_slack < 0 or self.bias_threshold <= 0 or self.bias_cap <= self.bias_slack:
+        if (
+            self.bias_slack <= 0
+            or self.bias_cap <= self.bias_slack
+            or not 0 < self.bias_false_alarm < 1
+            or self.bias_window_s <= 0
+            or self.mean_guard < 0
+            or self.innovation_floor < 0
+        ):
             raise ValueError(
-                f"drift settings bias_slack={self.bias_slack}, bias_threshold="
-                f"{self.bias_threshold}, bias_cap={self.bias_cap}: need bias_slack >= 0, "
-                "bias_threshold > 0 and bias_cap > bias_slack"
+                f"drift settings bias_slack={self.bias_slack}, bias_cap={self.bias_cap}, "
+                f"bias_false_alarm={self.bias_false_alarm}, bias_window_s={self.bias_window_s},"
+                f" mean_guard={self.mean_guard}, innovation_floor={self.innovation_floor}: need"
+                " bias_slack > 0, bias_cap > bias_slack, 0 < bias_false_alarm < 1,"
+                " bias_window_s > 0, mean_guard >= 0 and innovation_floor >= 0"
             )
         if self.max_reference < 1 or self.min_commission < 3 or self.ood_persist < 1:
             raise ValueError(
@@ -156,6 +178,36 @@ def page_hinkley(
     return path, fired
 
 
+def cusum_arl(slack: float, threshold: float) -> float:
+    """In-control average run length (intervals) of a one-sided CUSUM on N(0, 1) values with
+    allowance `slack` and decision level `threshold` (Siegmund's approximation)."""
+    b = 2.0 * slack * (threshold + 1.166)
+    return (math.exp(b) - b - 1.0) / (2.0 * slack * slack)
+
+
+def cusum_threshold(slack: float, arl: float) -> float:
+    """The decision level whose in-control run length is `arl` (inverts `cusum_arl`)."""
+    lo, hi = 0.0, 1.0
+    while cusum_arl(slack, hi) < arl:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if cusum_arl(slack, mid) < arl else (lo, mid)
+    return hi
+
+
+def bias_threshold(config: DriftConfig, interval_s: float, cvs: int, mean_se: float = 0.0) -> float:
+    """The trend test's decision level for the stated false-alarm probability: `2 * cvs`
+    one-sided CUSUMs (Bonferroni) over `bias_window_s / interval_s` intervals, each with an
+    in-control run length of 2 * cvs * intervals / bias_false_alarm; its allowance taken as
+    reduced by `mean_guard` standard errors `mean_se` of the commissioning mean (in scale
+    units), at least to a quarter of the slack."""
+    intervals = config.bias_window_s / interval_s
+    arl = 2.0 * max(cvs, 1) * intervals / config.bias_false_alarm
+    slack = max(config.bias_slack - config.mean_guard * mean_se, 0.25 * config.bias_slack)
+    return cusum_threshold(slack, arl)
+
+
 def slope(values: Sequence[float]) -> float | None:
     """Least-squares slope per step of the finite values (None with fewer than 3)."""
     pts = [(i, v) for i, v in enumerate(values) if math.isfinite(v)]
@@ -187,6 +239,12 @@ class Reference:
     innovation_lag1: dict[str, float]
     """Lag-1 autocorrelation the long-run std allows for (clipped to [0, 0.9])."""
     predictions: int
+    innovation_scale: dict[str, float] = field(default_factory=dict)
+    """Each CV's scale of the trend test: the long-run std widened for its own estimation
+    from n_eff predictions (sqrt(1 + 1/n_eff)), floored at `innovation_floor` x the card's
+    one-step RMSE (engineering units)."""
+    innovation_mean_se: dict[str, float] = field(default_factory=dict)
+    """Standard error of each CV's commissioning mean, in units of its scale."""
 
     def to_dict(self) -> dict[str, object]:
         from dataclasses import asdict
@@ -217,23 +275,28 @@ class Commissioning:
         return len(self.one)
 
     def reference(self, card_rmse: Mapping[str, float] | None = None) -> Reference:
-        """The reference levels; `card_rmse` (each CV's one-step held-out RMSE) floors the
-        innovation std at a quarter of it, so that a quantised or very quiet sensor does not
-        make every later wobble significant."""
+        """The reference levels. Each CV's trend-test scale is its long-run innovation std,
+        widened by sqrt(1 + 1/n_eff) for having been estimated from n_eff = n (1 - rho) /
+        (1 + rho) effective predictions, and floored at `innovation_floor` x `card_rmse` (the
+        CV's one-step held-out RMSE): a 15-minute commissioning of a quiet closed loop sees a
+        fraction of the operating region, and a bias the twin's own held-out error allows is
+        not a drift."""
         cfg = self.config
         m1 = _mean(self.one) or 1.0
         mm = _mean(self.multi) or 1.0
-        mean, std, lag = {}, {}, {}
+        mean, std, lag, scale, se = {}, {}, {}, {}, {}
         for cv, xs in self.signed.items():
             if len(xs) < 3:
                 continue
             mu = sum(xs) / len(xs)
             var = sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)
             rho = _lag1(xs, mu)
-            long_run = math.sqrt(var * (1 + rho) / (1 - rho))
-            floor = 0.25 * float((card_rmse or {}).get(cv, 0.0))
-            mean[cv], lag[cv] = mu, rho
-            std[cv] = max(long_run, floor, 1e-12)
+            long_run = max(math.sqrt(var * (1 + rho) / (1 - rho)), 1e-12)
+            n_eff = max(len(xs) * (1 - rho) / (1 + rho), 1.0)
+            floor = cfg.innovation_floor * float((card_rmse or {}).get(cv, 0.0))
+            mean[cv], lag[cv], std[cv] = mu, rho, long_run
+            scale[cv] = max(long_run * math.sqrt(1 + 1 / n_eff), floor)
+            se[cv] = long_run / math.sqrt(n_eff) / scale[cv]
         return Reference(
             one_step=min(max(m1, 1.0), cfg.max_reference),
             multi_step=min(max(mm, 1.0), cfg.max_reference),
@@ -244,6 +307,8 @@ class Commissioning:
             innovation_std=std,
             innovation_lag1=lag,
             predictions=self.count,
+            innovation_scale=scale,
+            innovation_mean_se=se,
         )
 
 
@@ -328,13 +393,26 @@ class BiasState:
 
     mean: dict[str, float]
     std: dict[str, float]
+    """Each CV's scale (the runtime passes the commissioning's `innovation_scale`)."""
     config: DriftConfig = field(default_factory=DriftConfig)
+    interval_s: float = 30.0
+    """Plant seconds per scored prediction (the control interval): the false-alarm window's
+    length in intervals."""
+    mean_se: dict[str, float] = field(default_factory=dict)
+    """Standard error of each CV's commissioning mean in scale units (the threshold allows
+    for the largest)."""
+    threshold: float = 0.0
+    """Decision level (set from the config's stated false-alarm rate: `bias_threshold`)."""
     up: dict[str, float] = field(default_factory=dict)
     down: dict[str, float] = field(default_factory=dict)
     total: dict[str, float] = field(default_factory=dict)
     n: int = 0
     fired: bool = False
     recent: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        se = max(self.mean_se.values(), default=0.0)
+        self.threshold = bias_threshold(self.config, self.interval_s, len(self.std), se)
 
     def update(self, innovation: Mapping[str, float]) -> bool:
         """Add one matured prediction's signed one-step errors; True when it fires now."""
@@ -353,7 +431,7 @@ class BiasState:
         if not seen:
             return False
         self.n += 1
-        if self.fired or self.level < cfg.bias_threshold:
+        if self.fired or self.level < self.threshold:
             return False
         self.fired = True
         return True
@@ -371,7 +449,8 @@ class BiasState:
         return {
             "test": "two-sided cusum on standardised one-step innovations",
             "slack": self.config.bias_slack,
-            "threshold": self.config.bias_threshold,
+            "threshold": self.threshold,
+            "false_alarm": f"{self.config.bias_false_alarm:g} per {self.config.bias_window_s:g} s",
             "cusum_up": dict(self.up),
             "cusum_down": dict(self.down),
             "worst_cv": self.worst(),

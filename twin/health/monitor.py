@@ -225,7 +225,13 @@ class DriftMonitor:
         ref = self._commissioning.reference(card)
         self.reference = ref
         self.state = DriftState(self.config, ref.one_step, ref.multi_step)
-        self.bias = BiasState(dict(ref.innovation_mean), dict(ref.innovation_std), self.config)
+        self.bias = BiasState(
+            dict(ref.innovation_mean),
+            dict(ref.innovation_scale),
+            self.config,
+            interval_s=float(self.spec.plant.control_interval_s),
+            mean_se=dict(ref.innovation_mean_se),
+        )
         bound = "" if ref.within_card_bound else f" (bounded at {self.config.max_reference:g})"
         why = (
             f"twin {self.version} commissioned on {ref.predictions} live predictions: errors at"
@@ -279,7 +285,7 @@ class DriftMonitor:
             what = (
                 f"the disturbance estimate of {self.bias.worst()} trends away from its "
                 f"commissioned level (innovation CUSUM {self.bias.level:.1f}"
-                f" >= {self.config.bias_threshold:g})"
+                f" >= {self.bias.threshold:.1f})"
             )
         message = (
             f"twin {self.version}: {what} since about {onset:%Y-%m-%d %H:%M} plant time; "
