@@ -7,10 +7,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
 
 from twin import api
 from twin.guard import SensorFault
+from twin.plan.proposal import NoProposal, Proposal
 from twin.serve.alarms import Alarms
 from twin.serve.campaigns import Campaigns
 from twin.serve.clock import interval_of
@@ -51,20 +51,23 @@ class ControlStep:
         self._decided: int | None = None
         """The control interval (of the data's plant time) last decided on."""
 
-    async def step(self) -> None:
-        """One control interval: check the sensors, then ask the twin for a proposal."""
+    async def step(self) -> bool:
+        """One control interval: check the sensors, then ask the twin for a proposal.
+
+        False when there was no new interval to decide (a late step found its interval
+        already decided); the caller then counts nothing."""
         spec = self.spec
         assert self._campaigns is not None
         running = self._campaigns.running()
         if running is not None:
             self._no_proposal("steptest", f"step test {running.id} is running")
-            return
+            return True
         try:
             await asyncio.to_thread(self.proposer.refresh)
         except Exception as exc:  # a broken checkpoint: keep serving data, make no proposal
             log.exception("cannot load the active twin")
             self._no_proposal("no_model", f"cannot load the active twin: {exc}")
-            return
+            return True
         try:  # the fallback is built with the twin, not in the middle of the incident
             await asyncio.to_thread(self.fallback.refresh, self.proposer.version)
         except Exception as exc:  # the twin still acts; the abstention path alarms again
@@ -74,21 +77,21 @@ class ControlStep:
         data_ts = self.live.newest_ts()
         if now is None or data_ts is None:
             self._no_proposal("no_data", "no live data yet")
-            return
+            return True
         interval = interval_of(data_ts, spec.plant.control_interval_s)
         if interval == self._decided:
             # A step that started late (the machine was busy) already decided on this
             # interval's data; a second decision would be a second move in one interval.
             log.debug("control interval of %s already decided", data_ts.isoformat())
-            return
+            return False
         if not self.live.clock.measured:
             # Proposing now would invite an approval that the guard could only time at wall
             # speed if the plant went silent: measure the plant clock's rate first.
             self._no_proposal("no_data", "still measuring how fast the plant's clock runs")
-            return
+            return True
         self._decided = interval
         if self._sensor_faults(now):
-            return
+            return True
         window = self.live.window(self.proposer.tag_names, int(self.proposer.window), data_ts)
         operating = api.operator_limits(self.store, spec)
         try:
@@ -96,24 +99,23 @@ class ControlStep:
         except Exception as exc:  # the plant side must keep running whatever the planner does
             log.exception("planning failed")
             self._no_proposal("error", f"planning failed: {type(exc).__name__}: {exc}")
-            return
-        proposed = getattr(result, "proposed", None)
-        if proposed is None:
-            code = str(getattr(result, "code", "none"))
+            return True
+        if isinstance(result, NoProposal):
+            code, reason = result.code, result.reason
             self.ood_ratio = float("inf") if code == "ood" else self.ood_ratio
-            reason = str(getattr(result, "reason", result))
             self._no_proposal(code, reason)
             if code in ABSTAINS:
                 await self._abstain(reason, data_ts, now, operating)
             else:
                 self.alarms.condition("twin_abstains", {})
-            return
+            return True
         self.alarms.condition("twin_abstains", {})
         # Planning takes a while of plant time: a plant that went silent meanwhile gets nothing.
         after = self.live.clock.now() or now
         if self._sensor_faults(after):
-            return
+            return True
         await self._store_proposal(result)
+        return True
 
     def annunciate_faults(self, now: datetime) -> list[SensorFault]:
         """The sensor faults at plant time `now`, each standing as an alarm while it lasts."""
@@ -157,15 +159,15 @@ class ControlStep:
             log.exception("fallback failed")
             self.alarms.raise_("runtime_error", None, f"{fb.controller} failed: {exc!r}")
             return
-        if getattr(result, "proposed", None) is None:
-            why = str(getattr(result, "reason", "no proposal"))
+        if not isinstance(result, Proposal):
+            why = result.reason if isinstance(result, NoProposal) else "no proposal"
             self.last_reason = f"{fb.controller} makes no proposal either: {why}; MVs held"
             return
         await self._store_proposal(result, controller=fb.controller)
 
-    async def _store_proposal(self, proposal: Any, controller: str = "twin") -> None:
+    async def _store_proposal(self, proposal: Proposal, controller: str = "twin") -> None:
         spec, mode = self.spec, self.mode
-        payload = proposal.to_dict() if hasattr(proposal, "to_dict") else dict(vars(proposal))
+        payload = proposal.to_dict()
         payload["spec_path"] = str(spec.path) if spec.path is not None else spec.name
         live = {t.name: v for t in spec.mvs if (v := self.live.value(t.name)) is not None}
         payload["mv_live"] = live
@@ -191,7 +193,7 @@ class ControlStep:
         self.summary.proposals += 1
         self.last_proposal_id = pid
         if controller == "twin":
-            self.ood_ratio = float(getattr(proposal, "ood_score", float("nan")))
+            self.ood_ratio = float(proposal.ood_score)
         self.last_reason = f"proposal {pid} made ({controller})"
         if mode == "auto":
             api.auto_approve(self.store, pid)

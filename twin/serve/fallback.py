@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from twin.paths import Home
+from twin.plan.proposal import NoProposal, Proposal
 from twin.spec import PlantSpec
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Fallback:
         data_ts: datetime,
         now: datetime,
         operating: Mapping[str, tuple[float, float]],
-    ) -> Any:
+    ) -> Proposal | NoProposal | None:
         """A proposal from the linear MPC, or None when this fallback makes none."""
         if self._controller is None:
             return None

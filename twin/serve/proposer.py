@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from twin.paths import Home
+from twin.plan.proposal import NoProposal, Proposal
 from twin.spec import PlantSpec
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Proposer(Protocol):
         data_ts: datetime,
         now: datetime,
         operating: Mapping[str, tuple[float, float]],
-    ) -> Any: ...
+    ) -> Proposal | NoProposal: ...
 
 
 class TwinProposer:
@@ -107,9 +108,7 @@ class TwinProposer:
         data_ts: datetime,
         now: datetime,
         operating: Mapping[str, tuple[float, float]],
-    ) -> Any:
-        from twin.plan.proposal import NoProposal
-
+    ) -> Proposal | NoProposal:
         if self._controller is None:
             why = f"no active twin for plant {self.spec.name!r} (train one with `twin train`)"
             return NoProposal(self.spec.name, "no_model", why, data_ts)

@@ -257,7 +257,8 @@ class Runtime:
             self._tick_due.clear()
             try:
                 assert self.control is not None
-                await self.control.step()
+                if not await self.control.step():
+                    continue  # its interval was decided already: nothing to count or score
                 self.drift.check(self.proposer.version, self.control.ood_ratio)
                 await self.shadow.step(self.proposer.version, self.control.last_proposal_id)
             except Exception as exc:  # the plant side keeps running whatever a step does

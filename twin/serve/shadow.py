@@ -27,6 +27,7 @@ from twin.health.drift import normalised_errors
 from twin.health.monitor import HORIZON, expected_rmse
 from twin.historian import Historian
 from twin.paths import Home
+from twin.plan.proposal import NoProposal, Proposal
 from twin.serve.alarms import Alarms
 from twin.serve.live import LiveState
 from twin.spec import PlantSpec
@@ -55,7 +56,7 @@ class VersionProposer:
         data_ts: datetime,
         now: datetime,
         operating: Mapping[str, tuple[float, float]],
-    ) -> Any:
+    ) -> Proposal | NoProposal:
         return self._controller.decide(window, data_ts, now, operating=dict(operating))
 
     def hold(
@@ -126,11 +127,11 @@ class Shadow:
         window = self.live.window(proposer.tag_names, proposer.window, data_ts)
         operating = api.operator_limits(self.store, self.spec)
         result = await asyncio.to_thread(proposer, window, data_ts, now, operating)
-        proposed = getattr(result, "proposed", None)
-        if proposed is None:
+        proposed = result.proposed if isinstance(result, Proposal) else None
+        if isinstance(result, NoProposal):
             payload: dict[str, Any] = {
-                "code": str(getattr(result, "code", "none")),
-                "reason": str(getattr(result, "reason", result)),
+                "code": result.code,
+                "reason": result.reason,
                 "hold": await asyncio.to_thread(proposer.hold, window, operating),
             }
         else:
