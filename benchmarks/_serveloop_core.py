@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,8 +25,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twin.paths import Home
-from twin.spec import PLANTS_DIR, PlantSpec, load_spec
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.procs import (  # noqa: E402
+    free_port,
+    log_tail,
+    start_logged,
+    stop,
+    twin_cmd,
+    wait_for,
+)
+from twin.paths import Home  # noqa: E402
+from twin.spec import PLANTS_DIR, PlantSpec, load_spec  # noqa: E402
+
+# The names benchmarks/maintenance.py imports from here.
+_start, _stop, _tail = start_logged, stop, log_tail
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +77,6 @@ def tracking_cost(
 
 
 # ---- the spec on free ports --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def spec_on_free_ports(
@@ -125,46 +130,6 @@ class LoopRun:
     wall_s: float = 0.0
 
 
-def _twin(*args: str) -> list[str]:
-    return [sys.executable, "-m", "twin.cli", *args]
-
-
-def _start(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    out = log_path.open("ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _tail(path: Path) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
-
-
-def _wait(check, timeout: float, what: str, proc: subprocess.Popen[bytes], log_path: Path):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"process exited ({proc.returncode}) waiting for {what}:\n{_tail(log_path)}"
-            )
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{_tail(log_path)}")
-
-
 def run_served(
     models: Path,
     run_dir: Path,
@@ -189,8 +154,8 @@ def run_served(
     op, mb = _ports(spec)
     serve_log, sim_log = run_dir / "serve.log", run_dir / "sim.log"
     began = time.monotonic()
-    serve = _start(
-        _twin(
+    serve = start_logged(
+        twin_cmd(
             "serve",
             str(spec.path),
             "--mode",
@@ -212,9 +177,9 @@ def run_served(
             status = store.get_status(spec.name)
             return status is not None and status.model_version is not None
 
-        _wait(loaded, 120, "the runtime to load its twin", serve, serve_log)
-        sim = _start(
-            _twin(
+        wait_for(loaded, 120, "the runtime to load its twin", serve, serve_log)
+        sim = start_logged(
+            twin_cmd(
                 "sim",
                 str(spec.path),
                 "--opcua-port",
@@ -235,16 +200,16 @@ def run_served(
             sim_log,
         )
         budget = 120 + 3 * (intervals + 2) * spec.plant.control_interval_s / speed
-        _wait(
+        wait_for(
             lambda: serve.poll() is not None or None, budget, "`twin serve` to finish", sim, sim_log
         )
         if serve.returncode != 0:
-            raise RuntimeError(f"`twin serve` failed ({serve.returncode}):\n{_tail(serve_log)}")
+            raise RuntimeError(f"`twin serve` failed ({serve.returncode}):\n{log_tail(serve_log)}")
         records = sorted(store.list_proposals(spec.name, limit=10_000), key=lambda p: p.data_ts)
     finally:
-        _stop(serve)
+        stop(serve)
         if sim is not None:
-            _stop(sim)
+            stop(sim)
         store.close()
     with Historian(home.historian_dir(spec.name)) as h:
         first, last = h.time_range()

@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +17,7 @@ from connectors.modbus_server import ModbusServeConfig
 from connectors.opcua_server import OpcuaServeConfig
 from connectors.simserver import SimServeConfig, SimServer
 from plants.base import Simulation
-from tests.support.procs import free_port
+from tests.support.procs import free_port, twin_cmd
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -43,10 +42,6 @@ def copy_plant(
     (folder / "plant.toml").write_text(text)
     shutil.copy(PLANTS_DIR / name / "simulator.py", folder / "simulator.py")
     return folder / "plant.toml"
-
-
-def twin_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "twin.cli", *args]
 
 
 def start_sim_process(

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.support.procs import free_port, wait_for
+from tests.support.procs import free_port, start_logged, twin_cmd, wait_for
 from tests.support.procs import stop as stop  # re-exported for the runtime tests
 from tests.support.tiny import TINY_MODEL, tiny_training
 from twin.paths import Home
@@ -62,21 +60,9 @@ def train_tiny(home: Home) -> str:
     return train_plant(home, spec, TINY_MODEL, DataConfig(horizon=5), train, frame=frame)
 
 
-def twin_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "twin.cli", *args]
-
-
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    out = log.open("ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-
-
 def start_sim(spec: PlantSpec, log: Path, speed: float = 20.0) -> subprocess.Popen[bytes]:
     op, mb = ports(spec)
-    proc = start(
+    proc = start_logged(
         twin_cmd(
             "sim",
             str(spec.path),
@@ -104,7 +90,7 @@ def start_serve(
     args = ["serve", str(spec.path), "--mode", mode, "--source", source, "--home", str(home)]
     if steps is not None:
         args += ["--steps", str(steps)]
-    return start(twin_cmd(*args), log)
+    return start_logged(twin_cmd(*args), log)
 
 
 def _accepts(port: int) -> bool:

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.state import backends
+from tests.support.procs import start_logged, twin_cmd
 from twin import audit, registry
 from twin.cli import app
 from twin.paths import Home
@@ -23,7 +24,7 @@ from twin.serve.shadow import Shadow, ShadowScore, gate, score
 from twin.spec import load_spec
 from twin.state import Store
 
-from .plant import start, start_sim, stop, train_tiny, twin_cmd, write_spec
+from .plant import start_sim, stop, train_tiny, write_spec
 
 pytestmark = [pytest.mark.slow]
 
@@ -50,7 +51,7 @@ def test_shadow_plans_beside_the_active_twin_and_writes_nothing(
     log = tmp_path / "serve.log"
     args = ["serve", str(spec.path), "--mode", "supervised", "--home", str(home.root)]
     args += ["--steps", str(STEPS), "--shadow", candidate]
-    serve = start(twin_cmd(*args), log)
+    serve = start_logged(twin_cmd(*args), log)
     try:
         assert serve.wait(240) == 0, log.read_text()[-3000:]
     finally:

@@ -1,11 +1,14 @@
-"""What every end-to-end test needs for real processes on 127.0.0.1: a free port, a wait with
-the process's log on failure, and a stop that escalates to SIGKILL."""
+"""What every end-to-end test and served benchmark needs for real processes on 127.0.0.1: a
+free port, a `twin` command started with its output in a log, a wait with the process's log on
+failure, and a stop that escalates to SIGKILL."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +20,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def twin_cmd(*args: str) -> list[str]:
+    """The `twin` command line with this interpreter (the checkout's environment)."""
+    return [sys.executable, "-m", "twin.cli", *args]
+
+
+def start_logged(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `args` in its own session, stdout and stderr appended to `log`, unbuffered."""
+    out = log.open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
