@@ -198,8 +198,8 @@ class TwinModel(nn.Module):
     ) -> None:
         """Fit the gate on normalised training windows (N, W, 2n) and calibrate it on validation
         windows: a third of the false-alarm budget to the latent gate, a twentieth to the
-        innovation check (the disturbances it is there for score 1.5-10x its threshold within
-        two intervals, so it can afford a high one: at a tenth of the budget a four_tank
+        innovation check (the disturbances it is there for score 1.8-4x its threshold by the
+        second interval, so it can afford a high one: at a tenth of the budget a four_tank
         seed refused a window of the hour held still), the rest to the window checks."""
         with torch.no_grad():
             z_train, z_val = self.net.encode(x_train), self.net.encode(x_val)
