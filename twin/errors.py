@@ -31,7 +31,9 @@ class SpecError(BadInput):
 class ImportFileError(BadInput):
     """An import file with a problem; names the file, row and column."""
 
-    def __init__(self, file: Path | str, reason: str, row: int | None = None, column: str | None = None) -> None:
+    def __init__(
+        self, file: Path | str, reason: str, row: int | None = None, column: str | None = None
+    ) -> None:
         self.file = str(file)
         self.row = row
         self.column = column

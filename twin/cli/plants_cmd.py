@@ -59,7 +59,6 @@ def scenarios_table(spec: PlantSpec) -> Table:
     return table
 
 
-
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the `twin` app."""
 
