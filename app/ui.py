@@ -26,8 +26,9 @@ from app.logic.session import (
     sign,
 )
 from twin import api
-from twin.auth import AuthError, NotAuthenticated, OidcConfig, Role, SecurityConfig, Session
+from twin.auth import AuthError, NotAuthenticated, Role, Session
 from twin.paths import Home
+from twin.security_config import OidcConfig, SecurityConfig
 from twin.spec import PlantSpec
 from twin.state import Store
 

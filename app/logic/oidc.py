@@ -21,9 +21,9 @@ import hmac
 import json
 from pathlib import Path
 
-from twin.auth import OidcConfig
 from twin.errors import BadInput
 from twin.keyfiles import write_private
+from twin.security_config import OidcConfig
 
 PROVIDER = "twin"
 FRESH = "twinfresh"  # Streamlit refuses provider names with an underscore

@@ -19,8 +19,9 @@ import secrets
 from pathlib import Path
 
 from twin import api
-from twin.auth import AuthError, NotAuthenticated, Role, SecurityConfig, Session
+from twin.auth import AuthError, NotAuthenticated, Role, Session
 from twin.keyfiles import read_private, write_private
+from twin.security_config import SecurityConfig
 from twin.state import Store
 
 COOKIE = "twin_session"

@@ -214,8 +214,8 @@ def test_oidc_settings_are_checked(tmp_path: Path) -> None:
     import tomllib
 
     from app.logic import oidc
-    from twin.auth import SecurityConfig
     from twin.errors import BadInput
+    from twin.security_config import SecurityConfig
 
     path = tmp_path / "security.toml"
     base = '[oidc]\nserver_metadata_url = "https://idp.example/.well-known/openid-configuration"\n'

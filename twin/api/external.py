@@ -25,13 +25,12 @@ from typing import Any
 from twin.auth import (
     AuthError,
     ExternalIdentity,
-    OidcConfig,
     Role,
-    SecurityConfig,
     Session,
     open_external_session,
 )
 from twin.auth import reauthenticate_external as _reauth_session
+from twin.security_config import OidcConfig, SecurityConfig
 from twin.state import Store
 from twin.users import NAME
 

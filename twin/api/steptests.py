@@ -6,8 +6,9 @@ import math
 from collections.abc import Mapping
 from typing import Any, cast
 
-from twin.auth import PermissionDenied, Role, SecurityConfig, Session, require, require_fresh
+from twin.auth import PermissionDenied, Role, Session, require, require_fresh
 from twin.errors import BadInput
+from twin.security_config import SecurityConfig
 from twin.spec import PlantSpec
 from twin.state import Store, iso, now_utc
 

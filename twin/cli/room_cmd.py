@@ -139,7 +139,7 @@ def _oidc_secrets(h: Home, host: str, port: int, *, https: bool) -> Path | None:
     None when the home has no identity provider (the password log-in only)."""
     from app.logic import oidc
     from app.logic.session import cookie_key
-    from twin.auth import SecurityConfig
+    from twin.security_config import SecurityConfig
     from twin.state import Store
 
     with Store.open(h) as store:
