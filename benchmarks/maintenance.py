@@ -286,6 +286,8 @@ def commissioning(home: Home, spec: PlantSpec) -> dict[str, Any] | None:
         "innovation_mean",
         "innovation_std",
         "innovation_lag1",
+        "innovation_scale",
+        "innovation_mean_se",
         "card_rmse",
     )
     last = w.get("last_prediction_ts")

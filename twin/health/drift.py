@@ -58,11 +58,12 @@ class DriftConfig:
     `bias_window_s` of operation without drift; the CUSUM threshold follows from it."""
     bias_window_s: float = 86400.0
     """Plant seconds the stated false-alarm probability covers (a day)."""
-    mean_guard: float = 1.0
-    """Standard errors of the commissioning mean the threshold allows for: a mean estimated
-    from n_eff predictions is off by about std / sqrt(n_eff), which acts as a standing bias for
-    the whole run, so the threshold is set for the stated false-alarm rate with the allowance
-    reduced by this many standard errors (`bias_threshold`)."""
+    max_delay_factor: float = 2.0
+    """Commissioning goes on (up to `commission_max_s`) while the estimation error of its
+    means raises the trend test's threshold, and so its detection delay, by more than this
+    factor over a reference known exactly (`bias_threshold`)."""
+    commission_max_s: float | None = None
+    """Longest commissioning, plant seconds after the settling (None: 4 x commission_s)."""
     innovation_floor: float = 1.0
     """Floor of the innovation's scale, in units of the card's one-step held-out RMSE: a bias
     the twin's own held-out error already allows (an operating point the commissioning stretch
@@ -84,15 +85,15 @@ class DriftConfig:
             or self.bias_cap <= self.bias_slack
             or not 0 < self.bias_false_alarm < 1
             or self.bias_window_s <= 0
-            or self.mean_guard < 0
+            or self.max_delay_factor < 1
             or self.innovation_floor < 0
         ):
             raise ValueError(
                 f"drift settings bias_slack={self.bias_slack}, bias_cap={self.bias_cap}, "
                 f"bias_false_alarm={self.bias_false_alarm}, bias_window_s={self.bias_window_s},"
-                f" mean_guard={self.mean_guard}, innovation_floor={self.innovation_floor}: need"
+                f" max_delay_factor={self.max_delay_factor}, innovation_floor={self.innovation_floor}: need"
                 " bias_slack > 0, bias_cap > bias_slack, 0 < bias_false_alarm < 1,"
-                " bias_window_s > 0, mean_guard >= 0 and innovation_floor >= 0"
+                " bias_window_s > 0, max_delay_factor >= 1 and innovation_floor >= 0"
             )
         if self.max_reference < 1 or self.min_commission < 3 or self.ood_persist < 1:
             raise ValueError(
@@ -101,10 +102,16 @@ class DriftConfig:
                 " min_commission >= 3 and ood_persist >= 1"
             )
 
+    @property
+    def commission_longest_s(self) -> float:
+        """Plant seconds after the settling by which commissioning ends however precise."""
+        return 4.0 * self.commission_s if self.commission_max_s is None else self.commission_max_s
+
 
 ENV_SETTINGS = {
     "TWIN_DRIFT_SETTLE_S": "settle_s",
     "TWIN_DRIFT_COMMISSION_S": "commission_s",
+    "TWIN_DRIFT_COMMISSION_MAX_S": "commission_max_s",
     "TWIN_DRIFT_MIN_COMMISSION": "min_commission",
 }
 """Environment variables that shorten the commissioning (accelerated simulations, tests)."""
@@ -178,34 +185,56 @@ def page_hinkley(
     return path, fired
 
 
-def cusum_arl(slack: float, threshold: float) -> float:
-    """In-control average run length (intervals) of a one-sided CUSUM on N(0, 1) values with
-    allowance `slack` and decision level `threshold` (Siegmund's approximation)."""
-    b = 2.0 * slack * (threshold + 1.166)
-    return (math.exp(b) - b - 1.0) / (2.0 * slack * slack)
+def cusum_arl(slack: float, threshold: float, mean: float = 0.0) -> float:
+    """Average run length (intervals) of a one-sided CUSUM max(0, S + z - slack) >= threshold
+    on z ~ N(mean, 1) (Siegmund's approximation)."""
+    d, b = mean - slack, threshold + 1.166
+    if abs(d) < 1e-9:
+        return b * b
+    x = -2.0 * d * b
+    if x > 700:  # in control and far below the threshold: never, in any run
+        return math.inf
+    return (math.exp(x) - x - 1.0) / (2.0 * d * d)
 
 
-def cusum_threshold(slack: float, arl: float) -> float:
-    """The decision level whose in-control run length is `arl` (inverts `cusum_arl`)."""
-    lo, hi = 0.0, 1.0
-    while cusum_arl(slack, hi) < arl:
-        lo, hi = hi, 2.0 * hi
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if cusum_arl(slack, mid) < arl else (lo, mid)
-    return hi
+_GRID = [i / 10 for i in range(-60, 61)]
+_WEIGHTS = [math.exp(-x * x / 2) for x in _GRID]
+_WSUM = sum(_WEIGHTS)
 
 
-def bias_threshold(config: DriftConfig, interval_s: float, cvs: int, mean_se: float = 0.0) -> float:
-    """The trend test's decision level for the stated false-alarm probability: `2 * cvs`
-    one-sided CUSUMs (Bonferroni) over `bias_window_s / interval_s` intervals, each with an
-    in-control run length of 2 * cvs * intervals / bias_false_alarm; its allowance taken as
-    reduced by `mean_guard` standard errors `mean_se` of the commissioning mean (in scale
-    units), at least to a quarter of the slack."""
+def false_alarm(
+    config: DriftConfig, threshold: float, intervals: float, mean_se: Sequence[float]
+) -> float:
+    """Probability that the trend test fires within `intervals` without drift: the sum over
+    its CVs (standard error `mean_se` of each commissioning mean, in scale units) and both
+    directions of 1 - exp(-intervals / ARL), the ARL taken at the standing bias the mean's
+    estimation error leaves and averaged over that error (normal)."""
+    total = 0.0
+    for se in mean_se:
+        p = 0.0
+        for x, w in zip(_GRID, _WEIGHTS, strict=True):
+            arl = cusum_arl(config.bias_slack, threshold, x * se)
+            p += w * (-math.expm1(-intervals / arl) if math.isfinite(arl) else 0.0)
+        total += 2.0 * p / _WSUM
+    return total
+
+
+def bias_threshold(config: DriftConfig, interval_s: float, mean_se: Sequence[float]) -> float:
+    """The trend test's decision level: the lowest whose false-alarm probability over
+    `bias_window_s` (`false_alarm`, allowing for the commissioning means' estimation error) is
+    `bias_false_alarm`. With the means known exactly and two CVs at a 30 s interval: 12.1."""
     intervals = config.bias_window_s / interval_s
-    arl = 2.0 * max(cvs, 1) * intervals / config.bias_false_alarm
-    slack = max(config.bias_slack - config.mean_guard * mean_se, 0.25 * config.bias_slack)
-    return cusum_threshold(slack, arl)
+    ses = list(mean_se) or [0.0]
+    lo, hi = 0.0, 1.0
+    while false_alarm(config, hi, intervals, ses) > config.bias_false_alarm and hi < 1e4:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if false_alarm(config, mid, intervals, ses) > config.bias_false_alarm:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def slope(values: Sequence[float]) -> float | None:
@@ -273,6 +302,14 @@ class Commissioning:
     @property
     def count(self) -> int:
         return len(self.one)
+
+    def precise(self, card_rmse: Mapping[str, float], interval_s: float) -> bool:
+        """Whether the means are known well enough: the trend test's threshold, allowing for
+        their estimation error, is at most `max_delay_factor` x the threshold for exact means."""
+        ref = self.reference(card_rmse)
+        ses = list(ref.innovation_mean_se.values())
+        exact = bias_threshold(self.config, interval_s, [0.0] * len(ses))
+        return bias_threshold(self.config, interval_s, ses) <= self.config.max_delay_factor * exact
 
     def reference(self, card_rmse: Mapping[str, float] | None = None) -> Reference:
         """The reference levels. Each CV's trend-test scale is its long-run innovation std,
@@ -400,7 +437,7 @@ class BiasState:
     length in intervals."""
     mean_se: dict[str, float] = field(default_factory=dict)
     """Standard error of each CV's commissioning mean in scale units (the threshold allows
-    for the largest)."""
+    for them)."""
     threshold: float = 0.0
     """Decision level (set from the config's stated false-alarm rate: `bias_threshold`)."""
     up: dict[str, float] = field(default_factory=dict)
@@ -411,8 +448,8 @@ class BiasState:
     recent: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        se = max(self.mean_se.values(), default=0.0)
-        self.threshold = bias_threshold(self.config, self.interval_s, len(self.std), se)
+        ses = [self.mean_se.get(cv, 0.0) for cv in self.std]
+        self.threshold = bias_threshold(self.config, self.interval_s, ses)
 
     def update(self, innovation: Mapping[str, float]) -> bool:
         """Add one matured prediction's signed one-step errors; True when it fires now."""

@@ -206,7 +206,11 @@ class DriftMonitor:
             self._commissioning.add(errors, innovation)
             done = since >= cfg.settle_s + cfg.commission_s
             if done and self._commissioning.count >= cfg.min_commission:
-                self._commissioned(now, p.data_ts)
+                longest = since >= cfg.settle_s + cfg.commission_longest_s
+                card = {cv: rmse[0] for cv, rmse in self._rmse.items()}
+                interval = float(self.spec.plant.control_interval_s)
+                if longest or self._commissioning.precise(card, interval):
+                    self._commissioned(now, p.data_ts)
             return
         assert self.bias is not None
         fired = self.state.update(errors, ood_ratio)
@@ -250,6 +254,9 @@ class DriftMonitor:
                 "started_ts": None if self._started is None else self._started.isoformat(),
                 "last_prediction_ts": last.isoformat(),
                 "card_rmse": {cv: list(r) for cv, r in self._rmse.items()},
+                "trend_threshold": self.bias.threshold,
+                "trend_false_alarm": self.config.bias_false_alarm,
+                "trend_window_s": self.config.bias_window_s,
                 **ref.to_dict(),
             },
             why=why,
