@@ -24,6 +24,7 @@ interval, under the move that was really written, against what the plant did):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -237,6 +238,11 @@ def bias_threshold(config: DriftConfig, interval_s: float, mean_se: Sequence[flo
     return hi
 
 
+@functools.lru_cache(maxsize=64)
+def _exact_threshold(config: DriftConfig, interval_s: float, cvs: int) -> float:
+    return bias_threshold(config, interval_s, [0.0] * cvs)
+
+
 def slope(values: Sequence[float]) -> float | None:
     """Least-squares slope per step of the finite values (None with fewer than 3)."""
     pts = [(i, v) for i, v in enumerate(values) if math.isfinite(v)]
@@ -306,10 +312,10 @@ class Commissioning:
     def precise(self, card_rmse: Mapping[str, float], interval_s: float) -> bool:
         """Whether the means are known well enough: the trend test's threshold, allowing for
         their estimation error, is at most `max_delay_factor` x the threshold for exact means."""
-        ref = self.reference(card_rmse)
-        ses = list(ref.innovation_mean_se.values())
-        exact = bias_threshold(self.config, interval_s, [0.0] * len(ses))
-        return bias_threshold(self.config, interval_s, ses) <= self.config.max_delay_factor * exact
+        cfg = self.config
+        ses = list(self.reference(card_rmse).innovation_mean_se.values())
+        level = cfg.max_delay_factor * _exact_threshold(cfg, interval_s, len(ses))
+        return false_alarm(cfg, level, cfg.bias_window_s / interval_s, ses) <= cfg.bias_false_alarm
 
     def reference(self, card_rmse: Mapping[str, float] | None = None) -> Reference:
         """The reference levels. Each CV's trend-test scale is its long-run innovation std,
