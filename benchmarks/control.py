@@ -217,18 +217,39 @@ def prepare_twin(
             *registry.load_for_planning(home, spec, v),
         )
     version, ckpt, model, gains = found
+    regated = _regate(model, spec, config, frames)
     if gains is None:
         raise RuntimeError(f"twin {spec.name} {version} was saved without observer gains")
     arx, _ = registry.load_baselines(ckpt)
     training = ckpt.get("card", {}).get("training", {})
     info = {k: training.get(k) for k in ("stopped", "steps", "seconds", "seed")}
     info["version"] = version
+    if regated:
+        info["ood_gate"] = "refit on the training history by this benchmark (" + regated + ")"
     info["observer"] = {
         "source": gains.source,
         "latent_gain_median": float(np.median(gains.latent)),
         "output_gain": [float(g) for g in gains.output],
     }
     return Twin(model, arx, gains, info)
+
+
+def _regate(model, spec: PlantSpec, config: BenchConfig, frames: dict) -> str:  # type: ignore[no-untyped-def]
+    """A cached twin saved before the OOD gate's innovation check loads with the check off;
+    refit its gate in memory on the same history and split it was trained on (the gate is
+    fitted after training, on the same windows train_plant uses). '' when nothing was done."""
+    from twin.data import DataConfig, PlantSeries
+    from twin.evaluate import windows_of
+    from twin.train import TrainConfig
+
+    if model.innovation.active:
+        return ""
+    if spec.name not in frames:
+        frames[spec.name] = _history(spec, config)
+    series = PlantSeries(frames[spec.name], spec, DataConfig())
+    false_alarm = TrainConfig().ood_false_alarm
+    model.set_ood_reference(windows_of(series, "train"), windows_of(series, "val"), false_alarm)
+    return f"innovation check added, {false_alarm:.0%} false alarms"
 
 
 # ---- one closed-loop run -------------------------------------------------------------
@@ -358,11 +379,11 @@ CODE = {
     "pid": ("twin/baselines/pid.py",),
     "hold": ("twin/baselines/hold.py",),
     "linear_mpc": ("twin/baselines/arx_world.py", "twin/plan"),
-    "jepa": ("twin/baselines/arx_world.py", "twin/plan", "twin/serve/fallback.py"),
+    "jepa": ("twin/baselines/arx_world.py", "twin/plan", "twin/serve/fallback.py", "twin/model"),
 }
 """The code each controller's runs depend on (with the plant's simulator and, for the planners,
-the twin version, which carries its observer gains): a cached run is reused only while none of
-it changed."""
+the twin version, which carries its observer gains, and the twin's OOD gate in twin/model): a
+cached run is reused only while none of it changed."""
 
 
 def cached_run(
