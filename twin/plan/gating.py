@@ -93,3 +93,116 @@ def gate(
                 data_ts,
             )
     return None
+
+
+class NeighbourReference(Protocol):
+    """The reference of a k-nearest-neighbour latent score (twin.model.ood.LatentGate):
+    score(z) = mean distance of z - center to its k nearest rows of bank, over scale."""
+
+    center: torch.Tensor
+    """(D,) subtracted from every latent."""
+    bank: torch.Tensor
+    """(N, D) reference latents, centred."""
+    scale: torch.Tensor
+    """() divides the mean distance."""
+    k: int
+    """Neighbours averaged."""
+
+
+@runtime_checkable
+class NeighbourScored(Protocol):
+    """A world model whose ood_score is the k-NN score of `gate` (the JEPA twin)."""
+
+    @property
+    def gate(self) -> NeighbourReference: ...
+
+
+SUBSET_ROWS = 256
+"""Reference rows of the trust score's first passes (an evenly strided subset of the bank)."""
+BOUND_MARGIN = 1e-2
+"""Relative margin under 1 within which the bounds leave a latent to the exact score (cdist
+rounds distances near 0 to about 1e-3; the exact score itself is only that exact)."""
+
+
+class TrustRatio:
+    """The planner's trust-region ratio of predicted latents: ood_score / ood_threshold / slack,
+    exact wherever it can exceed 1, for a fraction of the k-NN's cost.
+
+    The trust cost only sees relu(ratio - 1), so a latent whose ratio is certainly below 1
+    costs nothing whatever its exact value. Two upper bounds of the mean distance to the k
+    nearest bank rows, against an evenly strided subset S of the bank, settle most latents:
+
+    - through a neighbour: for s in S, the mean distance from z to s's own k nearest bank rows,
+      at most |z - s| + knn(s), bounds knn(z); the least over S costs one distance matrix;
+    - the mean distance to the k nearest rows of S (a subset's k nearest are no nearer).
+
+    Only latents that neither bound puts clearly below 1 are scored exactly (model.ood_score
+    itself). `bounded(z)` returns the exact ratio there and a bound below 1 elsewhere:
+    relu(ratio - 1) and its gradient are those of the exact ratio. `exact(z)` is the plain one.
+
+    The shortcut is taken only for a model whose score is such a k-NN score (NeighbourScored)
+    and only when a replica of its score agrees with model.ood_score on probe latents; otherwise
+    every latent is scored exactly.
+    """
+
+    def __init__(self, model: WorldModel, threshold: float, slack: float) -> None:
+        self.model = model
+        self.threshold, self.slack = threshold, slack
+        self._ref: NeighbourReference | None = None
+        self._subset = self._subset_knn = torch.zeros(0)
+        if isinstance(model, NeighbourScored):
+            ref = model.gate
+            n = len(ref.bank)
+            if n > SUBSET_ROWS and n >= ref.k:
+                self._ref, self._subset = ref, ref.bank[:: math.ceil(n / SUBSET_ROWS)]
+                if self._agrees():
+                    with torch.no_grad():
+                        # raw: each subset row's mean distance to its k nearest bank rows
+                        near = self._knn(self._subset + ref.center, ref.bank)
+                        self._subset_knn = near * ref.scale
+                else:
+                    self._ref = None
+
+    @property
+    def shortcut(self) -> bool:
+        """Whether the bounds are in use (else every latent is scored exactly)."""
+        return self._ref is not None
+
+    def exact(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (N, D) -> ratio (N,)."""
+        return self.model.ood_score(z) / self.threshold / self.slack
+
+    def bounded(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (N, D) -> ratio (N,), exact where it may exceed 1, a bound below 1 elsewhere."""
+        ref = self._ref
+        if ref is None:
+            return self.exact(z)
+        cut = 1.0 - BOUND_MARGIN
+        with torch.no_grad():
+            d = torch.cdist(z.detach() - ref.center, self._subset)  # (N, S)
+            via = (d + self._subset_knn).amin(1) / ref.scale  # (N,) through a neighbour
+            bound = via / self.threshold / self.slack
+            unsure = torch.nonzero(bound > cut).flatten()
+            if len(unsure):
+                near = d[unsure].topk(ref.k, dim=1, largest=False).values.mean(1) / ref.scale
+                bound[unsure] = torch.minimum(bound[unsure], near / self.threshold / self.slack)
+                unsure = unsure[bound[unsure] > cut]
+        if len(unsure) == 0:
+            return bound
+        return bound.index_put((unsure,), self.exact(z[unsure]).to(bound.dtype))
+
+    def _knn(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Raw k-NN score of latents (N, D) against centred rows, over the scale."""
+        assert self._ref is not None
+        d = torch.cdist(z - self._ref.center, rows)  # (N, rows)
+        return d.topk(self._ref.k, dim=1, largest=False).values.mean(1) / self._ref.scale
+
+    def _agrees(self) -> bool:
+        """The replica of the score matches model.ood_score on probe latents (a model whose
+        score is computed some other way gets no shortcut)."""
+        assert self._ref is not None
+        ref = self._ref
+        with torch.no_grad():
+            probes = torch.cat([ref.center + ref.bank[:2], ref.center + 3.0 * ref.bank[-2:]])
+            want = self.model.ood_score(probes)
+            return bool(torch.allclose(self._knn(probes, ref.bank), want, rtol=1e-4, atol=1e-6))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -283,14 +283,32 @@ class DisturbanceObserver:
         return Estimate(latent if active else None, self._output.copy())
 
 
+@runtime_checkable
+class Stepping(Protocol):
+    """A world model with the one-interval verb besides rollout (the JEPA twin, the ARX model)."""
+
+    def predict(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Latent (B, D) and MV values (B, n_mv) held over the next interval -> (B, D)."""
+        ...
+
+
 def rollout_disturbed(
     model: WorldModel, z: torch.Tensor, u: torch.Tensor, latent: torch.Tensor | None
 ) -> torch.Tensor:
-    """model.rollout with the latent disturbance added after every interval: (B, H, D)."""
+    """model.rollout with the latent disturbance added after every interval: (B, H, D).
+
+    One model call per interval: `predict` where the model has it (the same arithmetic as a
+    one-interval rollout, without stacking and unstacking a horizon of one, which the
+    planner's refinement pays for in every cost evaluation), else a one-interval rollout."""
     if latent is None:
         return model.rollout(z, u)
     out = []
-    for k in range(u.shape[1]):
-        z = model.rollout(z, u[:, k : k + 1])[:, 0] + latent
-        out.append(z)
+    if isinstance(model, Stepping):
+        for k in range(u.shape[1]):
+            z = model.predict(z, u[:, k]) + latent  # (B, D)
+            out.append(z)
+    else:
+        for k in range(u.shape[1]):
+            z = model.rollout(z, u[:, k : k + 1])[:, 0] + latent
+            out.append(z)
     return torch.stack(out, dim=1)

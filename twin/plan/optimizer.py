@@ -21,6 +21,7 @@ import scipy.optimize
 import torch
 
 from twin.plan.cost import CostTensors, plan_cost
+from twin.plan.gating import TrustRatio
 from twin.plan.limits import HardLimits
 from twin.plan.moves import decode, expand, hold_decision, project, to_decision
 from twin.plan.observer import rollout_disturbed
@@ -90,32 +91,48 @@ class PlanObjective:
         self.c = CostTensors.of(problem, torch.as_tensor(offset), dtype=self.dtype)
         self.limits = HardLimits.of(problem, config.hard_operating)
         threshold = float(getattr(model, "ood_threshold", math.inf) or math.inf)
-        self.threshold = threshold if math.isfinite(threshold) and threshold > 0 else None
         # The trust bound: the twin's threshold times a slack, because latents rolled out by the
         # predictor score higher than encoded ones even where the plant is well known.
-        self.bound = config.trust_slack
+        self.trust = (
+            TrustRatio(model, threshold, config.trust_slack)
+            if math.isfinite(threshold) and threshold > 0
+            else None
+        )
 
-    def predict(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """MV values (B, H, n_mv) -> y (B, H, n_cv), q (B, H, n_cv, n_q), ood ratio (B, H)
-        (None when the model has no finite OOD threshold)."""
+    def predict(
+        self, u: torch.Tensor, exact: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """MV values (B, H, n_mv) -> y (B, H, n_cv), q (B, H, n_cv, n_q), ood ratio over the
+        trust bound (B, H) (None when the model has no finite OOD threshold).
+
+        exact=False (the search): the ratio is exact only where it may exceed 1 and an upper
+        bound at most 1 elsewhere (twin.plan.gating.TrustRatio), which leaves the trust cost and
+        its gradient as they are."""
         b, h, _ = u.shape
         zs = rollout_disturbed(self.model, self.z0.expand(b, -1), u.to(self.dtype), self.latent)
         y, q = self.model.readout(zs)
         ratio = None
-        if self.threshold is not None:
-            ratio = self.model.ood_score(zs.reshape(b * h, -1)).reshape(b, h) / self.threshold
-            ratio = ratio / self.bound
+        if self.trust is not None:
+            flat = zs.reshape(b * h, -1)
+            score = self.trust.exact if exact else self.trust.bounded
+            ratio = score(flat).reshape(b, h)
         return y, q, ratio
 
     def crossing(self, q: torch.Tensor) -> torch.Tensor:
         """Hard-limit crossing (B,) of uncorrected quantiles (B, H, n_cv, n_q); 0: feasible."""
         return self.limits.crossing(q[..., 0] + self.c.offset, q[..., -1] + self.c.offset)
 
+    def total(self, x: torch.Tensor) -> torch.Tensor:
+        """Decision variables (B, K, n_mv) -> total cost (B,) (the refinement's objective)."""
+        u = expand(decode(x, self.problem), self.config.blocks)  # (B, H, n_mv)
+        y, q, ratio = self.predict(u, exact=False)
+        return plan_cost(y, q, u, ratio, self.c, self.config)["total"]
+
     def terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Decision variables (B, K, n_mv) -> cost terms (each (B,)), MV values (B, H, n_mv) and
         the hard-limit crossing (B,)."""
         u = expand(decode(x, self.problem), self.config.blocks)  # (B, H, n_mv)
-        y, q, ratio = self.predict(u)
+        y, q, ratio = self.predict(u, exact=False)
         return plan_cost(y, q, u, ratio, self.c, self.config), u, self.crossing(q)
 
 
@@ -274,11 +291,17 @@ def _cem(
     return best
 
 
+class _Spent(Exception):
+    """The refinement's evaluation budget is used up (raised from inside scipy's loop)."""
+
+
 def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Tensor | None:
     """A few L-BFGS-B iterations on x in [-1, 1] with autograd gradients through the rollout.
 
     The refinement minimises the penalised cost; its result is kept only if it beats the
-    sampled best on the hard limits first and the cost second (None otherwise).
+    sampled best on the hard limits first and the cost second (None otherwise). At most
+    config.evaluation_budget cost evaluations: when they run out inside a line search, the
+    best point evaluated stands in for the iterate scipy would have returned.
     """
     if config.refine_iterations == 0:
         return None
@@ -290,34 +313,44 @@ def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Te
     # Precondition: a block held for L intervals weighs about L times more in the cost, so the
     # search runs on v = x * sqrt(L), which makes the curvature of every block alike.
     w = np.repeat(np.sqrt(np.asarray(config.blocks, dtype=float)), shape[1])  # (K * n_mv,)
+    budget = config.evaluation_budget
+    seen: list[tuple[float, np.ndarray]] = []  # (value, v) of the best point evaluated
 
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
+        if len(seen) >= budget:
+            raise _Spent
         x = torch.tensor((v / w).reshape(shape), dtype=obj.dtype, requires_grad=True)
         with torch.enable_grad():
-            total = obj.terms(x[None])[0]["total"][0]
+            total = obj.total(x[None])[0]
             (grad,) = torch.autograd.grad(total, x)
         value = float(total.detach()) * scale
         g = grad.double().numpy().ravel() * scale / w
         if not (math.isfinite(value) and np.all(np.isfinite(g))):
-            return math.inf, np.zeros_like(v)
+            value, g = math.inf, np.zeros_like(v)
+        best = seen[-1] if seen else (math.inf, v)
+        seen.append((value, v.copy()) if value < best[0] else best)
         return value, g
 
-    result = scipy.optimize.minimize(
-        fun,
-        x0.double().numpy().ravel() * w,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(-wi, wi) for wi in w],
-        options={
-            "maxiter": config.refine_iterations,
-            "maxfun": config.refine_iterations + 3,
-            "ftol": 1e-12,
-            "gtol": 1e-10,
-        },
-    )
-    if not math.isfinite(float(result.fun)):
+    try:
+        result = scipy.optimize.minimize(
+            fun,
+            x0.double().numpy().ravel() * w,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-wi, wi) for wi in w],
+            options={
+                "maxiter": config.refine_iterations,
+                "maxfun": config.refine_iterations + 3,
+                "ftol": 1e-12,
+                "gtol": 1e-10,
+            },
+        )
+        found, v_end = float(result.fun), result.x
+    except _Spent:
+        found, v_end = seen[-1]
+    if not math.isfinite(found):
         return None
-    x = torch.as_tensor((result.x / w).reshape(shape), dtype=obj.dtype)
+    x = torch.as_tensor((v_end / w).reshape(shape), dtype=obj.dtype)
     with torch.inference_mode():
         terms, _, crossing = obj.terms(x[None])
     return x if start.beaten_by(float(terms["total"][0]), float(crossing[0])) else None

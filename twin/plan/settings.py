@@ -28,6 +28,12 @@ class PlannerConfig:
     """Weight of the previous mean and std when refitting CEM (damps jitter)."""
     refine_iterations: int = 3
     """L-BFGS-B iterations of the scipy refinement (gradients by autograd through the rollout)."""
+    refine_evaluations: int | None = None
+    """Most cost evaluations (each a rollout and its gradient) of the refinement, its line
+    searches included; when it binds, the best point evaluated is kept. None: three per
+    iteration and the start (10 for 3 iterations). A line search that struggled otherwise ran
+    to 17-24 evaluations where 5-8 are usual: the slowest 5 % of the decisions
+    (benchmarks/plan.py compares the planner with and without the cap)."""
     cv_limit_weight: float = 1000.0
     """Penalty weight on a quantile crossing a CV operating limit (fraction of span, squared)."""
     cv_hard_weight: float = 100000.0
@@ -60,6 +66,8 @@ class PlannerConfig:
             )
         if self.cem_iterations < 0 or self.refine_iterations < 0:
             raise ValueError("iteration counts must not be negative")
+        if self.refine_evaluations is not None and self.refine_evaluations < 1:
+            raise ValueError(f"refine_evaluations {self.refine_evaluations} must be at least 1")
         for name in ("observer_latent_gain", "observer_output_gain"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} {getattr(self, name)} must lie in [0, 1]")
@@ -74,6 +82,13 @@ class PlannerConfig:
         if needed <= self.horizon:
             return self
         return replace(self, blocks=(*self.blocks, needed - self.horizon))
+
+    @property
+    def evaluation_budget(self) -> int:
+        """The refinement's cost evaluations at most (refine_evaluations or its default)."""
+        if self.refine_evaluations is not None:
+            return self.refine_evaluations
+        return 3 * self.refine_iterations + 1
 
     @property
     def horizon(self) -> int:

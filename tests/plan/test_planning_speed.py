@@ -1,0 +1,120 @@
+"""What makes a decision cheaper must not change what it decides: the trust ratio's bounds
+leave the trust cost and its gradient exactly as the k-NN score gives them, a model whose
+score is something else gets no shortcut, and the refinement never spends more cost
+evaluations than its budget."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tests.plan.test_optimum import CFG, _problem, _static_model
+from tests.plan.toy import ToyLinearModel
+from twin.model.ood import LatentGate
+from twin.plan.gating import TrustRatio
+from twin.plan.moves import violations
+from twin.plan.optimizer import plan
+from twin.plan.settings import PlannerConfig
+
+
+class GatedToy(ToyLinearModel):
+    """The toy plant with the JEPA twin's k-NN gate as its OOD score (latent = the 2 CVs)."""
+
+    def __init__(self, gate: LatentGate, factor: float = 1.0) -> None:
+        super().__init__(np.zeros((2, 2)), np.eye(2), np.zeros(2), ["y1", "y2"], ["u1", "u2"])
+        self.gate = gate
+        self.factor = factor
+        self.ood_threshold = gate.threshold
+
+    def ood_score(self, z: torch.Tensor) -> torch.Tensor:
+        return self.factor * self.gate(z)
+
+
+def _gate() -> LatentGate:
+    """A gate fitted on two clouds of training latents (two operating regions)."""
+    gen = torch.Generator().manual_seed(0)
+    z = 0.5 * torch.randn(1200, 2, generator=gen)
+    z = z + 8.0 * (torch.arange(1200) >= 600)[:, None]
+    gate = LatentGate(2)
+    gate.fit(z, 0.5 * torch.randn(300, 2, generator=gen), false_alarm=0.02, bank_size=400)
+    return gate
+
+
+def test_bounded_trust_ratio_gives_the_exact_trust_cost_and_gradient() -> None:
+    model = GatedToy(_gate())
+    trust = TrustRatio(model, model.ood_threshold, 1.5)
+    assert trust.shortcut
+    # Latents near the clouds, between them and far away: the bound settles the first, the
+    # exact score the others.
+    z = torch.cat([torch.randn(400, 2), 4.0 + 4.0 * torch.randn(400, 2)]).requires_grad_(True)
+    exact, bounded = trust.exact(z), trust.bounded(z)
+    assert bool((exact > 1).any()) and bool((exact < 1).any())
+    assert torch.all(bounded >= exact - 1e-5)  # the bound is an upper bound ...
+    # ... and where it is used, it is below 1: the trust cost is that of the exact ratio.
+    assert torch.equal(torch.relu(bounded - 1.0), torch.relu(exact - 1.0))
+    (g_exact,) = torch.autograd.grad(torch.relu(exact - 1).square().sum(), z)
+    (g_bounded,) = torch.autograd.grad(torch.relu(bounded - 1).square().sum(), z)
+    assert torch.equal(g_exact, g_bounded)
+
+
+def test_a_score_other_than_the_gates_knn_gets_no_shortcut() -> None:
+    model = GatedToy(_gate(), factor=2.0)  # has a k-NN gate, but scores something else
+    trust = TrustRatio(model, model.ood_threshold, 1.5)
+    assert not trust.shortcut
+    z = 4.0 + 4.0 * torch.randn(50, 2)
+    assert torch.equal(trust.bounded(z), trust.exact(z))
+
+
+class HiddenGate(ToyLinearModel):
+    """The same score as GatedToy's, computed by a gate the planner cannot see."""
+
+    def __init__(self, gate: LatentGate) -> None:
+        super().__init__(np.zeros((2, 2)), np.eye(2), np.zeros(2), ["y1", "y2"], ["u1", "u2"])
+        self._gate = gate
+        self.ood_threshold = gate.threshold
+
+    def ood_score(self, z: torch.Tensor) -> torch.Tensor:
+        return self._gate(z)
+
+
+def test_plans_with_the_bounded_trust_ratio_are_the_plans_of_the_exact_one() -> None:
+    gate = _gate()
+    fast_model, slow_model = GatedToy(gate), HiddenGate(gate)
+    cfg = PlannerConfig(population=32, refine_iterations=6, trust_slack=1.0)
+    for target, z0 in ((4.0, 1.0), (8.5, 7.0)):  # between the regions, in each
+        problem = _problem({"y1": target, "y2": target})
+        z = torch.full((2,), z0)
+        fast, slow = plan(fast_model, z, problem, cfg), plan(slow_model, z, problem, cfg)
+        # The same plans up to float32 rounding: the k-NN's distances round differently with
+        # the number of latents scored at once (cdist's matrix-product path), in the model too.
+        np.testing.assert_allclose(fast.u, slow.u, rtol=1e-5, atol=1e-5)
+        assert fast.costs == pytest.approx(slow.costs, rel=1e-5, abs=1e-9)
+        np.testing.assert_allclose(fast.ood_ratio, slow.ood_ratio, rtol=1e-4)
+    between = plan(fast_model, torch.full((2,), 1.0), _problem({"y1": 4.0, "y2": 4.0}), cfg)
+    # Between the regions the trust region binds: the plan stops at its edge, short of 4.
+    assert between.ood_ratio is not None and float(between.ood_ratio.max()) > 0.9
+    assert float(between.y[-1].max()) < 3.0
+
+
+def test_the_refinement_keeps_to_its_evaluation_budget() -> None:
+    model = _static_model()
+    calls = []
+
+    def counted(z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if u.requires_grad:
+            calls.append(1)
+        return ToyLinearModel.rollout(model, z, u)
+
+    model.rollout = counted  # type: ignore[method-assign]
+    problem = _problem({"y1": 4.0, "y2": 2.5})
+    for budget in (1, 2, 4):
+        calls.clear()
+        out = plan(model, torch.zeros(2), problem, replace(CFG, refine_evaluations=budget))
+        assert len(calls) <= budget
+        assert not violations(out.u, problem)
+    calls.clear()
+    plan(model, torch.zeros(2), problem, replace(CFG, refine_evaluations=None))
+    assert len(calls) <= CFG.evaluation_budget == 3 * CFG.refine_iterations + 1
