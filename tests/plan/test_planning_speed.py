@@ -118,3 +118,20 @@ def test_the_refinement_keeps_to_its_evaluation_budget() -> None:
     calls.clear()
     plan(model, torch.zeros(2), problem, replace(CFG, refine_evaluations=None))
     assert len(calls) <= CFG.evaluation_budget == 3 * CFG.refine_iterations + 1
+
+
+def test_the_prepared_bounds_follow_a_refitted_gate() -> None:
+    # What TrustRatio prepares from the bank is kept per model between decisions; a gate
+    # refitted on other latents (the plant's regions moved) must not be bounded by the old bank.
+    gate = _gate()
+    model = GatedToy(gate)
+    z = torch.cat([torch.randn(200, 2), 4.0 + 4.0 * torch.randn(200, 2), -8.0 + torch.randn(50, 2)])
+    assert TrustRatio(model, model.ood_threshold, 1.0).shortcut
+    gen = torch.Generator().manual_seed(1)
+    gate.fit(-8.0 + 0.5 * torch.randn(1200, 2, generator=gen), -8.0 + 0.5 * torch.randn(300, 2))
+    model.ood_threshold = gate.threshold
+    trust = TrustRatio(model, model.ood_threshold, 1.0)
+    assert trust.shortcut
+    exact, bounded = trust.exact(z), trust.bounded(z)
+    assert bool((exact[:400] > 1).all()) and bool((exact[400:] < 1).any())
+    assert torch.equal(torch.relu(bounded - 1.0), torch.relu(exact - 1.0))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import weakref
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -124,6 +125,17 @@ BOUND_MARGIN = 1e-2
 rounds distances near 0 to about 1e-3; the exact score itself is only that exact)."""
 
 
+_PREPARED: weakref.WeakKeyDictionary[object, tuple[tuple, Any]] = weakref.WeakKeyDictionary()
+"""Per model: the state of its gate when last prepared, and what TrustRatio._prepare made of it
+(a decision reuses it; a refitted or replaced bank is prepared again)."""
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(
+        x is y if isinstance(x, torch.Tensor) else x == y for x, y in zip(a, b, strict=True)
+    )
+
+
 class TrustRatio:
     """The planner's trust-region ratio of predicted latents: ood_score / ood_threshold / slack,
     exact wherever it can exceed 1, for a fraction of the k-NN's cost.
@@ -152,16 +164,17 @@ class TrustRatio:
         self._subset = self._subset_knn = torch.zeros(0)
         if isinstance(model, NeighbourScored):
             ref = model.gate
-            n = len(ref.bank)
-            if n > SUBSET_ROWS and n >= ref.k:
-                self._ref, self._subset = ref, ref.bank[:: math.ceil(n / SUBSET_ROWS)]
-                if self._agrees():
-                    with torch.no_grad():
-                        # raw: each subset row's mean distance to its k nearest bank rows
-                        near = self._knn(self._subset + ref.center, ref.bank)
-                        self._subset_knn = near * ref.scale
-                else:
-                    self._ref = None
+            state: tuple = (ref.bank, ref.bank._version, ref.center, ref.center._version)
+            state += (ref.k, float(ref.scale))
+            known = _PREPARED.get(model)
+            if known is not None and _same(known[0], state):
+                prepared = known[1]
+            else:
+                prepared = self._prepare(ref)
+                _PREPARED[model] = (state, prepared)
+            if prepared is not None:
+                self._ref = ref
+                self._subset, self._subset_knn = prepared
 
     @property
     def shortcut(self) -> bool:
@@ -190,6 +203,23 @@ class TrustRatio:
         if len(unsure) == 0:
             return bound
         return bound.index_put((unsure,), self.exact(z[unsure]).to(bound.dtype))
+
+    def _prepare(self, ref: NeighbourReference) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The subset and each of its rows' raw k-NN distance in the bank; None when the
+        bank is too small to gain from it or the model's score is not the gate's k-NN."""
+        n = len(ref.bank)
+        if n <= SUBSET_ROWS or n < ref.k:
+            return None
+        self._ref = ref
+        try:
+            if not self._agrees():
+                return None
+            subset = ref.bank[:: math.ceil(n / SUBSET_ROWS)]
+            with torch.no_grad():
+                near = self._knn(subset + ref.center, ref.bank)  # (S,) over the scale
+            return subset, near * ref.scale
+        finally:
+            self._ref = None
 
     def _knn(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Raw k-NN score of latents (N, D) against centred rows, over the scale."""
