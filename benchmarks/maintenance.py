@@ -503,6 +503,128 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
     return row
 
 
+class _LiveReplay:
+    """What the drift monitor reads of the live buffer, from the historian (values held)."""
+
+    def __init__(self, wide, period_s: float) -> None:  # type: ignore[no-untyped-def]
+        self.wide, self.period_s, self.t = wide, period_s, START
+
+    def newest_ts(self) -> datetime:
+        return self.t
+
+    def window(self, names: list[str], samples: int, end: datetime):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        step = pd.Timedelta(seconds=self.period_s)
+        grid = pd.date_range(end=pd.Timestamp(end), periods=samples, freq=step)
+        rows = self.wide.reindex(columns=names).reindex(grid, method="ffill", tolerance=3 * step)
+        return rows.to_numpy(dtype=float)
+
+
+class _StoreReplay:
+    """The state store as the monitor saw it at plant time `t`; events are collected."""
+
+    def __init__(self, store, proposals) -> None:  # type: ignore[no-untyped-def]
+        self.store, self.proposals, self.t = store, proposals, START
+        self.events: list[dict[str, Any]] = []
+
+    def list_proposals(self, plant: str | None = None, limit: int = 100):  # type: ignore[no-untyped-def]
+        seen = [p for p in self.proposals if p.data_ts <= self.t]
+        return list(reversed(seen[-limit:]))
+
+    def get_decision(self, proposal_id: int):  # type: ignore[no-untyped-def]
+        return self.store.get_decision(proposal_id)
+
+    def writes_for(self, **kw: Any):  # type: ignore[no-untyped-def]
+        return self.store.writes_for(**kw)
+
+    def log_event(self, **kw: Any) -> None:
+        self.events.append(kw)
+
+
+class _NoAlarms:
+    def condition(self, *args: Any, **kw: Any) -> None:
+        pass
+
+
+def _monitor_module(commit: str | None):  # type: ignore[no-untyped-def]
+    """twin.health.monitor as it is now, or as it was at `commit` (its drift module too)."""
+    import twin.serve  # noqa: F401  (the monitor's package imports; it is loaded through it)
+    if commit is None:
+        import twin.health.monitor as now
+
+        return now
+    import importlib.util
+
+    folder = Path(tempfile.mkdtemp(prefix="drift-at-"))
+    for name in ("drift", "monitor"):
+        text = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{commit}:twin/health/{name}.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        text = text.replace("from twin.health.drift import", f"from drift_{commit} import")
+        (folder / f"{name}_{commit}.py").write_text(text, encoding="utf-8")
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(
+        f"monitor_{commit}", folder / f"monitor_{commit}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def replay(run: Path, which: str, commit: str | None) -> dict[str, Any]:
+    """The drift tests of the code at `commit` (None: now) run offline over a finished run's
+    records (v1's proposals, decisions and writes; the historian's values): its commissioning
+    and alarms on the same data the run produced. The OOD trigger is not replayed (the runtime's
+    OOD ratio is not recorded per interval)."""
+    from twin.historian import Historian
+    from twin.state import Store
+
+    spec = load_spec(run / "spec" / "plant.toml")
+    home = Home.at(run / which)
+    with Historian(home.historian_dir(spec.name)) as h:
+        wide = h.read(START, START + timedelta(days=2))
+    monitor = _monitor_module(commit)
+    with Store.open(home) as store:
+        mine = [
+            p for p in store.list_proposals(spec.name, limit=10**6) if p.model_version == "v001"
+        ]
+        proposals = sorted(mine, key=lambda p: p.id)
+        if not proposals:
+            return {"error": "no v001 proposals"}
+        view, live = _StoreReplay(store, proposals), _LiveReplay(wide, spec.plant.sample_period_s)
+        m = monitor.DriftMonitor(home, spec, view, _NoAlarms(), live)
+        step = timedelta(seconds=spec.plant.control_interval_s)
+        t, end, peak = proposals[0].data_ts, proposals[-1].data_ts + 6 * step, (0.0, None)
+        while t <= end:
+            live.t = view.t = t
+            m.check("v001", None)
+            if m.bias is not None and m.bias.level > peak[0]:
+                peak = (m.bias.level, minutes(t))
+            t += step
+    events = [(e["kind"], e["what"]) for e in view.events]
+    commissioned = [w for k, w in events if k == "drift_commissioned"]
+    fired = [w for k, w in events if k == "retrain_recommended"]
+    threshold = getattr(m.bias, "threshold", None) or getattr(m.config, "bias_threshold", None)
+    return {
+        "code": commit or "now",
+        "commissioned_min": minutes(datetime.fromisoformat(commissioned[0]["data_ts"]))
+        if commissioned
+        else None,
+        "commissioning_predictions": commissioned[0]["predictions"] if commissioned else None,
+        "alarm_min": minutes(datetime.fromisoformat(fired[0]["data_ts"])) if fired else None,
+        "fired_by": fired[0]["fired_by"] if fired else None,
+        "trend_threshold": threshold,
+        "trend_peak": peak[0],
+        "trend_peak_min": peak[1],
+    }
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -544,6 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maintenance.json"))
     p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "twin-maintenance"))
     p.add_argument("--merge", nargs="*", help="Only merge these result files into --out.")
+    p.add_argument(
+        "--replay",
+        nargs="*",
+        help="With --merge: replay the drift tests of the code now and of these commits over"
+        " each row's drift and quiet runs (kept under --root) and add them to its row.",
+    )
     args = p.parse_args(argv)
     setup = Setup(
         speed=args.speed, train_seconds=args.train_seconds, drift_run_min=args.drift_minutes
@@ -556,6 +684,14 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:  # the verdict by the one rule above (older runs used the grid time)
             if "cost_at_alarm_ratio" in r:
                 r["alarm_before_doubling"] = alarm_before_doubling(r)
+        for r in rows if args.replay is not None else []:
+            run = Path(args.root) / f"{r['plant']}-s{r['seed']}"
+            r["replay"] = {
+                which: [replay(run, which, c) for c in (None, *args.replay)]
+                for which in ("home", "quiet")
+                if (run / which).exists()
+            }
+            print(r["plant"], r["seed"], json.dumps(r["replay"], default=str), flush=True)
         merged = {
             "setups": [x["setup"] for x in parts],
             "rows": rows,
