@@ -124,6 +124,8 @@ class InnovationCheck(nn.Module):
         calibration windows and the training windows scored out of fold."""
         from twin.model.ood import FOLDS, conformal_quantile
 
+        if x_train.shape[1] <= self.spi:
+            return  # a one-interval window leaves nothing to predict the interval from: off
         with torch.no_grad():
             e_tr, z_tr = self.innovation(net, x_train)
             e_cal, z_cal = self.innovation(net, x_cal)
