@@ -1,7 +1,8 @@
 """The model-maintenance chain, shortened, on the cstr: `twin serve --mode auto` against
 `twin sim --speed 100` with jacket fouling (UA -15 % over 10 plant minutes from minute 5), the
 drift tests' commissioning shortened to the first 3 scored predictions (TWIN_DRIFT_* settings:
-the default 10 + 15 minutes would commission on the fouled plant), the drift alarm and its
+the default 10 + 15 minutes would commission on the fouled plant) and made more sensitive than
+the stated false-alarm rate allows, the drift alarm and its
 retrain_recommended event, `twin retrain` on the live history the runtime recorded, the
 candidate in `twin serve --shadow`, and `twin models promote --gated` deciding on the shadow
 score. The same chain as benchmarks/maintenance.py (tiny twins, one plant, no quiet run, no
@@ -56,6 +57,12 @@ def test_drift_alarm_retrain_shadow_and_gated_promotion(
         "TWIN_DRIFT_SETTLE_S": "0",
         "TWIN_DRIFT_COMMISSION_S": "0",
         "TWIN_DRIFT_MIN_COMMISSION": "3",
+        # Three predictions leave the innovation means too imprecise for the trend test's
+        # stated rate (1 % per day): its threshold would double. This chain test trades
+        # false alarms for sensitivity: 50 % per day, the scale floored at a quarter of the
+        # tiny twin's card RMSE (its card is 3-4x a trained twin's).
+        "TWIN_DRIFT_FALSE_ALARM": "0.5",
+        "TWIN_DRIFT_INNOVATION_FLOOR": "0.25",
     }.items():
         monkeypatch.setenv(var, value)  # read by the `twin serve` processes of the chain
     setup = maintenance.Setup(
@@ -97,7 +104,7 @@ def test_drift_alarm_retrain_shadow_and_gated_promotion(
         assert max(evidence["multi_step_cusum"], evidence["one_step_cusum"]) >= 12
     elif evidence["fired_by"] == "disturbance":
         test = evidence["disturbance"]
-        assert max(*test["cusum_up"].values(), *test["cusum_down"].values()) >= 10
+        assert max(*test["cusum_up"].values(), *test["cusum_down"].values()) >= test["threshold"]
     else:  # the tiny twin may drive the fouled reactor to ignition and abstain from then on
         assert evidence["fired_by"] == "ood", evidence
     assert evidence["retrain"].startswith(f"twin retrain {PLANT} --since ")

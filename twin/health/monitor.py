@@ -255,7 +255,7 @@ class DriftMonitor:
                 "last_prediction_ts": last.isoformat(),
                 "card_rmse": {cv: list(r) for cv, r in self._rmse.items()},
                 "trend_threshold": self.bias.threshold,
-                "trend_false_alarm": self.config.bias_false_alarm,
+                "trend_false_alarm": self.bias.false_alarm,
                 "trend_window_s": self.config.bias_window_s,
                 **ref.to_dict(),
             },
