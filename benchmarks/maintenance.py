@@ -550,6 +550,7 @@ class _NoAlarms:
 def _monitor_module(commit: str | None):  # type: ignore[no-untyped-def]
     """twin.health.monitor as it is now, or as it was at `commit` (its drift module too)."""
     import twin.serve  # noqa: F401  (the monitor's package imports; it is loaded through it)
+
     if commit is None:
         import twin.health.monitor as now
 
@@ -625,6 +626,31 @@ def replay(run: Path, which: str, commit: str | None) -> dict[str, Any]:
     }
 
 
+def training(run: Path) -> dict[str, Any]:
+    """How far each version of the run's drift home trained (its model card)."""
+    import re as _re
+
+    from twin import registry
+
+    spec = load_spec(run / "spec" / "plant.toml")
+    home, out = Home.at(run / "home"), {}
+    for m in registry.list_models(home, spec):
+        card = registry.load_checkpoint(home, spec, m["version"]).get("card") or {}
+        t = card.get("training") or {}
+        epochs = [
+            int(x.group(1)) if (x := _re.search(r"epoch (\d+)", str(t.get(k)))) else None
+            for k in ("stopped", "obs_model_stopped")
+        ]
+        out[m["version"]] = {
+            "jepa_epochs": epochs[0],
+            "jepa_stopped": t.get("stopped"),
+            "obs_epochs": epochs[1],
+            "obs_stopped": t.get("obs_model_stopped"),
+            "seconds": t.get("seconds"),
+        }
+    return out
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -686,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["alarm_before_doubling"] = alarm_before_doubling(r)
         for r in rows if args.replay is not None else []:
             run = Path(args.root) / f"{r['plant']}-s{r['seed']}"
+            r["training"] = training(run)
             r["replay"] = {
                 which: [replay(run, which, c) for c in (None, *args.replay)]
                 for which in ("home", "quiet")
