@@ -288,6 +288,8 @@ def commissioning(home: Home, spec: PlantSpec) -> dict[str, Any] | None:
         "innovation_lag1",
         "innovation_scale",
         "innovation_mean_se",
+        "trend_threshold",
+        "trend_false_alarm",
         "card_rmse",
     )
     last = w.get("last_prediction_ts")
@@ -713,6 +715,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows if args.replay is not None else []:
             run = Path(args.root) / f"{r['plant']}-s{r['seed']}"
             r["training"] = training(run)
+            spec = load_spec(run / "spec" / "plant.toml")
+            for key, which in (("commissioning", "home"), ("quiet_commissioning", "quiet")):
+                if (run / which).exists():  # read again: the keys recorded since the run
+                    r[key] = commissioning(Home.at(run / which), spec)
             r["replay"] = {
                 which: [replay(run, which, c) for c in (None, *args.replay)]
                 for which in ("home", "quiet")
