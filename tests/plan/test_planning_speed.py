@@ -101,23 +101,40 @@ def test_plans_with_the_bounded_trust_ratio_are_the_plans_of_the_exact_one() -> 
 
 def test_the_refinement_keeps_to_its_evaluation_budget() -> None:
     model = _static_model()
+    problem = _problem({"y1": 4.0, "y2": 2.5})
+    width = 2 * len(CFG.blocks) * problem.n_mv + 1  # a cost evaluation by differences
     calls = []
 
     def counted(z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        if u.requires_grad:
+        if u.requires_grad or len(u) == width:
             calls.append(1)
         return ToyLinearModel.rollout(model, z, u)
 
     model.rollout = counted  # type: ignore[method-assign]
-    problem = _problem({"y1": 4.0, "y2": 2.5})
-    for budget in (1, 2, 4):
+    for gradient in ("differences", "autograd"):
+        cfg = replace(CFG, refine_gradient=gradient)
+        for budget in (1, 2, 4):
+            calls.clear()
+            out = plan(model, torch.zeros(2), problem, replace(cfg, refine_evaluations=budget))
+            assert 1 <= len(calls) <= budget
+            assert not violations(out.u, problem)
         calls.clear()
-        out = plan(model, torch.zeros(2), problem, replace(CFG, refine_evaluations=budget))
-        assert len(calls) <= budget
-        assert not violations(out.u, problem)
-    calls.clear()
-    plan(model, torch.zeros(2), problem, replace(CFG, refine_evaluations=None))
-    assert len(calls) <= CFG.evaluation_budget == 3 * CFG.refine_iterations + 1
+        plan(model, torch.zeros(2), problem, cfg)
+        assert len(calls) <= cfg.evaluation_budget == 4 * cfg.refine_iterations + 1
+
+
+def test_gradients_by_differences_find_the_optimum_autograd_finds() -> None:
+    model = _static_model()
+    for setpoints in ({"y1": 4.0, "y2": 2.5}, {"y1": -3.0, "y2": 6.0}):
+        problem = _problem(setpoints)
+        by = {
+            g: plan(model, torch.zeros(2), problem, replace(CFG, refine_gradient=g))
+            for g in ("differences", "autograd")
+        }
+        np.testing.assert_allclose(by["differences"].u, by["autograd"].u, atol=2e-3)
+        assert by["differences"].costs["total"] == pytest.approx(
+            by["autograd"].costs["total"], rel=1e-3, abs=1e-6
+        )
 
 
 def test_the_prepared_bounds_follow_a_refitted_gate() -> None:

@@ -1,4 +1,4 @@
-"""The planner: batched CEM in torch, then L-BFGS-B refinement with gradients through the rollout.
+"""The planner: batched CEM in torch, then L-BFGS-B refinement on batched cost evaluations.
 
 A plain function of the world model's verbs (`rollout`, `readout`, `ood_score`), so a toy linear
 model, an ARX model and the JEPA twin are all planned on by the same code.
@@ -20,7 +20,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from twin.plan.cost import CostTensors, plan_cost
+from twin.plan.cost import CostTensors, active_penalties, plan_cost
 from twin.plan.gating import TrustRatio
 from twin.plan.limits import HardLimits
 from twin.plan.moves import decode, expand, hold_decision, project, to_decision
@@ -291,17 +291,53 @@ def _cem(
     return best
 
 
+DIFFERENCE_STEP = 1e-3
+"""Step of the refinement's central differences in decision units (1 = half an MV's range)."""
+
+
+def _differences(
+    obj: PlanObjective, x: np.ndarray, shape: torch.Size
+) -> tuple[float, np.ndarray] | None:
+    """Cost and its gradient at decision variables x (K * n_mv,) by central differences, all
+    2 K n_mv + 1 plans in one batched evaluation (a step is shortened at a bound of [-1, 1]).
+
+    None where a penalty (CV limits, trust region) starts or stops within the stencil: they are
+    stiff (a weight of 1e3-1e5 on a squared crossing), a difference across their onset is no
+    gradient, and the optimum often lies right there (a plan that keeps a band on its limit).
+    Between plans with the same active penalties the cost is smooth and differences serve."""
+    n = x.size
+    i = np.arange(n)
+    xs = np.tile(x, (2 * n + 1, 1))  # (2n + 1, n): x, then x + h e_i and x - h e_i per i
+    xs[1 + 2 * i, i] += DIFFERENCE_STEP
+    xs[2 + 2 * i, i] -= DIFFERENCE_STEP
+    xs = np.clip(xs, -1.0, 1.0)
+    with torch.inference_mode():
+        x_all = torch.as_tensor(xs.reshape(-1, *shape), dtype=obj.dtype)
+        u = expand(decode(x_all, obj.problem), obj.config.blocks)  # (2n + 1, H, n_mv)
+        y, q, ratio = obj.predict(u, exact=False)
+        active = active_penalties(q, ratio, obj.c)  # (2n + 1, M)
+        if bool((active != active[:1]).any()):
+            return None
+        total = plan_cost(y, q, u, ratio, obj.c, obj.config)["total"]
+    t = total.double().numpy()  # (2n + 1,)
+    return float(t[0]), (t[1::2] - t[2::2]) / (xs[1 + 2 * i, i] - xs[2 + 2 * i, i])
+
+
 class _Spent(Exception):
     """The refinement's evaluation budget is used up (raised from inside scipy's loop)."""
 
 
 def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Tensor | None:
-    """A few L-BFGS-B iterations on x in [-1, 1] with autograd gradients through the rollout.
+    """A few L-BFGS-B iterations on x in [-1, 1], with the gradient by central differences in
+    one batched evaluation (config.refine_gradient "differences": on one CPU thread the model's
+    cost is in dispatching its small ops, so 2 K n_mv + 1 plans at once cost about half of one
+    plan's rollout and backward pass; by autograd where a stiff penalty is active nearby) or by
+    autograd through the rollout ("autograd").
 
     The refinement minimises the penalised cost; its result is kept only if it beats the
     sampled best on the hard limits first and the cost second (None otherwise). At most
-    config.evaluation_budget cost evaluations: when they run out inside a line search, the
-    best point evaluated stands in for the iterate scipy would have returned.
+    config.evaluation_budget cost evaluations (when they run out inside a line search, the
+    search stops there); of every point evaluated, the best is returned.
     """
     if config.refine_iterations == 0:
         return None
@@ -314,25 +350,29 @@ def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Te
     # search runs on v = x * sqrt(L), which makes the curvature of every block alike.
     w = np.repeat(np.sqrt(np.asarray(config.blocks, dtype=float)), shape[1])  # (K * n_mv,)
     budget = config.evaluation_budget
-    seen: list[tuple[float, np.ndarray]] = []  # (value, v) of the best point evaluated
+    seen: list[np.ndarray] = []  # every point evaluated (v)
 
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
         if len(seen) >= budget:
             raise _Spent
-        x = torch.tensor((v / w).reshape(shape), dtype=obj.dtype, requires_grad=True)
-        with torch.enable_grad():
-            total = obj.total(x[None])[0]
-            (grad,) = torch.autograd.grad(total, x)
-        value = float(total.detach()) * scale
-        g = grad.double().numpy().ravel() * scale / w
+        found = _differences(obj, v / w, shape) if config.refine_gradient == "differences" else None
+        if found is not None:
+            value, grad = found
+        else:
+            x = torch.tensor((v / w).reshape(shape), dtype=obj.dtype, requires_grad=True)
+            with torch.enable_grad():
+                total = obj.total(x[None])[0]
+                (g_x,) = torch.autograd.grad(total, x)
+            value, grad = float(total.detach()), g_x.double().numpy().ravel()
+        value *= scale
+        g = grad * scale / w
         if not (math.isfinite(value) and np.all(np.isfinite(g))):
             value, g = math.inf, np.zeros_like(v)
-        best = seen[-1] if seen else (math.inf, v)
-        seen.append((value, v.copy()) if value < best[0] else best)
+        seen.append(v.copy())
         return value, g
 
     try:
-        result = scipy.optimize.minimize(
+        scipy.optimize.minimize(
             fun,
             x0.double().numpy().ravel() * w,
             jac=True,
@@ -345,12 +385,20 @@ def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Te
                 "gtol": 1e-10,
             },
         )
-        found, v_end = float(result.fun), result.x
     except _Spent:
-        found, v_end = seen[-1]
-    if not math.isfinite(found):
+        pass
+    if not seen:
         return None
-    x = torch.as_tensor((v_end / w).reshape(shape), dtype=obj.dtype)
+    # Every point evaluated, in one batch: the best on the hard limits first and the cost
+    # second (scipy's last iterate is one of them; one on a hard limit's edge may cross it by a
+    # rounding, where a point just inside does not).
+    xs = torch.as_tensor(np.stack(seen) / w, dtype=obj.dtype).reshape(-1, *shape)
     with torch.inference_mode():
-        terms, _, crossing = obj.terms(x[None])
-    return x if start.beaten_by(float(terms["total"][0]), float(crossing[0])) else None
+        terms, _, crossing = obj.terms(xs)
+    total = torch.nan_to_num(terms["total"].double(), nan=math.inf)
+    crossing = torch.nan_to_num(crossing.double(), nan=math.inf)
+    best = start
+    for i in range(len(xs)):
+        if best.beaten_by(float(total[i]), float(crossing[i])):
+            best = _Best(xs[i], float(total[i]), float(crossing[i]))
+    return None if best is start else best.x

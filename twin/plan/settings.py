@@ -27,13 +27,20 @@ class PlannerConfig:
     cem_momentum: float = 0.1
     """Weight of the previous mean and std when refitting CEM (damps jitter)."""
     refine_iterations: int = 3
-    """L-BFGS-B iterations of the scipy refinement (gradients by autograd through the rollout)."""
+    """L-BFGS-B iterations of the scipy refinement."""
     refine_evaluations: int | None = None
-    """Most cost evaluations (each a rollout and its gradient) of the refinement, its line
-    searches included; when it binds, the best point evaluated is kept. None: three per
-    iteration and the start (10 for 3 iterations). A line search that struggled otherwise ran
-    to 17-24 evaluations where 5-8 are usual: the slowest 5 % of the decisions
-    (benchmarks/plan.py compares the planner with and without the cap)."""
+    """Most cost evaluations (each with its gradient) of the refinement, its line searches
+    included; when it binds, the best point evaluated is kept. None: four per iteration and the
+    start (13 for 3 iterations). A line search that struggled otherwise ran to 17-24
+    evaluations where 5-8 are usual: the slowest 5 % of the decisions (benchmarks/plan.py
+    compares the planner with and without the cap)."""
+    refine_gradient: str = "differences"
+    """How the refinement gets the cost's gradient: "differences", central differences in one
+    batched evaluation of 2 K n_mv + 1 plans (about half the CPU time of one backward pass
+    through a rollout on one thread, where the small model's ops cost their dispatch; autograd
+    where a CV-limit or trust penalty is active within the differences' reach), or
+    "autograd", backpropagation through the rollout (the planner before; benchmarks/plan.py
+    compares the decisions of both)."""
     cv_limit_weight: float = 1000.0
     """Penalty weight on a quantile crossing a CV operating limit (fraction of span, squared)."""
     cv_hard_weight: float = 100000.0
@@ -66,6 +73,8 @@ class PlannerConfig:
             )
         if self.cem_iterations < 0 or self.refine_iterations < 0:
             raise ValueError("iteration counts must not be negative")
+        if self.refine_gradient not in ("differences", "autograd"):
+            raise ValueError(f"refine_gradient {self.refine_gradient!r}: differences or autograd")
         if self.refine_evaluations is not None and self.refine_evaluations < 1:
             raise ValueError(f"refine_evaluations {self.refine_evaluations} must be at least 1")
         for name in ("observer_latent_gain", "observer_output_gain"):
@@ -88,7 +97,7 @@ class PlannerConfig:
         """The refinement's cost evaluations at most (refine_evaluations or its default)."""
         if self.refine_evaluations is not None:
             return self.refine_evaluations
-        return 3 * self.refine_iterations + 1
+        return 4 * self.refine_iterations + 1
 
     @property
     def horizon(self) -> int:
