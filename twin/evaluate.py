@@ -130,13 +130,19 @@ def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict
         z = tw.net.encode(x)
         latent = tw.ood_score(z) > tw.ood_threshold
         check = tw.window_check(x) > 1
+        innovation = tw.innovation(tw.net, x, z) > 1
     n = max(len(x), 1)
+
+    def rate(flags: torch.Tensor) -> float | None:
+        return float(flags.float().sum() / n) if len(x) else None
+
     out: dict = {
         "latent_threshold": float(tw.ood_threshold),
         "false_alarm_target": float(tw.ood_false_alarm),
-        "false_alarm": float((latent | check).float().sum() / n) if len(x) else None,
-        "false_alarm_latent": float(latent.float().sum() / n) if len(x) else None,
-        "false_alarm_window_checks": float(check.float().sum() / n) if len(x) else None,
+        "false_alarm": rate(latent | check | innovation),
+        "false_alarm_latent": rate(latent),
+        "false_alarm_window_checks": rate(check),
+        "false_alarm_innovation": rate(innovation),
         "windows": int(len(x)),
         "faults": faults.describe(),
         "detection": {},
