@@ -103,19 +103,3 @@ def plan_cost(
     }
     terms["total"] = tracking + moves + economic + cv_limits + trust
     return terms
-
-
-def active_penalties(
-    q: torch.Tensor, ood_ratio: torch.Tensor | None, c: CostTensors
-) -> torch.Tensor:
-    """Which penalty of plan_cost is active, per candidate: (B, M) booleans over every step,
-    CV and limit (band beyond an operating or engineering limit) and every step's trust ratio
-    above 1. Where two candidates agree, the penalised cost is one smooth function between
-    them (the penalties are squared crossings); where they differ, a kink lies between."""
-    q_lo = q[..., 0] + c.offset  # (B, H, n_cv)
-    q_hi = q[..., -1] + c.offset
-    parts = [q_hi > c.cv_op_hi, q_lo < c.cv_op_lo, q_hi > c.cv_eng_hi, q_lo < c.cv_eng_lo]
-    flags = torch.cat([p.flatten(1) for p in parts], dim=1)
-    if ood_ratio is not None:
-        flags = torch.cat([flags, ood_ratio > 1.0], dim=1)
-    return flags

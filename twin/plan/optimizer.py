@@ -20,7 +20,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from twin.plan.cost import CostTensors, active_penalties, plan_cost
+from twin.plan.cost import CostTensors, plan_cost
 from twin.plan.gating import TrustRatio
 from twin.plan.limits import HardLimits
 from twin.plan.moves import decode, expand, hold_decision, project, to_decision
@@ -295,32 +295,37 @@ DIFFERENCE_STEP = 1e-3
 """Step of the refinement's central differences in decision units (1 = half an MV's range)."""
 
 
-def _differences(
-    obj: PlanObjective, x: np.ndarray, shape: torch.Size
-) -> tuple[float, np.ndarray] | None:
-    """Cost and its gradient at decision variables x (K * n_mv,) by central differences, all
-    2 K n_mv + 1 plans in one batched evaluation (a step is shortened at a bound of [-1, 1]).
+def _differences(obj: PlanObjective, x: np.ndarray, shape: torch.Size) -> tuple[float, np.ndarray]:
+    """Cost and its gradient at decision variables x (K * n_mv,): the twin's predictions
+    differentiated by central differences (all 2 K n_mv + 1 plans in one batched evaluation; a
+    step is shortened at a bound of [-1, 1]), the cost by autograd on those predictions.
 
-    None where a penalty (CV limits, trust region) starts or stops within the stencil: they are
-    stiff (a weight of 1e3-1e5 on a squared crossing), a difference across their onset is no
-    gradient, and the optimum often lies right there (a plan that keeps a band on its limit).
-    Between plans with the same active penalties the cost is smooth and differences serve."""
+    The twin is smooth; the kinks are the cost's own (a limit or trust penalty that starts),
+    which the chain rule through plan_cost takes exactly."""
     n = x.size
     i = np.arange(n)
     xs = np.tile(x, (2 * n + 1, 1))  # (2n + 1, n): x, then x + h e_i and x - h e_i per i
     xs[1 + 2 * i, i] += DIFFERENCE_STEP
     xs[2 + 2 * i, i] -= DIFFERENCE_STEP
     xs = np.clip(xs, -1.0, 1.0)
+    step = torch.as_tensor(xs[1 + 2 * i, i] - xs[2 + 2 * i, i], dtype=obj.dtype)  # (n,)
     with torch.inference_mode():
         x_all = torch.as_tensor(xs.reshape(-1, *shape), dtype=obj.dtype)
         u = expand(decode(x_all, obj.problem), obj.config.blocks)  # (2n + 1, H, n_mv)
         y, q, ratio = obj.predict(u, exact=False)
-        active = active_penalties(q, ratio, obj.c)  # (2n + 1, M)
-        if bool((active != active[:1]).any()):
-            return None
-        total = plan_cost(y, q, u, ratio, obj.c, obj.config)["total"]
-    t = total.double().numpy()  # (2n + 1,)
-    return float(t[0]), (t[1::2] - t[2::2]) / (xs[1 + 2 * i, i] - xs[2 + 2 * i, i])
+    outputs = [t for t in (y, q, u.to(obj.dtype), ratio) if t is not None]
+    centre = [t[:1].clone().requires_grad_(True) for t in outputs]  # leaves outside inference
+    with torch.enable_grad():
+        r0 = centre[3] if ratio is not None else None
+        total = plan_cost(centre[0], centre[1], centre[2], r0, obj.c, obj.config)["total"][0]
+        grads = torch.autograd.grad(total, centre, allow_unused=True)
+    g = torch.zeros(n, dtype=obj.dtype)
+    for t, dc in zip(outputs, grads, strict=True):
+        if dc is None:
+            continue
+        jac = (t[1::2] - t[2::2]) / step.reshape(-1, *[1] * (t.dim() - 1))  # (n, ...)
+        g = g + (jac * dc).flatten(1).sum(1)
+    return float(total.detach()), g.double().numpy()
 
 
 class _Spent(Exception):
@@ -328,11 +333,11 @@ class _Spent(Exception):
 
 
 def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Tensor | None:
-    """A few L-BFGS-B iterations on x in [-1, 1], with the gradient by central differences in
-    one batched evaluation (config.refine_gradient "differences": on one CPU thread the model's
-    cost is in dispatching its small ops, so 2 K n_mv + 1 plans at once cost about half of one
-    plan's rollout and backward pass; by autograd where a stiff penalty is active nearby) or by
-    autograd through the rollout ("autograd").
+    """A few L-BFGS-B iterations on x in [-1, 1], with the twin's predictions differentiated by
+    central differences in one batched evaluation (config.refine_gradient "differences": on one
+    CPU thread the model's cost is in dispatching its small ops, so 2 K n_mv + 1 plans at once
+    cost less than one plan's rollout and backward pass) or by autograd through the rollout
+    ("autograd").
 
     The refinement minimises the penalised cost; its result is kept only if it beats the
     sampled best on the hard limits first and the cost second (None otherwise). At most
@@ -355,9 +360,8 @@ def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Te
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
         if len(seen) >= budget:
             raise _Spent
-        found = _differences(obj, v / w, shape) if config.refine_gradient == "differences" else None
-        if found is not None:
-            value, grad = found
+        if config.refine_gradient == "differences":
+            value, grad = _differences(obj, v / w, shape)
         else:
             x = torch.tensor((v / w).reshape(shape), dtype=obj.dtype, requires_grad=True)
             with torch.enable_grad():

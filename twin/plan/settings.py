@@ -35,12 +35,12 @@ class PlannerConfig:
     evaluations where 5-8 are usual: the slowest 5 % of the decisions (benchmarks/plan.py
     compares the planner with and without the cap)."""
     refine_gradient: str = "differences"
-    """How the refinement gets the cost's gradient: "differences", central differences in one
-    batched evaluation of 2 K n_mv + 1 plans (about half the CPU time of one backward pass
-    through a rollout on one thread, where the small model's ops cost their dispatch; autograd
-    where a CV-limit or trust penalty is active within the differences' reach), or
-    "autograd", backpropagation through the rollout (the planner before; benchmarks/plan.py
-    compares the decisions of both)."""
+    """How the refinement gets the cost's gradient: "differences", the twin's predictions
+    differentiated by central differences in one batched evaluation of 2 K n_mv + 1 plans and
+    the cost by autograd on them (the twin is smooth, the kinks are the cost's penalties; about
+    half the CPU time of a backward pass through a rollout on one thread, where the small
+    model's ops cost their dispatch), or "autograd", backpropagation through the rollout (the
+    planner before; benchmarks/plan.py compares the decisions of both)."""
     cv_limit_weight: float = 1000.0
     """Penalty weight on a quantile crossing a CV operating limit (fraction of span, squared)."""
     cv_hard_weight: float = 100000.0
