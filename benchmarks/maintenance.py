@@ -725,11 +725,16 @@ def main(argv: list[str] | None = None) -> int:
                 if (run / which).exists()
             }
             print(r["plant"], r["seed"], json.dumps(r["replay"], default=str), flush=True)
+
+        def each(part: dict[str, Any], one: str, many: str) -> list[Any]:
+            """A part's value(s): a single run's `one`, or a merged file's list `many`."""
+            return list(part[many]) if many in part else [part.get(one)]
+
         merged = {
-            "setups": [x["setup"] for x in parts],
+            "setups": [s for x in parts for s in each(x, "setup", "setups")],
             "rows": rows,
-            "at": [x["at"] for x in parts],
-            "machine": [x.get("machine") for x in parts],
+            "at": [a for x in parts for a in each(x, "at", "at")],
+            "machine": [m for x in parts for m in each(x, "machine", "machine")],
         }
         out.write_text(json.dumps(merged, indent=2, default=str))
         print_table(rows)
