@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from room_plant import PASSWORDS, LivePlant, start_live_plant, wait_for
 
 from twin.state import Store
@@ -154,6 +155,10 @@ def test_operator_acknowledges_and_shelves(plant: LivePlant, as_user, store: Sto
     alarm = connection_alarm(store, name)
     assert alarm is not None
     page = as_user("olga")
+    # This page has sat on Alarms since before the alarm was raised (only the banner
+    # refreshes by itself): a reload runs the page afresh, with the alarm to act on.
+    page.reload()
+    page.get_by_text("Signed in as olga").wait_for()
     go(page, "Alarms")
     pick(page, alarm.id)
     page.get_by_role("textbox", name=re.compile("Note or reason")).fill("plant server down")
@@ -189,8 +194,22 @@ def test_shift_log_round_trip(plant: LivePlant, as_user, store: Store) -> None:
     page.get_by_text(re.compile(r"taken over by erin")).first.wait_for()
     entry = store.get_shift_entry(entry.id)
     assert (entry.acked_by, entry.ack_note) == ("erin", "read and understood")
-    with page.expect_download() as dl:
-        page.get_by_role("button", name="Export shift log (HTML)").click()
-    text = Path(dl.value.path()).read_text()
+    text = export_shift_log(page)
     assert "Plant server down for maintenance" in text and "read and understood" in text
     page.screenshot(path=str(ARTIFACTS / "shift-log.png"), full_page=True)
+
+
+def export_shift_log(page, attempts: int = 3) -> str:
+    """The exported shift log's text. A click that lands while the page is still rerunning
+    (after the take-over) may hit the export of the previous run, whose file the rerun has
+    just dropped: the browser cancels that download, and the click is made again."""
+    for attempt in range(attempts):
+        try:
+            with page.expect_download() as dl:
+                page.get_by_role("button", name="Export shift log (HTML)").click()
+            return Path(dl.value.path()).read_text()
+        except PlaywrightError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
