@@ -11,10 +11,10 @@ the machine this runs on is shared, and its load is recorded) and as wall time.
 
 Decision quality: every decision of the run is planned again from the same latent, observer
 estimate and warm start, once with the search as it was (`before`: the refinement's gradient by
-autograd through one rollout, no cap on its cost evaluations) and once as it is (`after`:
-central differences in one batched evaluation, at most 4 evaluations per iteration + 1); the
-table gives the after planner's mean and worst change of predicted cost and the moves that
-break a limit or max_move (none may). The other speed-ups (the trust region's bounded k-NN, one
+autograd through one rollout, no cap on its cost evaluations) and once as it is (`after`: the
+twin's predictions differentiated by central differences in one batched evaluation, at most 4
+evaluations per iteration + 1); the table gives the after planner's mean and worst change of
+predicted cost and the moves that break a limit or max_move (none may). The other speed-ups (the trust region's bounded k-NN, one
 predict per interval) change no decision (tests/plan/test_planning_speed.py).
 
     python benchmarks/plan.py [--json] [--decisions N] [--repeats R]
