@@ -96,3 +96,24 @@ def test_checkpoint_round_trip_reproduces_outputs():
     assert back.ood_threshold == tw.ood_threshold and back.version == "v001"
     assert back.ood_false_alarm == tw.ood_false_alarm == 0.02
     assert back.normalizer.tags == tw.normalizer.tags
+
+
+def test_a_drifting_rollout_is_one_predict_per_interval_plus_the_drift():
+    """The planner's disturbed rollout in one call (Drifting) is the per-interval arithmetic."""
+    from twin.plan.observer import Drifting, rollout_disturbed
+
+    tw = _twin()
+    tw.eval()
+    dim = tw.net.predictor.linear.out_features
+    z = torch.randn(5, dim)
+    u = torch.randn(5, 7, 1) * 2 + 3
+    drift = 0.1 * torch.randn(dim)
+    step, by_step = z, []
+    with torch.no_grad():
+        for k in range(u.shape[1]):
+            step = tw.predict(step, u[:, k]) + drift
+            by_step.append(step)
+        one_call = rollout_disturbed(tw, z, u, drift)
+    assert isinstance(tw, Drifting)
+    torch.testing.assert_close(one_call, torch.stack(by_step, dim=1), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(one_call, tw.rollout(z, u))  # the drift is in it

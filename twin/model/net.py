@@ -31,6 +31,8 @@ class JepaNet(nn.Module):
         """z (B, D), u (B, n_mv) normalised -> (B, D)."""
         return self.predictor(z, self.action_encoder(u))
 
-    def rollout(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """z (B, D), u (B, H, n_mv) normalised -> (B, H, D)."""
-        return self.predictor.rollout(z, self.action_encoder(u))
+    def rollout(
+        self, z: torch.Tensor, u: torch.Tensor, drift: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """z (B, D), u (B, H, n_mv) normalised -> (B, H, D); `drift` added after every step."""
+        return self.predictor.rollout(z, self.action_encoder(u), drift)

@@ -32,10 +32,15 @@ class Predictor(nn.Module):
         za = torch.cat([z, a], dim=-1)
         return z + self.linear(za) + self.net(za)
 
-    def rollout(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """z (B, D), a (B, H, A) -> (B, H, D) latents after each step."""
+    def rollout(
+        self, z: torch.Tensor, a: torch.Tensor, drift: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """z (B, D), a (B, H, A) -> (B, H, D) latents after each step; `drift` (D,) or (B, D),
+        when given, is added after every step (the planner's latent disturbance estimate)."""
         out = []
         for k in range(a.shape[1]):
             z = self(z, a[:, k])
+            if drift is not None:
+                z = z + drift
             out.append(z)
         return torch.stack(out, dim=1)

@@ -127,6 +127,13 @@ class TwinModel(nn.Module):
         """z (B, D), U (B, H, n_mv) -> latents after each interval (B, H, D)."""
         return self.net.rollout(z, (u.to(z.dtype) - self.u_mean) / self.u_std)
 
+    def rollout_drifting(
+        self, z: torch.Tensor, u: torch.Tensor, drift: torch.Tensor
+    ) -> torch.Tensor:
+        """rollout with `drift` (D,) or (B, D) added to the latent after every interval (the
+        planner's disturbance estimate), in one call: the MVs are normalised and embedded once."""
+        return self.net.rollout(z, (u.to(z.dtype) - self.u_mean) / self.u_std, drift)
+
     def readout(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (..., D) -> CV means (..., n_cv) and quantiles (..., n_cv, n_q), engineering units.
 

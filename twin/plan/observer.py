@@ -292,16 +292,30 @@ class Stepping(Protocol):
         ...
 
 
+@runtime_checkable
+class Drifting(Protocol):
+    """A world model that adds a latent disturbance inside its own rollout (the JEPA twin)."""
+
+    def rollout_drifting(
+        self, z: torch.Tensor, u: torch.Tensor, drift: torch.Tensor
+    ) -> torch.Tensor:
+        """rollout with `drift` added to the latent after every interval: (B, H, D)."""
+        ...
+
+
 def rollout_disturbed(
     model: WorldModel, z: torch.Tensor, u: torch.Tensor, latent: torch.Tensor | None
 ) -> torch.Tensor:
     """model.rollout with the latent disturbance added after every interval: (B, H, D).
 
-    One model call per interval: `predict` where the model has it (the same arithmetic as a
-    one-interval rollout, without stacking and unstacking a horizon of one, which the
-    planner's refinement pays for in every cost evaluation), else a one-interval rollout."""
+    One call where the model adds it itself (Drifting: the MVs are normalised and embedded
+    once per rollout); else one model call per interval: `predict` where the model has it
+    (the same arithmetic as a one-interval rollout, without stacking and unstacking a horizon
+    of one), else a one-interval rollout."""
     if latent is None:
         return model.rollout(z, u)
+    if isinstance(model, Drifting):
+        return model.rollout_drifting(z, u, latent)
     out = []
     if isinstance(model, Stepping):
         for k in range(u.shape[1]):
