@@ -118,6 +118,7 @@ ENV_SETTINGS = {
     "TWIN_DRIFT_MIN_COMMISSION": "min_commission",
     "TWIN_DRIFT_FALSE_ALARM": "bias_false_alarm",
     "TWIN_DRIFT_INNOVATION_FLOOR": "innovation_floor",
+    "TWIN_DRIFT_MAX_DELAY_FACTOR": "max_delay_factor",
 }
 """Environment variables that shorten the commissioning (accelerated simulations, tests) and
 make the trend test more sensitive than its stated false-alarm rate allows (the CI test's
