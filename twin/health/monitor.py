@@ -103,10 +103,13 @@ class DriftMonitor:
 
     def _check_ood(self, ood_ratio: float | None, now: datetime) -> None:
         """A twin that keeps abstaining (the plant out of its known region) has no predictions
-        left to score: that persisting is itself the drift alarm, once commissioned."""
+        left to score: that persisting is itself the drift alarm, once commissioned. An interval
+        without a verdict (the runtime made no decision) neither extends the run nor ends it."""
         if self.reference is None:
             return
-        if ood_ratio is not None and ood_ratio > 1.0:
+        if ood_ratio is None:
+            pass  # no verdict this interval (a sensor fault, a refused plan): the run holds
+        elif ood_ratio > 1.0:
             self._ood_run += 1
             self._onset["ood"] = self._onset["ood"] or now
         else:

@@ -48,6 +48,8 @@ class ControlStep:
         self.last_proposal_id: int | None = None
         self.last_reason = "starting"
         self.ood_ratio: float | None = None
+        """The gate's verdict in the last decided interval (above 1: out of distribution);
+        None when it gave none (no decision: a sensor fault, a plan refused for another reason)."""
         self._decided: int | None = None
         """The control interval (of the data's plant time) last decided on."""
 
@@ -90,6 +92,7 @@ class ControlStep:
             self._no_proposal("no_data", "still measuring how fast the plant's clock runs")
             return True
         self._decided = interval
+        self.ood_ratio = None  # no verdict of the gate yet in this interval
         if self._sensor_faults(now):
             return True
         window = self.live.window(self.proposer.tag_names, int(self.proposer.window), data_ts)
@@ -102,7 +105,7 @@ class ControlStep:
             return True
         if isinstance(result, NoProposal):
             code, reason = result.code, result.reason
-            self.ood_ratio = float("inf") if code == "ood" else self.ood_ratio
+            self.ood_ratio = float("inf") if code == "ood" else None
             self._no_proposal(code, reason)
             if code in ABSTAINS:
                 await self._abstain(reason, data_ts, now, operating)
