@@ -46,7 +46,7 @@ from plants import load_plant_model
 from plants.base import Scenario, Simulation, integrate, step
 from twin import registry
 from twin.data import DataConfig, PlantSeries
-from twin.evaluate import HORIZONS, evaluate, ood_quality, windows_of
+from twin.evaluate import HORIZONS, evaluate, gate_false_alarms, ood_quality, windows_of
 from twin.generate import generate
 from twin.historian import Historian
 from twin.io import import_file
@@ -142,22 +142,6 @@ def flagged(tw: TwinModel, rows: np.ndarray, ends: np.ndarray) -> np.ndarray:
     asked as the planner and the write guard ask it."""
     w = tw.window
     return np.array([ood_ratio(tw, rows[e - w + 1 : e + 1]) > 1 for e in ends])
-
-
-def gate_false_alarms(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
-    """False alarms of the whole gate (latent, window checks, innovation) on a block's windows,
-    with the innovation check's share (twin.evaluate reports the latent and window checks)."""
-    x = windows_of(series, block)
-    with torch.no_grad():
-        z = tw.net.encode(x)
-        latent = tw.ood_score(z) > tw.ood_threshold
-        check = tw.window_check(x) > 1
-        innov = tw.innovation(tw.net, x, z) > 1
-    n = max(len(x), 1)
-    return {
-        "false_alarm": float((latent | check | innov).float().sum() / n),
-        "false_alarm_innovation": float(innov.float().sum() / n),
-    }
 
 
 def plant_faults(tw: TwinModel, spec, seed: int, series: PlantSeries) -> dict:

@@ -122,9 +122,9 @@ def band_quality(
     }
 
 
-def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
-    """False-alarm rate of the OOD gate on a block's windows, and its detection of synthetic
-    sensor faults (twin.model.faults) within DETECT_INTERVALS decision instants of onset."""
+def gate_false_alarms(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
+    """False alarms of the whole OOD gate on a block's windows (the union of the latent, window
+    and innovation checks) and of each check on its own."""
     x = windows_of(series, block)
     with torch.no_grad():
         z = tw.net.encode(x)
@@ -136,14 +136,22 @@ def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict
     def rate(flags: torch.Tensor) -> float | None:
         return float(flags.float().sum() / n) if len(x) else None
 
-    out: dict = {
-        "latent_threshold": float(tw.ood_threshold),
-        "false_alarm_target": float(tw.ood_false_alarm),
+    return {
         "false_alarm": rate(latent | check | innovation),
         "false_alarm_latent": rate(latent),
         "false_alarm_window_checks": rate(check),
         "false_alarm_innovation": rate(innovation),
         "windows": int(len(x)),
+    }
+
+
+def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
+    """False-alarm rate of the OOD gate on a block's windows, and its detection of synthetic
+    sensor faults (twin.model.faults) within DETECT_INTERVALS decision instants of onset."""
+    out: dict = {
+        "latent_threshold": float(tw.ood_threshold),
+        "false_alarm_target": float(tw.ood_false_alarm),
+        **gate_false_alarms(tw, series, block),
         "faults": faults.describe(),
         "detection": {},
     }

@@ -110,6 +110,9 @@ def test_cli_train_evaluate_models(tmp_path, capsys):
         assert 0.0 <= report["bands"]["coverage_mean"][h] <= 1.0
         assert report["bands"]["pinball_mean"][h] > 0
     assert report["ood"]["false_alarm_target"] == 0.02
+    ood = report["ood"]
+    parts = ("false_alarm_latent", "false_alarm_window_checks", "false_alarm_innovation")
+    assert max(ood[k] for k in parts) <= ood["false_alarm"] <= sum(ood[k] for k in parts)
     assert set(report["ood"]["detection"]) == {"stuck", "drift", "bias"}
     assert main(["evaluate", str(spec_path), *base]) == 0
     text = capsys.readouterr().out
