@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -31,10 +33,38 @@ class SourceChoice(StrEnum):
     modbus = "modbus"
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
+STOP_GRACE_S = 10.0
+"""How long the simulated plant may take to stop after SIGINT/SIGTERM before it exits anyway."""
+
+
+def stop_on_signals(stop: asyncio.Event, exit_after_s: float | None = None) -> None:
+    """SIGINT/SIGTERM set `stop`; with `exit_after_s`, a process that has not ended that long
+    after the signal exits anyway (status 128 + the signal's number).
+
+    A Python-level handler, not the event loop's: it runs between bytecodes even while a
+    callback keeps the loop from coming round (asyncua's server answering a client whose
+    requests keep arriving held `twin sim` past SIGTERM for over 30 s), and the deadline runs
+    in a thread. `twin ingest` passes no deadline: it flushes its historian before it ends."""
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+        if exit_after_s is not None:
+            deadline = threading.Timer(exit_after_s, _exit_now, args=(signum, exit_after_s))
+            deadline.daemon = True
+            deadline.start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        signal.signal(sig, on_signal)
+
+
+def _exit_now(signum: int, after_s: float) -> None:
+    print(
+        f"not stopped {after_s:g} s after signal {signum}: exiting",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(128 + signum)
 
 
 def sim_cmd(
@@ -124,7 +154,7 @@ def sim_cmd(
 
     async def main() -> None:
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop, exit_after_s=STOP_GRACE_S)
         async with SimServer(spec, sim, config) as server:
             where = []
             if opcua is not None:
@@ -170,7 +200,7 @@ def ingest_cmd(
     async def main() -> IngestStats:
         live = make_source(spec, src, the_home, port)  # inside the loop: pymodbus binds to it
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         with Historian(the_home.historian_dir(spec.name)) as historian:
             async with live:
                 console.print(
