@@ -20,7 +20,11 @@ PAGES = [
     st.Page("pages/health.py", title="Health", url_path="health"),
 ]
 
-if ui.user() is None:
+signed_in = ui.user()
+# The session cookie first: a click that starts the next page run as soon as the page shows who
+# is signed in must not cut the run before the browser has the cookie (a reload then logs out).
+ui.emit_cookie()
+if signed_in is None:
     # Every page's address shows the log-in form (no "Page not found" on a deep link); after
     # the log-in the same address shows the page itself.
     nav = st.navigation(
@@ -32,5 +36,4 @@ if ui.user() is None:
 else:
     nav = st.navigation(PAGES)
     ui.sidebar()
-ui.emit_cookie()
 nav.run()

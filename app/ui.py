@@ -173,8 +173,12 @@ def _https() -> bool:
 
 
 def emit_cookie() -> None:
-    """Set or clear the session cookie in the browser when a log-in or log-out asked to."""
-    script = st.session_state.pop("cookie_js", None)
+    """Set or clear the session cookie in the browser as the last log-in or log-out asked.
+
+    On every page run of this browser session, not once: a run cut short by the next click
+    may never have delivered the script (the page cannot learn whether it ran: Streamlit
+    reads the cookies once, when the browser connects)."""
+    script = st.session_state.get("cookie_js")
     if script:
         st.html(script, unsafe_allow_javascript=True)
 

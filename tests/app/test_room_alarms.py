@@ -156,9 +156,8 @@ def test_operator_acknowledges_and_shelves(plant: LivePlant, as_user, store: Sto
     assert alarm is not None
     page = as_user("olga")
     # This page has sat on Alarms since before the alarm was raised (only the banner
-    # refreshes by itself): a reload runs the page afresh, with the alarm to act on.
-    page.reload()
-    page.get_by_text("Signed in as olga").wait_for()
+    # refreshes by itself): going to another page and back runs it afresh, with the alarm.
+    go(page, "Overview")
     go(page, "Alarms")
     pick(page, alarm.id)
     page.get_by_role("textbox", name=re.compile("Note or reason")).fill("plant server down")
