@@ -208,6 +208,12 @@ class WritePath:
                 return "failed"  # the first MV failed for certain: nothing of the move applied
             for tag in move.requested:
                 move.unsettled.add(tag)  # settle every MV of the move from the plant's samples
+            # Only samples stamped after the attempts ended say what the plant holds: one stamped
+            # after the move started may predate the write's landing (the clock trails the
+            # plant by a sample's delivery), and settled a landed write as "not applied".
+            ended = self.live.clock.now()
+            if ended is not None and ended > move.since:
+                move.since = ended
             self.settling.unsettled.append(move)
             return "unsettled"
 
