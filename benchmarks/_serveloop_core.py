@@ -40,9 +40,6 @@ from tests.support.procs import (  # noqa: E402
 from twin.paths import Home  # noqa: E402
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec  # noqa: E402
 
-# The names benchmarks/maintenance.py imports from here.
-_start, _stop, _tail = start_logged, stop, log_tail
-
 log = logging.getLogger(__name__)
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _machine import machine_info  # noqa: E402
-from _serveloop_core import _start, _stop, _tail, free_port, tracking_cost  # noqa: E402
+from _serveloop_core import tracking_cost  # noqa: E402
 
+from tests.support import procs  # noqa: E402
 from twin.paths import Home  # noqa: E402
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec  # noqa: E402
 
@@ -96,8 +97,10 @@ def spec_on_free_ports(
     (plant seconds: at 50x the default 30 s is 0.6 s of wall time on a shared machine) and
     proposal lifetime."""
     text = (PLANTS_DIR / plant / "plant.toml").read_text(encoding="utf-8")
-    text = re.sub(r"opc\.tcp://127\.0\.0\.1:\d+/", f"opc.tcp://127.0.0.1:{free_port()}/", text)
-    text = re.sub(r"^port = \d+$", f"port = {free_port()}", text, flags=re.M)
+    text = re.sub(
+        r"opc\.tcp://127\.0\.0\.1:\d+/", f"opc.tcp://127.0.0.1:{procs.free_port()}/", text
+    )
+    text = re.sub(r"^port = \d+$", f"port = {procs.free_port()}", text, flags=re.M)
     safety = f"max_staleness_s = {staleness_s}"
     if ttl_s is not None:
         safety += f"\nproposal_ttl_s = {ttl_s}"
@@ -119,7 +122,9 @@ def run_cli(*args: str, log: Path) -> str:
             twin(*args), stdout=subprocess.PIPE, stderr=err, env={**os.environ, **ENV}, check=False
         )
     if out.returncode != 0:
-        raise RuntimeError(f"twin {' '.join(args)} failed ({out.returncode}):\n{_tail(log)}")
+        raise RuntimeError(
+            f"twin {' '.join(args)} failed ({out.returncode}):\n{procs.log_tail(log)}"
+        )
     return out.stdout.decode()
 
 
@@ -173,18 +178,18 @@ class Plant:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = _start(twin(*self.args), self.log)
+        self.proc = procs.start_logged(twin(*self.args), self.log)
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            procs.stop(self.proc)
 
 
 def serve(
     spec: PlantSpec, home: Home, log: Path, mode: str, *extra: str
 ) -> subprocess.Popen[bytes]:
     os.environ.update(ENV)
-    return _start(
+    return procs.start_logged(
         twin("serve", str(spec.path), "--mode", mode, "--home", str(home.root), *extra), log
     )
 
@@ -213,7 +218,7 @@ def wait_plant(
     deadline = time.monotonic() + wall_limit
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"twin serve exited ({proc.returncode}):\n{_tail(log)}")
+            raise RuntimeError(f"twin serve exited ({proc.returncode}):\n{procs.log_tail(log)}")
         t = plant_time(home, spec)
         if t is not None and t >= until:
             return
@@ -223,7 +228,9 @@ def wait_plant(
             if fired and t >= fired[0] + timedelta(minutes=after_alarm_min):
                 return
         time.sleep(0.5)
-    raise RuntimeError(f"plant clock did not reach {until} in {wall_limit:.0f} s\n{_tail(log)}")
+    raise RuntimeError(
+        f"plant clock did not reach {until} in {wall_limit:.0f} s\n{procs.log_tail(log)}"
+    )
 
 
 def wait_new_data(
@@ -233,12 +240,12 @@ def wait_new_data(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"twin serve exited ({proc.returncode}):\n{_tail(log)}")
+            raise RuntimeError(f"twin serve exited ({proc.returncode}):\n{procs.log_tail(log)}")
         t = plant_time(home, spec)
         if t is not None and t > before:
             return t
         time.sleep(0.2)
-    raise RuntimeError(f"no new data after {before} in 120 s\n{_tail(log)}")
+    raise RuntimeError(f"no new data after {before} in 120 s\n{procs.log_tail(log)}")
 
 
 def history(home: Home, spec: PlantSpec):  # type: ignore[no-untyped-def]
@@ -390,7 +397,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
     except RuntimeError as exc:  # a failed retraining is a figure too
         row["error"] = repr(exc)[-2000:]
     finally:
-        _stop(proc)
+        procs.stop(proc)
     frame = history(home, spec)
     events, alarms = drift_events(home, spec)
     w0 = START + timedelta(minutes=setup.warmup_min)
@@ -431,7 +438,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
                 )
                 != 0
             ):
-                raise RuntimeError(_tail(slog))
+                raise RuntimeError(procs.log_tail(slog))
             with Store.open(home) as store:
                 row["shadow"] = score(home, spec, store, v2).to_dict()
             out = subprocess.run(
@@ -467,7 +474,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
             wait_plant(
                 home, spec, a1, proc, slog, 120 + 3 * (a1 - now).total_seconds() / setup.speed
             )
-            _stop(proc)
+            procs.stop(proc)
             frame = history(home, spec)
             row["after_cost_ratio"] = per_sample(frame, spec, a0, a1) / base
             row["after_window_min"] = [minutes(a0), minutes(a1)]
@@ -476,7 +483,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
     except Exception as exc:  # the figures so far still count; the failure is in the row
         row["error"] = repr(exc)[-2000:]
     finally:
-        _stop(proc)
+        procs.stop(proc)
         sim.stop()
     if setup.quiet:  # 6. the equal stretch without drift
         qsim = Plant(spec, run, None, seed, setup.speed)
@@ -487,7 +494,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
             qsim.start()
             wait_plant(quiet_home, spec, end, proc, qlog, wall)
         finally:
-            _stop(proc)
+            procs.stop(proc)
             qsim.stop()
         qevents, qalarms = drift_events(quiet_home, spec)
         qframe = history(quiet_home, spec)
