@@ -557,7 +557,8 @@ class _NoAlarms:
 
 
 def _monitor_module(commit: str | None):  # type: ignore[no-untyped-def]
-    """twin.health.monitor as it is now, or as it was at `commit` (its drift module too)."""
+    """twin.health.monitor as it is now, or as it was at `commit` (with the health modules of
+    that commit it imports)."""
     import twin.serve  # noqa: F401  (the monitor's package imports; it is loaded through it)
 
     if commit is None:
@@ -567,14 +568,22 @@ def _monitor_module(commit: str | None):  # type: ignore[no-untyped-def]
     import importlib.util
 
     folder = Path(tempfile.mkdtemp(prefix="drift-at-"))
-    for name in ("drift", "monitor"):
+    listing = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-tree", "--name-only", commit, "twin/health/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    names = [Path(p).stem for p in listing if p.endswith(".py") and not p.endswith("__init__.py")]
+    for name in names:
         text = subprocess.run(
             ["git", "-C", str(ROOT), "show", f"{commit}:twin/health/{name}.py"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        text = text.replace("from twin.health.drift import", f"from drift_{commit} import")
+        for other in names:  # the commit's health modules import each other, not today's
+            text = text.replace(f"from twin.health.{other} import", f"from {other}_{commit} import")
         (folder / f"{name}_{commit}.py").write_text(text, encoding="utf-8")
     sys.path.insert(0, str(folder))
     spec = importlib.util.spec_from_file_location(

@@ -21,7 +21,7 @@ from app.logic import health
 # twin.serve before twin.health.monitor: the monitor imports twin.serve, whose runtime imports
 # the monitor back (a cycle that resolves only from the twin.serve side).
 from twin import audit, serve  # noqa: F401
-from twin.health.drift import DriftConfig
+from twin.health.drift_config import DriftConfig
 from twin.health.monitor import DriftMonitor
 from twin.paths import Home
 from twin.sample import Sample

@@ -10,13 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from twin.health.drift import (
-    BiasState,
-    Commissioning,
-    DriftConfig,
-    bias_threshold,
-    cusum_arl,
-)
+from twin.health.arl import bias_threshold, cusum_arl
+from twin.health.commissioning import Commissioning
+from twin.health.drift import BiasState
+from twin.health.drift_config import DriftConfig
 
 CVS = ("h1", "h2", "h3", "h4")
 CARD = 0.05

@@ -11,17 +11,9 @@ import numpy as np
 import pytest
 
 from plants.base import Simulation
-from twin.health.drift import (
-    BiasState,
-    Commissioning,
-    DriftConfig,
-    DriftState,
-    Reference,
-    config_from_env,
-    normalised_errors,
-    page_hinkley,
-    slope,
-)
+from twin.health.commissioning import Commissioning, Reference
+from twin.health.drift import BiasState, DriftState, normalised_errors, page_hinkley, slope
+from twin.health.drift_config import DriftConfig, config_from_env
 from twin.spec import load_spec
 
 HORIZON = 5  # control intervals predicted ahead

@@ -16,16 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from twin.health.drift import (
-    BiasState,
-    Commissioning,
-    DriftConfig,
-    DriftState,
-    Reference,
-    config_from_env,
-    innovations,
-    normalised_errors,
-)
+from twin.health.commissioning import Commissioning, Reference
+from twin.health.drift import BiasState, DriftState, innovations, normalised_errors
+from twin.health.drift_config import DriftConfig, config_from_env
 from twin.paths import Home
 from twin.serve.alarms import Alarms
 from twin.serve.config import ACTOR
