@@ -6,13 +6,21 @@ and stays quiet on the second; it also never fires before the fouling begins."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from plants.base import Simulation
 from twin.health.commissioning import Commissioning, Reference
-from twin.health.drift import BiasState, DriftState, normalised_errors, page_hinkley, slope
+from twin.health.drift import (
+    AbstentionRun,
+    BiasState,
+    DriftState,
+    normalised_errors,
+    page_hinkley,
+    slope,
+)
 from twin.health.drift_config import DriftConfig, config_from_env
 from twin.spec import load_spec
 
@@ -189,3 +197,18 @@ def test_commissioning_lengths_from_the_environment() -> None:
         config_from_env({"TWIN_DRIFT_COMMISSION_S": "soon"})
     with pytest.raises(ValueError, match="min_commission"):
         config_from_env({"TWIN_DRIFT_MIN_COMMISSION": "1"})
+
+
+def test_abstention_run_holds_through_intervals_without_a_verdict() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    run = AbstentionRun()
+    at = [t0 + timedelta(seconds=30 * i) for i in range(8)]
+    assert run.update(0.4, at[0]) == 0 and run.onset is None
+    assert run.update(1.7, at[1]) == 1 and run.onset == at[1]
+    # A sensor fault or a refused plan: no decision, no verdict; the run neither grows nor ends.
+    assert run.update(None, at[2]) == 1
+    assert run.update(float("nan"), at[3]) == 1
+    assert run.update(2.5, at[4]) == 2 and run.onset == at[1]
+    # Back in distribution: the run ends, and the next one starts afresh.
+    assert run.update(0.9, at[5]) == 0 and run.onset is None
+    assert run.update(1.1, at[6]) == 1 and run.onset == at[6]

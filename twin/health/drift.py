@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from twin.health.arl import bias_threshold, exact_threshold, false_alarm
 from twin.health.drift_config import DriftConfig
@@ -252,3 +253,26 @@ class BiasState:
             "recent_mean_z": {cv: _mean(zs) for cv, zs in self.recent.items()},
             "predictions_scored": self.n,
         }
+
+
+@dataclass
+class AbstentionRun:
+    """The OOD trigger's count: consecutive control intervals in which the twin abstained (OOD
+    ratio above 1), and when the run began. A twin that keeps abstaining has no predictions
+    left to score, so the run persisting is itself the drift evidence. An interval without a
+    verdict (ratio None or NaN: the runtime made no decision, e.g. a sensor fault or a refused plan)
+    neither extends the run nor ends it; an interval in distribution ends it."""
+
+    intervals: int = 0
+    onset: datetime | None = None
+
+    def update(self, ood_ratio: float | None, now: datetime) -> int:
+        """Add one control interval's verdict; the run's length after it."""
+        if ood_ratio is None or math.isnan(ood_ratio):
+            return self.intervals
+        if ood_ratio > 1.0:
+            self.intervals += 1
+            self.onset = self.onset or now
+        else:
+            self.intervals, self.onset = 0, None
+        return self.intervals

@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from twin.health.commissioning import Commissioning, Reference
-from twin.health.drift import BiasState, DriftState, innovations, normalised_errors
+from twin.health.drift import (
+    AbstentionRun,
+    BiasState,
+    DriftState,
+    innovations,
+    normalised_errors,
+)
 from twin.health.drift_config import DriftConfig, config_from_env
 from twin.paths import Home
 from twin.serve.alarms import Alarms
@@ -62,9 +68,9 @@ class DriftMonitor:
         self._seen = 0
         self._pending: list[_Pending] = []
         self._started: datetime | None = None
-        self._onset: dict[str, datetime | None] = {"errors": None, "disturbance": None, "ood": None}
+        self._onset: dict[str, datetime | None] = {"errors": None, "disturbance": None}
         self._fired = False
-        self._ood_run = 0
+        self._abstaining = AbstentionRun()
         # CV values on the sample grid (grid index -> values), filled from the live buffer.
         self._values: dict[int, dict[str, float | None]] = {}
 
@@ -95,19 +101,12 @@ class DriftMonitor:
         self._check_ood(ood_ratio, ts)
 
     def _check_ood(self, ood_ratio: float | None, now: datetime) -> None:
-        """A twin that keeps abstaining (the plant out of its known region) has no predictions
-        left to score: that persisting is itself the drift alarm, once commissioned. An interval
-        without a verdict (the runtime made no decision) neither extends the run nor ends it."""
+        """Once commissioned, a twin that keeps abstaining for `ood_persist` intervals fires
+        the drift alarm (`AbstentionRun` counts them)."""
         if self.reference is None:
             return
-        if ood_ratio is None:
-            pass  # no verdict this interval (a sensor fault, a refused plan): the run holds
-        elif ood_ratio > 1.0:
-            self._ood_run += 1
-            self._onset["ood"] = self._onset["ood"] or now
-        else:
-            self._ood_run, self._onset["ood"] = 0, None
-        if self._ood_run >= self.config.ood_persist and not self._fired:
+        run = self._abstaining.update(ood_ratio, now)
+        if run >= self.config.ood_persist and not self._fired:
             self._fired = True
             self._fire(now, "ood")
 
@@ -116,9 +115,9 @@ class DriftMonitor:
         self.bias, self.reference = None, None
         self._commissioning = Commissioning(self.config)
         self._pending, self._values, self._started = [], {}, None
-        self._onset = {"errors": None, "disturbance": None, "ood": None}
+        self._onset = {"errors": None, "disturbance": None}
         self._fired = False
-        self._ood_run = 0
+        self._abstaining = AbstentionRun()
         self.alarms.condition("model_drift", {})
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}
 
@@ -262,7 +261,7 @@ class DriftMonitor:
         from twin.maintain.retrain import retrain_command
 
         assert self.bias is not None
-        onset = self._onset[by] or now
+        onset = (self._abstaining.onset if by == "ood" else self._onset[by]) or now
         evidence = {
             "model_version": self.version,
             "fired_by": by,
@@ -275,7 +274,7 @@ class DriftMonitor:
         }
         if by == "ood":
             what = (
-                f"the plant has been outside the twin's known region for {self._ood_run} "
+                f"the plant has been outside the twin's known region for {self._abstaining.intervals} "
                 "control intervals (it abstains)"
             )
         elif by == "errors":
