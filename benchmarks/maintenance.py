@@ -84,6 +84,8 @@ class Setup:
     """Drift scenario (default: the plant's growing drift, DRIFT)."""
     after_alarm_min: float | None = None
     """End the drift run this many plant minutes after the alarm (None: at drift_run_min)."""
+    fallback: str = "hold"
+    """The spec's `[safety] fallback`: what acts while the twin abstains (hold, linear_mpc)."""
 
 
 class _Done(Exception):
@@ -91,11 +93,15 @@ class _Done(Exception):
 
 
 def spec_on_free_ports(
-    plant: str, folder: Path, staleness_s: float, ttl_s: float | None = None
+    plant: str,
+    folder: Path,
+    staleness_s: float,
+    ttl_s: float | None = None,
+    fallback: str = "hold",
 ) -> PlantSpec:
     """The built-in plant's spec on free ports, its simulator by path, a wider staleness
-    (plant seconds: at 50x the default 30 s is 0.6 s of wall time on a shared machine) and
-    proposal lifetime."""
+    (plant seconds: at 50x the default 30 s is 0.6 s of wall time on a shared machine),
+    proposal lifetime and the fallback that acts while the twin abstains."""
     text = (PLANTS_DIR / plant / "plant.toml").read_text(encoding="utf-8")
     text = re.sub(
         r"opc\.tcp://127\.0\.0\.1:\d+/", f"opc.tcp://127.0.0.1:{procs.free_port()}/", text
@@ -104,6 +110,7 @@ def spec_on_free_ports(
     safety = f"max_staleness_s = {staleness_s}"
     if ttl_s is not None:
         safety += f"\nproposal_ttl_s = {ttl_s}"
+    safety += f'\nfallback = "{fallback}"'
     text = re.sub(r"^max_staleness_s = .*$", safety, text, flags=re.M)
     text += f'\n[simulator]\nfile = "{PLANTS_DIR / plant / "simulator.py"}"\n'
     folder.mkdir(parents=True, exist_ok=True)
@@ -340,7 +347,9 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
 
     run = root / f"{plant}-s{seed}"
     shutil.rmtree(run, ignore_errors=True)
-    spec = spec_on_free_ports(plant, run / "spec", setup.staleness_s, setup.proposal_ttl_s)
+    spec = spec_on_free_ports(
+        plant, run / "spec", setup.staleness_s, setup.proposal_ttl_s, setup.fallback
+    )
     home = Home.at(run / "home")
     scenario = setup.scenario or DRIFT[plant]
     row: dict[str, Any] = {
@@ -707,6 +716,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=50.0)
     p.add_argument("--train-seconds", type=float, default=60.0)
     p.add_argument("--drift-minutes", type=float, default=None, help="default: DRIFT_RUN_MIN")
+    p.add_argument(
+        "--fallback",
+        default="hold",
+        choices=("hold", "linear_mpc"),
+        help="the spec's [safety] fallback while the twin abstains",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maintenance.json"))
     p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "twin-maintenance"))
     p.add_argument("--merge", nargs="*", help="Only merge these result files into --out.")
@@ -718,7 +733,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     setup = Setup(
-        speed=args.speed, train_seconds=args.train_seconds, drift_run_min=args.drift_minutes
+        speed=args.speed,
+        train_seconds=args.train_seconds,
+        drift_run_min=args.drift_minutes,
+        fallback=args.fallback,
     )
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
