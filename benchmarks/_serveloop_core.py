@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import shutil
 import sys
 import time
@@ -30,15 +29,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support.procs import (  # noqa: E402
-    free_port,
     log_tail,
     start_logged,
     stop,
     twin_cmd,
     wait_for,
 )
+from tests.support.specs import ports, spec_copy  # noqa: E402
 from twin.paths import Home  # noqa: E402
-from twin.spec import PLANTS_DIR, PlantSpec, load_spec  # noqa: E402
+from twin.spec import PlantSpec, load_spec  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -81,27 +80,7 @@ def spec_on_free_ports(
 ) -> PlantSpec:
     """The built-in cstr spec, unchanged but for its ports (and `operating` limits given per
     tag); its simulator by absolute path."""
-    text = (PLANTS_DIR / "cstr" / "plant.toml").read_text(encoding="utf-8")
-    blocks = text.split("[[tags]]")
-    for tag, (lo, hi) in (operating or {}).items():
-        for i, block in enumerate(blocks):
-            if re.search(rf'^name = "{tag}"$', block, flags=re.M):
-                blocks[i] = re.sub(
-                    r"^operating = .*$", f"operating = [{lo}, {hi}]", block, flags=re.M
-                )
-    text = "[[tags]]".join(blocks)
-    op, mb = free_port(), free_port()
-    text = text.replace("opc.tcp://127.0.0.1:4840/twin/", f"opc.tcp://127.0.0.1:{op}/twin/")
-    text = text.replace("port = 5020", f"port = {mb}")
-    text += f'\n[simulator]\nfile = "{PLANTS_DIR / "cstr" / "simulator.py"}"\n'
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plant.toml").write_text(text, encoding="utf-8")
-    return load_spec(folder / "plant.toml")
-
-
-def _ports(spec: PlantSpec) -> tuple[int, int]:
-    assert spec.source.opcua is not None and spec.source.modbus is not None
-    return int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0]), spec.source.modbus.port
+    return load_spec(spec_copy("cstr", folder, operating=operating))
 
 
 # ---- the loop over OPC-UA ------------------------------------------------------------------
@@ -148,7 +127,7 @@ def run_served(
     spec = spec_on_free_ports(run_dir / "spec", operating)
     home = Home.at(run_dir / "home")
     shutil.copytree(models, home.models_dir(spec.name))
-    op, mb = _ports(spec)
+    op, mb = ports(spec)
     serve_log, sim_log = run_dir / "serve.log", run_dir / "sim.log"
     began = time.monotonic()
     serve = start_logged(

@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -45,8 +44,9 @@ from _machine import machine_info  # noqa: E402
 from _serveloop_core import tracking_cost  # noqa: E402
 
 from tests.support import procs  # noqa: E402
+from tests.support.specs import spec_copy  # noqa: E402
 from twin.paths import Home  # noqa: E402
-from twin.spec import PLANTS_DIR, PlantSpec, load_spec  # noqa: E402
+from twin.spec import PlantSpec, load_spec  # noqa: E402
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DRIFT = {"cstr": "fouling_growth", "four_tank": "pump_wear_growth"}
@@ -102,20 +102,10 @@ def spec_on_free_ports(
     """The built-in plant's spec on free ports, its simulator by path, a wider staleness
     (plant seconds: at 50x the default 30 s is 0.6 s of wall time on a shared machine),
     proposal lifetime and the fallback that acts while the twin abstains."""
-    text = (PLANTS_DIR / plant / "plant.toml").read_text(encoding="utf-8")
-    text = re.sub(
-        r"opc\.tcp://127\.0\.0\.1:\d+/", f"opc.tcp://127.0.0.1:{procs.free_port()}/", text
-    )
-    text = re.sub(r"^port = \d+$", f"port = {procs.free_port()}", text, flags=re.M)
-    safety = f"max_staleness_s = {staleness_s}"
+    safety: dict[str, float | str] = {"max_staleness_s": staleness_s, "fallback": fallback}
     if ttl_s is not None:
-        safety += f"\nproposal_ttl_s = {ttl_s}"
-    safety += f'\nfallback = "{fallback}"'
-    text = re.sub(r"^max_staleness_s = .*$", safety, text, flags=re.M)
-    text += f'\n[simulator]\nfile = "{PLANTS_DIR / plant / "simulator.py"}"\n'
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plant.toml").write_text(text, encoding="utf-8")
-    return load_spec(folder / "plant.toml")
+        safety["proposal_ttl_s"] = ttl_s
+    return load_spec(spec_copy(plant, folder, safety=safety))
 
 
 def twin(*args: str) -> list[str]:

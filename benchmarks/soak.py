@@ -42,6 +42,12 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.procs import free_port  # noqa: E402
+from tests.support.specs import spec_copy  # noqa: E402
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -74,12 +80,6 @@ console = Console(width=140)
 
 
 # ---- processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def twin(*args: str, home: Path) -> list[str]:
@@ -172,16 +172,8 @@ def healthy(url: str) -> bool:
 
 def spec_on_free_ports(folder: Path) -> tuple[Path, int, int]:
     """The built-in cstr spec (the demo's plant) with only its ports changed."""
-    from twin.spec import PLANTS_DIR
-
-    text = (PLANTS_DIR / "cstr" / "plant.toml").read_text()
     op, mb = free_port(), free_port()
-    text = text.replace("opc.tcp://127.0.0.1:4840/twin/", f"opc.tcp://127.0.0.1:{op}/twin/")
-    text = text.replace("port = 5020", f"port = {mb}")
-    text += f'\n[simulator]\nfile = "{PLANTS_DIR / "cstr" / "simulator.py"}"\n'
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plant.toml").write_text(text)
-    return folder / "plant.toml", op, mb
+    return spec_copy("cstr", folder, opcua_port=op, modbus_port=mb), op, mb
 
 
 def stop(parts: list[Part]) -> dict[str, int | None]:

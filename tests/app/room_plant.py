@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.procs import free_port
-from twin.spec import PLANTS_DIR, PlantSpec, load_spec
+from tests.support.specs import spec_copy
+from twin.spec import PlantSpec, load_spec
 
 SPEED = 5.0
 """Simulated seconds per wall second: a control interval (30 s) every 6 s."""
@@ -26,16 +27,7 @@ SPEED = 5.0
 
 def spec_on_free_ports(folder: Path) -> PlantSpec:
     """The built-in cstr spec on free ports, proposals living 10 plant minutes (2 wall minutes)."""
-    text = (PLANTS_DIR / "cstr" / "plant.toml").read_text()
-    text = text.replace(
-        "opc.tcp://127.0.0.1:4840/twin/", f"opc.tcp://127.0.0.1:{free_port()}/twin/"
-    )
-    text = text.replace("port = 5020", f"port = {free_port()}")
-    text = text.replace("[safety]", "[safety]\nproposal_ttl_s = 600")
-    text += f'\n[simulator]\nfile = "{PLANTS_DIR / "cstr" / "simulator.py"}"\n'
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plant.toml").write_text(text)
-    return load_spec(folder / "plant.toml")
+    return load_spec(spec_copy("cstr", folder, safety={"proposal_ttl_s": 600}))
 
 
 def twin(*args: str) -> list[str]:

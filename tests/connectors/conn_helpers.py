@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from connectors.opcua_server import OpcuaServeConfig
 from connectors.simserver import SimServeConfig, SimServer
 from plants.base import Simulation
 from tests.support.procs import free_port, twin_cmd
+from tests.support.specs import spec_copy
 from twin.spec import PLANTS_DIR, PlantSpec, load_spec
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -28,20 +28,16 @@ def copy_plant(
 ) -> Path:
     """A built-in plant copied outside the repository, on the given ports."""
     folder = tmp / f"{name}_copy"
-    folder.mkdir(parents=True, exist_ok=True)
-    text = (PLANTS_DIR / name / "plant.toml").read_text()
-    text = re.sub(
-        r'endpoint = "opc\.tcp://127\.0\.0\.1:\d+/',
-        f'endpoint = "opc.tcp://127.0.0.1:{opcua_port}/',
-        text,
+    path = spec_copy(
+        name,
+        folder,
+        opcua_port=opcua_port,
+        modbus_port=modbus_port,
+        opcua_security=security,
+        simulator=False,
     )
-    text = re.sub(
-        r"(\[source\.modbus\][^\[]*?port = )\d+", rf"\g<1>{modbus_port}", text, flags=re.S
-    )
-    text = text.replace('security = "None"', f'security = "{security}"')
-    (folder / "plant.toml").write_text(text)
     shutil.copy(PLANTS_DIR / name / "simulator.py", folder / "simulator.py")
-    return folder / "plant.toml"
+    return path
 
 
 def start_sim_process(

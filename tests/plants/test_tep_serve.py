@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +16,10 @@ import pytest
 from connectors.opcua import OpcuaSink, OpcuaSource
 from connectors.opcua_client import OpcuaConnection
 from plants.tep.tags import analyser_period_s
+from tests.support.procs import free_port
+from tests.support.specs import spec_copy
 from twin.generate import generate
-from twin.spec import PLANTS_DIR, load_spec
+from twin.spec import load_spec
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -47,24 +47,12 @@ def test_generate_writes_analysers_at_their_own_interval() -> None:
     assert wide["sp_reactor_pressure"].nunique() > 1  # the excitation moved the setpoints
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _spec_on(tmp_path: Path, port: int) -> Path:
-    """The built-in spec with its OPC-UA endpoint on another port (the client reads this)."""
-    text = (PLANTS_DIR / "tep" / "plant.toml").read_text()
-    text = re.sub(r"opc\.tcp://127\.0\.0\.1:\d+/", f"opc.tcp://127.0.0.1:{port}/", text)
-    (tmp_path / "plant.toml").write_text(text)
-    return tmp_path / "plant.toml"
-
-
 @pytest.mark.timeout(180)
 async def test_twin_sim_tep_is_readable_and_writable_over_opcua(tmp_path: Path) -> None:
-    port, modbus_port = _free_port(), _free_port()
-    spec = load_spec(_spec_on(tmp_path, port))
+    port, modbus_port = free_port(), free_port()
+    spec = load_spec(
+        spec_copy("tep", tmp_path, opcua_port=port, modbus_port=modbus_port, simulator=False)
+    )
     cmd = [sys.executable, "-m", "twin.cli", "sim", "tep", "--opcua-port", str(port)]
     cmd += ["--modbus-port", str(modbus_port), "--speed", "200", "--home", str(tmp_path / "h")]
     proc = subprocess.Popen(

@@ -10,35 +10,21 @@ import struct
 import subprocess
 from pathlib import Path
 
-from tests.support.procs import free_port, start_logged, twin_cmd, wait_for
+from tests.support.procs import start_logged, twin_cmd, wait_for
 from tests.support.procs import stop as stop  # re-exported for the runtime tests
+from tests.support.specs import ports, spec_copy
 from tests.support.tiny import TINY_MODEL, tiny_training
 from twin.paths import Home
-from twin.spec import PLANTS_DIR, PlantSpec, load_spec
+from twin.spec import PlantSpec, load_spec
 
 
-def write_spec(folder: Path, *, ttl_s: float = 600.0, staleness_s: float = 30.0) -> PlantSpec:
-    """The built-in cstr spec on free ports, with the test's proposal lifetime and staleness."""
-    text = (PLANTS_DIR / "cstr" / "plant.toml").read_text()
-    op, mb = free_port(), free_port()
-    text = text.replace("opc.tcp://127.0.0.1:4840/twin/", f"opc.tcp://127.0.0.1:{op}/twin/")
-    text = text.replace("port = 5020", f"port = {mb}")
-    lines = []
-    for line in text.splitlines():
-        if line.startswith(("max_staleness_s", "proposal_ttl_s")):
-            continue
-        lines.append(line)
-        if line.strip() == "[safety]":
-            lines += [f"max_staleness_s = {staleness_s}", f"proposal_ttl_s = {ttl_s}"]
-    lines += ["", "[simulator]", f'file = "{PLANTS_DIR / "cstr" / "simulator.py"}"']
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plant.toml").write_text("\n".join(lines) + "\n")
-    return load_spec(folder / "plant.toml")
-
-
-def ports(spec: PlantSpec) -> tuple[int, int]:
-    assert spec.source.opcua is not None and spec.source.modbus is not None
-    return int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0]), spec.source.modbus.port
+def write_spec(
+    folder: Path, *, ttl_s: float = 600.0, staleness_s: float = 30.0, fallback: str = "hold"
+) -> PlantSpec:
+    """The built-in cstr spec on free ports, with the test's proposal lifetime, staleness and
+    fallback."""
+    safety = {"max_staleness_s": staleness_s, "proposal_ttl_s": ttl_s, "fallback": fallback}
+    return load_spec(spec_copy("cstr", folder, safety=safety))
 
 
 def train_tiny(home: Home) -> str:

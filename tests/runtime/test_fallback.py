@@ -14,7 +14,7 @@ from twin.paths import Home
 from twin.plan.proposal import NoProposal
 from twin.serve import Runtime, RuntimeConfig, TwinProposer
 from twin.serve.connections import open_connections
-from twin.spec import PlantSpec, load_spec
+from twin.spec import PlantSpec
 from twin.state import Store
 
 from .plant import read_opcua, start_sim, stop, train_tiny, write_spec
@@ -48,12 +48,6 @@ class BusyAbstainingTwin(AbstainingTwin):
             time.sleep(self.stall_s)
 
 
-def _with_fallback(spec: PlantSpec, kind: str) -> PlantSpec:
-    text = spec.path.read_text().replace("[safety]\n", f'[safety]\nfallback = "{kind}"\n', 1)
-    spec.path.write_text(text)
-    return load_spec(spec.path)
-
-
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> Path:
     home = Home.at(tmp_path_factory.mktemp("tiny"))
@@ -79,7 +73,7 @@ def _serve(
 
 @pytest.mark.timeout(300)
 def test_linear_mpc_takes_over_when_the_twin_abstains(tmp_path, tiny_models) -> None:
-    spec = _with_fallback(write_spec(tmp_path / "spec"), "linear_mpc")
+    spec = write_spec(tmp_path / "spec", fallback="linear_mpc")
     home = Home.at(tmp_path / "home")
     shutil.copytree(tiny_models, home.models_dir("cstr"))
     sim = start_sim(spec, tmp_path / "sim.log")
@@ -103,7 +97,7 @@ def test_linear_mpc_takes_over_when_the_twin_abstains(tmp_path, tiny_models) -> 
 
 @pytest.mark.timeout(300)
 def test_hold_fallback_writes_nothing_and_alarms(tmp_path, tiny_models) -> None:
-    spec = _with_fallback(write_spec(tmp_path / "spec"), "hold")
+    spec = write_spec(tmp_path / "spec", fallback="hold")
     home = Home.at(tmp_path / "home")
     shutil.copytree(tiny_models, home.models_dir("cstr"))
     sim = start_sim(spec, tmp_path / "sim.log")
@@ -127,7 +121,7 @@ def test_hold_fallback_writes_nothing_and_alarms(tmp_path, tiny_models) -> None:
 
 @pytest.mark.timeout(300)
 def test_a_late_control_step_does_not_decide_one_interval_twice(tmp_path, tiny_models) -> None:
-    spec = _with_fallback(write_spec(tmp_path / "spec"), "linear_mpc")
+    spec = write_spec(tmp_path / "spec", fallback="linear_mpc")
     home = Home.at(tmp_path / "home")
     shutil.copytree(tiny_models, home.models_dir("cstr"))
     busy = BusyAbstainingTwin(home, spec, hard_operating=True)

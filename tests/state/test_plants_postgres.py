@@ -10,14 +10,12 @@ on once, both rooms recorded their sessions, and the audit verifies from both ho
 
 from __future__ import annotations
 
-import re
 import shutil
 import signal
 import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,10 +25,11 @@ from tests.faults.procs import train_tiny
 from tests.runtime.plant import start_serve, twin_cmd
 from tests.state.backends import fresh_schema_url, postgres_url
 from tests.support.procs import free_port, stop, wait_for
+from tests.support.specs import ports, spec_copy
 from twin import api, audit
 from twin.audit_keys import AuditFiles
 from twin.paths import Home
-from twin.spec import PLANTS_DIR, PlantSpec, load_spec
+from twin.spec import PlantSpec, load_spec
 from twin.state import Store
 from twin.users import create_user
 
@@ -51,19 +50,7 @@ MOVES = 3
 
 def plant_on_free_port(name: str, folder: Path) -> PlantSpec:
     """A built-in plant's spec whose OPC-UA endpoint is a free port on 127.0.0.1."""
-    text = (PLANTS_DIR / name / "plant.toml").read_text()
-    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/twin/"
-    text = re.sub(r'endpoint = "opc\.tcp://[^"]+"', f'endpoint = "{endpoint}"', text)
-    text = re.sub(r"(?m)^port = \d+$", f"port = {free_port()}", text)
-    text += f'\n[simulator]\nfile = "{PLANTS_DIR / name / "simulator.py"}"\n'
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "plant.toml").write_text(text)
-    return load_spec(folder / "plant.toml")
-
-
-def opcua_port(spec: PlantSpec) -> int:
-    assert spec.source.opcua is not None
-    return int(urlsplit(spec.source.opcua.endpoint).port or 0)
+    return load_spec(spec_copy(name, folder))
 
 
 def start_room(home: Home, log: Path, plant: str) -> tuple[str, subprocess.Popen[bytes]]:
@@ -133,7 +120,7 @@ def test_two_plants_two_runtimes_two_rooms_on_one_postgres_store(
     monkeypatch.setenv("TWIN_STATE_URL", url)  # what every child process opens
     monkeypatch.setenv("PYTHONUNBUFFERED", "1")
     plants = {
-        name: FaultPlant(spec, opcua_port(spec), speed=SPEED[name]) for name, spec in specs.items()
+        name: FaultPlant(spec, ports(spec)[0], speed=SPEED[name]) for name, spec in specs.items()
     }
     approved: list[int] = []
     with PlantThread(plants["cstr"]), PlantThread(plants["four_tank"]):
