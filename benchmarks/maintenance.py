@@ -13,7 +13,8 @@ Per plant and seed:
   4. `twin serve --mode supervised --shadow v2` (nothing approved: the plant holds) scores both
      twins on the live window; `twin models promote --gated` promotes v2 only if it beats v1.
   5. `twin serve --mode auto` with the active twin: cost over the same-length window.
-  6. Quiet run: the same length as the drift run without drift (no scenario), v1: drift alarms.
+  6. Quiet run: the same length as the drift run without drift (no scenario), v1: drift alarms,
+     and its cost judged as the drift run's (a cost at the noise floor doubles without drift).
 Cost: benchmarks/_serveloop_core.tracking_cost (the spec's setpoints and weights), per sample.
 
     python benchmarks/maintenance.py [--plants cstr,four_tank] [--seeds 0] [--speed 50]
@@ -321,6 +322,26 @@ def first_doubling(
     return None
 
 
+def quiet_cost(home: Home, spec: PlantSpec, setup: Setup, end: datetime) -> dict[str, Any]:
+    """The run without drift judged as the drift run is: its own cost right after deployment,
+    when (if ever) its rolling cost doubled, and the largest rolling ratio. A cost at the noise
+    floor doubles without any drift; a twin that loses the plant does so without drift too."""
+    frame = history(home, spec)
+    w0 = START + timedelta(minutes=setup.warmup_min)
+    base = per_sample(frame, spec, w0, w0 + timedelta(minutes=setup.baseline_min))
+    doubled = first_doubling(frame, spec, base, setup, w0, end)
+    width, step = timedelta(minutes=setup.baseline_min), timedelta(minutes=1)
+    t, worst = w0 + width, 0.0
+    while t <= end:
+        worst = max(worst, per_sample(frame, spec, t - width, t) / base)
+        t += step
+    return {
+        "quiet_baseline_cost": base,
+        "quiet_cost_doubled_min": None if doubled is None else minutes(doubled),
+        "quiet_cost_ratio_max": worst,
+    }
+
+
 def alarm_before_doubling(row: dict[str, Any]) -> bool:
     """The verdict: when the alarm fired, the cost over the baseline-length window ending then
     was still under twice the cost right after deployment (cost_doubled_min is on the control
@@ -507,6 +528,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
             per_sample(qframe, spec, end - timedelta(minutes=setup.baseline_min), end) / base
         )
         row["quiet_minutes"] = minutes(end)
+        row.update(quiet_cost(quiet_home, spec, setup, end))
     row["wall_s"] = round(time.monotonic() - t0, 1)
     return row
 
@@ -689,6 +711,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "cost_drifted_ratio",
         "alarm_before_doubling",
         "quiet_alarms",
+        "quiet_cost_doubled_min",
+        "quiet_cost_ratio_max",
         "shadow_improvement",
         "promoted",
         "after_cost_ratio",
@@ -743,6 +767,9 @@ def main(argv: list[str] | None = None) -> int:
             for key, which in (("commissioning", "home"), ("quiet_commissioning", "quiet")):
                 if (run / which).exists():  # read again: the keys recorded since the run
                     r[key] = commissioning(Home.at(run / which), spec)
+            if (run / "quiet").exists() and r.get("quiet_minutes"):
+                end = START + timedelta(minutes=float(r["quiet_minutes"]))
+                r.update(quiet_cost(Home.at(run / "quiet"), spec, setup, end))
             r["replay"] = {
                 which: [replay(run, which, c) for c in (None, *args.replay)]
                 for which in ("home", "quiet")
