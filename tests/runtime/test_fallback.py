@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from twin import audit
+from twin import audit, registry
 from twin.paths import Home
 from twin.plan.proposal import NoProposal
 from twin.serve import Runtime, RuntimeConfig, TwinProposer
 from twin.serve.connections import open_connections
+from twin.serve.shadow import score
 from twin.spec import PlantSpec
 from twin.state import Store
 
@@ -134,6 +136,48 @@ def test_a_late_control_step_does_not_decide_one_interval_twice(tmp_path, tiny_m
         grid = [int(p.data_ts.timestamp() // interval) for p in props]
         assert busy.calls >= 3 and len(props) >= 3, (busy.calls, len(props))
         assert len(set(grid)) == len(grid), sorted(p.data_ts.isoformat() for p in props)
+        store.close()
+    finally:
+        stop(sim)
+
+
+@pytest.mark.timeout(300)
+def test_shadow_scores_against_the_fallback_on_the_active_twins_scale(
+    tmp_path, tiny_models, caplog
+) -> None:
+    """While the active twin abstains, its fallback's proposals stand for the active side of a
+    shadow evaluation; their model (the twin's ARX) has no card of its own, so the errors are
+    divided by the active twin's."""
+    spec = write_spec(tmp_path / "spec", fallback="linear_mpc")
+    home = Home.at(tmp_path / "home")
+    shutil.copytree(tiny_models, home.models_dir("cstr"))
+    active = registry.active_version(home, spec)
+    assert active is not None
+    candidate = train_tiny(home)
+    registry.promote(home, "cstr", active)
+    sim = start_sim(spec, tmp_path / "sim.log")
+    try:
+        store = Store(home.state_db)
+        rt = Runtime(
+            spec,
+            home,
+            RuntimeConfig(mode="supervised", steps=12, shadow=candidate),
+            store=store,
+            proposer=AbstainingTwin(home, spec, hard_operating=True),
+            connections=open_connections(spec, home, "opcua"),
+        )
+        asyncio.run(asyncio.wait_for(rt.run(), timeout=240))
+        props = store.list_proposals("cstr", limit=100)
+        assert props and all(p.payload["controller"] == "fallback:linear_mpc" for p in props)
+        assert store.writes_for(plant="cstr") == []  # supervised, nothing approved: the plant holds
+        caplog.clear()
+        result = score(home, spec, store, candidate)
+        assert result.scored >= 3, result
+        # The fallback's, but where a shadow step found no new active proposal to pair with:
+        # there the active twin's own hold prediction stands.
+        assert result.scored - 1 <= result.active_fallback <= result.scored
+        assert result.active_multi_step is not None and math.isfinite(result.active_multi_step)
+        assert "cannot read model" not in caplog.text
         store.close()
     finally:
         stop(sim)

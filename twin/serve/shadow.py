@@ -29,6 +29,7 @@ from twin.historian import Historian
 from twin.paths import Home
 from twin.plan.proposal import NoProposal, Proposal
 from twin.serve.alarms import Alarms
+from twin.serve.fallback import is_fallback
 from twin.serve.live import LiveState
 from twin.spec import PlantSpec
 from twin.state import Store
@@ -172,6 +173,9 @@ class ShadowScore:
     active_multi_step: float | None
     candidate_one_step: float | None
     candidate_multi_step: float | None
+    active_fallback: int = 0
+    """Scored intervals where the active twin abstained and its fallback (the linear MPC of
+    the same version) proposed: its predictions stand for the active side there."""
 
     @property
     def improvement(self) -> float | None:
@@ -198,14 +202,20 @@ def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScor
     scales: dict[str, dict[str, list[float]]] = {}
     active_e: list[list[float]] = []
     cand_e: list[list[float]] = []
+    fallback = 0
     for r in rows:
         if frame is None or r.data_ts + HORIZON * step > frame.index.max():
             continue  # not matured yet
         if not _held(frame, spec, r.data_ts, r.data_ts + HORIZON * step):
             continue  # a move was written: hold predictions do not apply
+        by_fallback = False
         if r.active_proposal_id is not None:
             active = store.get_proposal(r.active_proposal_id)
-            key, active_payload = active.model_version or r.active_version or "", active.payload
+            by_fallback = is_fallback(active.payload)
+            # A fallback's proposal names its own model (the twin's ARX): the scale is the
+            # active twin's card.
+            key = (None if by_fallback else active.model_version) or r.active_version or ""
+            active_payload = active.payload
         else:
             key = r.active_version or ""
             active_payload = {"hold": r.payload.get("active_hold") or {}}
@@ -221,6 +231,7 @@ def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScor
         if len(a) == HORIZON and len(c) == HORIZON:
             active_e.append(a)
             cand_e.append(c)
+            fallback += by_fallback
     return ShadowScore(
         version=version,
         active_versions=[str(v) for v in actives],
@@ -231,6 +242,7 @@ def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScor
         active_multi_step=_mean([sum(e) / len(e) for e in active_e]),
         candidate_one_step=_mean([e[0] for e in cand_e]),
         candidate_multi_step=_mean([sum(e) / len(e) for e in cand_e]),
+        active_fallback=fallback,
     )
 
 
