@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _machine import machine_info  # noqa: E402
 from predict import interval, make_series  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -56,6 +57,7 @@ def run_seed(seed: int, hours: float, max_seconds: float, ablations: list[str]) 
     gen_s = time.perf_counter() - t0
     model_cfg, _, cfg = train_configs(device="cpu", seed=seed, max_seconds=max_seconds)
     cfg = replace(cfg, progress=False)
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     out = train_series(series, model_cfg, cfg)
     wall = time.perf_counter() - t0
@@ -70,6 +72,14 @@ def run_seed(seed: int, hours: float, max_seconds: float, ablations: list[str]) 
         | {f"ablation:{k}": v["nrmse"] for k, v in abl.items()},
         "ablations": {
             k: {"seconds": v["seconds"], "stopped": v["stopped"]} for k, v in abl.items()
+        },
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "latent_size": out.twin.net.latent_size,
+        "readout_nrmse_now": out.report["monitors"]["readout_nrmse_now"],
+        "nrmse_per_cv_h1": {
+            m: r["nrmse_per_cv"]["1"]
+            for m, r in out.report["models"].items()
+            if "nrmse_per_cv" in r
         },
         "generate_seconds": round(gen_s, 1),
         "train_seconds": info["seconds"],
@@ -138,6 +148,7 @@ def main() -> int:
             "max_seconds_per_fit": args.max_seconds,
             "home": str(HOME),
             "load_average_at_start": os.getloadavg()[0],
+            "machine": machine_info(),
         },
         "runs": [],
     }

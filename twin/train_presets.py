@@ -21,12 +21,25 @@ def train_configs(
     epochs: int | None = None,
     max_seconds: float | None = None,
 ) -> Configs:
-    """The configs of `twin train --device D --seed S [--quick] [--epochs N] [--max-seconds T]`."""
+    """The configs of `twin train --device D --seed S [--quick] [--epochs N] [--max-seconds T]`.
+
+    The full recipe leaves ModelConfig.measured_latent to the data (twin.train.measured_latent_for:
+    the latent leads with the CVs as measured when the history holds few training windows per
+    value of the encoder's window), so the latent's size follows the plant: n_cv + 32 then, 32
+    otherwise. The quick recipe keeps its tiny learned latent (it is for trying the tool out).
+    """
     resolve_device(device)
-    model_cfg, data_cfg = ModelConfig(), DataConfig()
+    model_cfg, data_cfg = ModelConfig(measured_latent=None), DataConfig()
     cfg = TrainConfig(device=device, seed=seed)
     if quick:  # a seconds-long twin for trying the tool out, not for control
-        model_cfg = replace(model_cfg, latent_dim=8, hidden=32, action_dim=8, readout_hidden=16)
+        model_cfg = replace(
+            model_cfg,
+            latent_dim=8,
+            hidden=32,
+            action_dim=8,
+            readout_hidden=16,
+            measured_latent=False,
+        )
         data_cfg = replace(data_cfg, horizon=5, window_intervals=2)
         cfg = replace(
             cfg,

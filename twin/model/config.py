@@ -12,7 +12,8 @@ class ModelConfig:
     """Sizes of the encoder, action encoder, predictor and readout heads, and loss weights."""
 
     latent_dim: int = 32
-    """Dimension D of the latent z."""
+    """Learned dimensions of the latent z; with measured_latent the n_cv measured coordinates
+    come on top (the latent has n_cv + latent_dim dimensions: its size follows the plant)."""
     hidden: int = 128
     """Width of the hidden layers of encoder and predictor."""
     action_dim: int = 16
@@ -43,6 +44,14 @@ class ModelConfig:
     terms alone). An ablation, not the default."""
     batchnorm: bool = True
     """BatchNorm in the encoder's projector (ablation: off)."""
+    measured_latent: bool | None = False
+    """The latent's first n_cv coordinates are the CVs' latest measurements (normalised),
+    followed by latent_dim learned ones, and the readout's mean is those coordinates (its
+    quantiles are learned from the whole latent): the now-cast is the measurement itself
+    whatever the operating point, the predictor moves the CVs in their own units, and a rollout
+    that changes nothing reads out persistence. SIGReg shapes the learned part only. None:
+    decided from the data when the twin is fitted (twin.train.measured_latent_for), which is
+    what `twin train` does."""
     extra: dict = field(default_factory=dict)
     """Free-form notes stored with the config (not used by the code)."""
 

@@ -59,7 +59,8 @@ def jepa_losses(
     pred = ((z_tf.unflatten(0, (b, n_lat)) - target) ** 2).mean()
     z_roll = net.predictor.rollout(z[:, 0], a)  # (B, H, D)
     roll = ((z_roll[:, :n_lat] - target) ** 2).mean()
-    reg = sigreg(z.flatten(0, 1), cfg.sigreg_projections, cfg.sigreg_samples, generator)
+    learned = z.flatten(0, 1)[:, net.n_measured :]  # measured coordinates are not shaped
+    reg = sigreg(learned, cfg.sigreg_projections, cfg.sigreg_samples, generator)
     z_read, z_roll_read = (z.detach(), z_roll.detach()) if cfg.readout_detach else (z, z_roll)
     read = readout_loss(
         net, z_read, batch.targets[:, :k1], batch.target_mask[:, :k1]

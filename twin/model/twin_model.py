@@ -82,14 +82,14 @@ class TwinModel(nn.Module):
         self.register_buffer("u_std", torch.tensor(u_std, dtype=f32))
         self.register_buffer("y_mean", torch.tensor(y_mean, dtype=f32))
         self.register_buffer("y_std", torch.tensor(y_std, dtype=f32))
-        self.gate = LatentGate(net.config.latent_dim)
+        self.gate = LatentGate(net.latent_size)
         cv_idx = [self.tag_names.index(t) for t in self.cv_names]
         mv_idx = [self.tag_names.index(t) for t in self.mv_names]
         self.window_check = WindowCheck(
             window, len(self.tag_names), samples_per_interval, cv_idx, mv_idx
         )
         self.innovation = InnovationCheck(
-            net.config.latent_dim, len(self.tag_names), samples_per_interval, cv_idx, mv_idx
+            net.latent_size, len(self.tag_names), samples_per_interval, cv_idx, mv_idx
         )
         self._false_alarm = float("nan")
         self.bands = BandCalibration(len(self.cv_names), len(self.quantile_levels))
@@ -248,7 +248,8 @@ class TwinModel(nn.Module):
         roles = ckpt["tag_roles"]
         n_mv = sum(r == "mv" for r in roles.values())
         n_cv = sum(r == "cv" for r in roles.values())
-        net = JepaNet(config, ckpt["window"], len(normalizer.tags), n_mv, n_cv)
+        cv_idx = [i for i, t in enumerate(normalizer.tags) if roles[t] == "cv"]
+        net = JepaNet(config, ckpt["window"], len(normalizer.tags), n_mv, n_cv, cv_idx)
         tw = cls(
             net,
             normalizer,
