@@ -68,7 +68,7 @@ from twin.errors import BadInput  # noqa: E402
 from twin.model.config import ModelConfig  # noqa: E402
 from twin.paths import Home  # noqa: E402
 from twin.plan.controller import PlanningController  # noqa: E402
-from twin.plan.observer import MIN_GAIN, ObserverGains  # noqa: E402
+from twin.plan.observer import MIN_GAIN, ObserverGains, settling_gain  # noqa: E402
 from twin.plan.proposal import Proposal  # noqa: E402
 from twin.plan.settings import PlannerConfig  # noqa: E402
 from twin.serve.fallback import ABSTAINS  # noqa: E402
@@ -198,8 +198,11 @@ def prepare_twin(
         ckpt = registry.load_checkpoint(home, spec, v)
         made = ckpt.get("card", {}).get("training", {}).get("train_config", {})
         same = all(made.get(k) == x for k, x in wanted.items())
-        made_model = json.dumps(ckpt.get("model_config"), sort_keys=True, default=str)
-        same = same and made_model == json.dumps(asdict(config.model), sort_keys=True, default=str)
+        # A field added to ModelConfig after a twin was saved is absent from its checkpoint:
+        # the twin was made with that field's default (a new field defaults to the old
+        # behaviour), so it still matches a config that leaves the field at its default.
+        made_model = asdict(ModelConfig()) | (ckpt.get("model_config") or {})
+        same = same and _same_json(made_model, asdict(config.model))
         if same and "observer" in ckpt:
             try:  # a twin cached by an older code version may no longer load: retrain it
                 found = (v, ckpt, *registry.load_for_planning(home, spec, v))
@@ -226,12 +229,22 @@ def prepare_twin(
     info["version"] = version
     if regated:
         info["ood_gate"] = "refit on the training history by this benchmark (" + regated + ")"
+    # What the planner runs with: the saved gains, raised to the settling gain of its horizon
+    # (PlanningController does this for every twin; one saved before the floor carries 0.05).
+    horizon = PlannerConfig().for_interval(spec.plant.control_interval_s).horizon
+    used = gains.at_least(settling_gain(horizon))
     info["observer"] = {
-        "source": gains.source,
-        "latent_gain_median": float(np.median(gains.latent)),
-        "output_gain": [float(g) for g in gains.output],
+        "source": used.source,
+        "latent_gain_median": float(np.median(used.latent)),
+        "output_gain": [float(g) for g in used.output],
+        "saved_latent_gain_median": float(np.median(gains.latent)),
+        "saved_output_gain": [float(g) for g in gains.output],
     }
     return Twin(model, arx, gains, info)
+
+
+def _same_json(a: dict, b: dict) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 def _regate(model, spec: PlantSpec, config: BenchConfig, frames: dict) -> str:  # type: ignore[no-untyped-def]
@@ -541,8 +554,10 @@ def main(argv: list[str] | None = None) -> int:
         results["config"].setdefault("twin_training", {})[case.plant] = [
             t.training for t in plant_twins
         ]
-        results["config"].setdefault("horizon_intervals", {})[case.plant] = (
-            PlannerConfig().for_interval(spec.plant.control_interval_s).horizon
+        horizon = PlannerConfig().for_interval(spec.plant.control_interval_s).horizon
+        results["config"].setdefault("horizon_intervals", {})[case.plant] = horizon
+        results["config"].setdefault("observer_settling_gain", {})[case.plant] = settling_gain(
+            horizon
         )
         oracle = OracleNMPC(spec, load_plant_model(spec))
         results["config"].setdefault("oracle", {})[case.plant] = {

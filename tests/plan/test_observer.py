@@ -15,7 +15,13 @@ import torch
 from tests.plan.toy import ToyLinearModel, toy_spec
 from twin.plan.controller import PlanningController
 from twin.plan.moves import shift_plan
-from twin.plan.observer import DisturbanceObserver, ObserverGains, fit_gains, kalman_gain
+from twin.plan.observer import (
+    DisturbanceObserver,
+    ObserverGains,
+    fit_gains,
+    kalman_gain,
+    settling_gain,
+)
 from twin.plan.proposal import NoProposal, Proposal
 from twin.plan.settings import PlannerConfig
 
@@ -134,3 +140,28 @@ def test_the_observer_bridges_a_refused_interval_with_the_mvs_held_over_it() -> 
     bridged, stood = latents
     assert stood == pytest.approx(0.5 * W)  # the one update at 10 s: half the miss
     assert abs(bridged - W) < abs(stood - W)
+
+
+def test_the_floor_settles_a_step_estimate_within_the_horizon() -> None:
+    # A gain g leaves (1 - g)^n of a step unestimated after n decisions: 5 % after a horizon.
+    for horizon in (10, 20):
+        g = settling_gain(horizon)
+        assert (1.0 - g) ** horizon == pytest.approx(0.05)
+    assert settling_gain(10) == pytest.approx(0.2589, abs=1e-4)
+    # Positive gains are raised to the floor; a gain of 0 keeps its state off (linear MPC).
+    g = ObserverGains(np.array([0.05, 0.0]), np.array([0.5]), "fitted").at_least(0.26)
+    assert g.latent.tolist() == [0.26, 0.0] and g.output.tolist() == [0.5]
+    assert "raised to 0.26" in g.source
+    # The planner applies its own horizon's floor to whatever gains it is given.
+    spec = toy_spec(
+        [{"name": "y", "limits": [-100.0, 100.0]}],
+        [{"name": "u", "limits": [-10.0, 10.0], "max_move": 1.0}],
+        {"setpoints": {"y": SP}, "move_weights": {"u": 0.01}},
+    )
+    model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+    ctl = PlanningController(
+        model, spec, FAST, observer_gains=ObserverGains(np.array([0.05]), np.array([0.0]), "f")
+    )
+    floor = settling_gain(ctl.config.horizon)
+    assert ctl.observer.gains.latent.tolist() == [pytest.approx(floor)]
+    assert ctl.observer.gains.output.tolist() == [0.0]

@@ -17,7 +17,7 @@ import torch
 from twin.plan.cost import plan_cost
 from twin.plan.gating import gate, ood_ratio
 from twin.plan.moves import shift_plan, violations
-from twin.plan.observer import MAX_GAP, DisturbanceObserver, ObserverGains
+from twin.plan.observer import MAX_GAP, DisturbanceObserver, ObserverGains, settling_gain
 from twin.plan.optimizer import Plan, PlanObjective, plan
 from twin.plan.problem import PlanInfeasible, PlanProblem
 from twin.plan.proposal import Band, NoProposal, Proposal
@@ -54,6 +54,10 @@ class PlanningController:
         gains = observer_gains or ObserverGains.constant(
             self.config.observer_latent_gain, self.config.observer_output_gain
         )
+        # A disturbance estimate that has not settled when the prediction ends leaves the plan
+        # aimed at a stale disturbance for longer than it looks ahead; versions saved before
+        # the gains were floored at this (0.05) get it here (twin.plan.observer.settling_gain).
+        gains = gains.at_least(settling_gain(self.config.horizon))
         self.observer = DisturbanceObserver(gains, spec.plant.control_interval_s)
         self._warm: tuple[np.ndarray, datetime] | None = None
         """The last plan (H, n_mv) and the data time it was made at (the next warm start)."""
