@@ -229,10 +229,11 @@ def prepare_twin(
     info["version"] = version
     if regated:
         info["ood_gate"] = "refit on the training history by this benchmark (" + regated + ")"
-    # What the planner runs with: the saved gains, raised to the settling gain of its horizon
-    # (PlanningController does this for every twin; one saved before the floor carries 0.05).
+    # What the planner runs with: the saved gains, the output gains raised to the settling
+    # gain of its horizon (PlanningController does this for every twin; one saved before the
+    # floor carries 0.05).
     horizon = PlannerConfig().for_interval(spec.plant.control_interval_s).horizon
-    used = gains.at_least(settling_gain(horizon))
+    used = gains.output_at_least(settling_gain(horizon))
     info["observer"] = {
         "source": used.source,
         "latent_gain_median": float(np.median(used.latent)),

@@ -148,10 +148,11 @@ def test_the_floor_settles_a_step_estimate_within_the_horizon() -> None:
         g = settling_gain(horizon)
         assert (1.0 - g) ** horizon == pytest.approx(0.05)
     assert settling_gain(10) == pytest.approx(0.2589, abs=1e-4)
-    # Positive gains are raised to the floor; a gain of 0 keeps its state off (linear MPC).
-    g = ObserverGains(np.array([0.05, 0.0]), np.array([0.5]), "fitted").at_least(0.26)
-    assert g.latent.tolist() == [0.26, 0.0] and g.output.tolist() == [0.5]
-    assert "raised to 0.26" in g.source
+    # Positive output gains are raised to the floor, 0 keeps its state off (linear MPC); the
+    # latent gains stay as fitted.
+    g = ObserverGains(np.array([0.05]), np.array([0.05, 0.0, 0.5]), "fitted").output_at_least(0.26)
+    assert g.output.tolist() == [0.26, 0.0, 0.5] and g.latent.tolist() == [0.05]
+    assert "output gains raised to 0.26" in g.source
     # The planner applies its own horizon's floor to whatever gains it is given.
     spec = toy_spec(
         [{"name": "y", "limits": [-100.0, 100.0]}],
@@ -160,8 +161,7 @@ def test_the_floor_settles_a_step_estimate_within_the_horizon() -> None:
     )
     model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"])
     ctl = PlanningController(
-        model, spec, FAST, observer_gains=ObserverGains(np.array([0.05]), np.array([0.0]), "f")
+        model, spec, FAST, observer_gains=ObserverGains(np.array([0.05]), np.array([0.05]), "f")
     )
-    floor = settling_gain(ctl.config.horizon)
-    assert ctl.observer.gains.latent.tolist() == [pytest.approx(floor)]
-    assert ctl.observer.gains.output.tolist() == [0.0]
+    assert ctl.observer.gains.output.tolist() == [pytest.approx(settling_gain(ctl.config.horizon))]
+    assert ctl.observer.gains.latent.tolist() == [0.05]

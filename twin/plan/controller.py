@@ -54,10 +54,10 @@ class PlanningController:
         gains = observer_gains or ObserverGains.constant(
             self.config.observer_latent_gain, self.config.observer_output_gain
         )
-        # A disturbance estimate that has not settled when the prediction ends leaves the plan
-        # aimed at a stale disturbance for longer than it looks ahead; versions saved before
-        # the gains were floored at this (0.05) get it here (twin.plan.observer.settling_gain).
-        gains = gains.at_least(settling_gain(self.config.horizon))
+        # An output-disturbance estimate that has not settled when the prediction ends leaves
+        # the plan aimed at a stale disturbance for longer than it looks ahead; versions saved
+        # before this floor (at 0.05) get it here (twin.plan.observer.settling_gain).
+        gains = gains.output_at_least(settling_gain(self.config.horizon))
         self.observer = DisturbanceObserver(gains, spec.plant.control_interval_s)
         self._warm: tuple[np.ndarray, datetime] | None = None
         """The last plan (H, n_mv) and the data time it was made at (the next warm start)."""
