@@ -555,6 +555,10 @@ def main(argv: list[str] | None = None) -> int:
         results["config"].setdefault("twin_training", {})[case.plant] = [
             t.training for t in plant_twins
         ]
+        # Per plant: --twin-seeds is the last invocation's, and a plant may have fewer twins.
+        results["config"].setdefault("twin_seeds_by_plant", {})[case.plant] = [
+            t.training["seed"] for t in plant_twins
+        ]
         horizon = PlannerConfig().for_interval(spec.plant.control_interval_s).horizon
         results["config"].setdefault("horizon_intervals", {})[case.plant] = horizon
         results["config"].setdefault("observer_settling_gain", {})[case.plant] = settling_gain(
