@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _control_report import Run, mean_ci, score  # noqa: E402
+from _machine import machine_info  # noqa: E402
 from control import Twin, _Decider, decide_and_apply, record_sample  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -59,10 +60,17 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR_S = 3600.0
 
 
-def load_twins(seeds: list[int]) -> list[Twin]:
+def twin_home(predicted: dict) -> Path:
+    """The home tep_predict.py saved its twins in: its JSON's, else its default."""
+    return Path(predicted.get("config", {}).get("home", HOME))
+
+
+def load_twins(seeds: list[int]) -> tuple[Path, list[Twin]]:
     """The twins tep_predict.py trained (by training seed), with their ARX and observer gains."""
     spec = load_spec("tep")
-    trained = json.loads(PREDICT_RESULTS.read_text(encoding="utf-8"))["runs"]
+    predicted = json.loads(PREDICT_RESULTS.read_text(encoding="utf-8"))
+    home = twin_home(predicted)
+    trained = predicted["runs"]
     by_seed = {r["seed"]: r for r in trained}
     missing = [s for s in seeds if s not in by_seed]
     if missing:
@@ -70,14 +78,14 @@ def load_twins(seeds: list[int]) -> list[Twin]:
     twins = []
     for s in seeds:
         version = by_seed[s]["version"]
-        model, gains = registry.load_for_planning(HOME, spec, version)
-        arx, _ = registry.load_baselines(registry.load_checkpoint(HOME, spec, version))
+        model, gains = registry.load_for_planning(home, spec, version)
+        arx, _ = registry.load_baselines(registry.load_checkpoint(home, spec, version))
         gains = gains or ObserverGains.constant(
             PlannerConfig().observer_latent_gain, PlannerConfig().observer_output_gain
         )
         info = {"seed": s, "version": version, "stopped": by_seed[s]["stopped"]}
         twins.append(Twin(model, arx, gains, info))
-    return twins
+    return home, twins
 
 
 def run_case(
@@ -222,6 +230,32 @@ def save(results: dict) -> None:
         RESULTS.write_text(json.dumps(merged, indent=2), encoding="utf-8")
 
 
+def combine(suffixes: list[str]) -> dict:
+    """Pool the scenarios saved under name+suffix (one process per scenario seed) into name."""
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = json.loads(RESULTS.read_text(encoding="utf-8"))
+        parts: dict[str, dict[str, list[dict]]] = {}
+        configs: dict[str, list[dict]] = {}
+        for key in [k for k in merged["scenarios"] if any(k.endswith(x) for x in suffixes)]:
+            name = key[: -len(next(x for x in suffixes if key.endswith(x)))]
+            for ctl, agg in merged["scenarios"].pop(key).items():
+                parts.setdefault(name, {}).setdefault(ctl, []).extend(agg["runs"])
+            configs.setdefault(name, []).append(merged["config_by_scenario"].pop(key))
+        for name, by_ctl in parts.items():
+            rows = {c: sorted(r, key=lambda r: r["scenario_seed"]) for c, r in by_ctl.items()}
+            merged["scenarios"][name] = {c: aggregate(r) for c, r in rows.items()}
+            cfg = dict(configs[name][0])
+            cfg["scenario_seeds"] = sorted({r["scenario_seed"] for r in next(iter(rows.values()))})
+            cfg["load_average_per_process"] = [
+                [c["load_average_at_start"], c["machine_at_end"]["load_average_1m"]]
+                for c in configs[name]
+            ]
+            merged["config_by_scenario"][name] = cfg
+        RESULTS.write_text(json.dumps(merged, indent=2), encoding="utf-8")
+    return merged
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenarios", nargs="+", default=["base", "idv1", "idv8", "idv6"])
@@ -230,15 +264,22 @@ def main() -> int:
     ap.add_argument("--scenario-seeds", type=int, nargs="+", default=[7, 8, 9])
     ap.add_argument("--controllers", nargs="+", default=["hold", "jepa"])
     ap.add_argument("--key-suffix", default="", help="store the scenarios under name+suffix")
+    ap.add_argument(
+        "--combine", nargs="+", metavar="SUFFIX", help="pool name+SUFFIX scenarios into name"
+    )
     args = ap.parse_args()
+    if args.combine:
+        show(combine(args.combine), Console(width=170))
+        return 0
     torch.set_num_threads(1)
     console = Console(width=170)
     spec = load_spec("tep")
-    twins = load_twins(args.twin_seeds)
+    home, twins = load_twins(args.twin_seeds)
     results: dict = {
         "config": {
             "hours": args.hours,
             "twin_seeds": args.twin_seeds,
+            "twin_home": str(home),
             "twins": [t.training for t in twins],
             "scenario_seeds": args.scenario_seeds,
             "planner": {
@@ -275,6 +316,7 @@ def main() -> int:
                     )
         key = scenario + args.key_suffix
         results["scenarios"][key] = {c: aggregate(rows) for c, rows in per.items()}
+        results["config"]["machine_at_end"] = machine_info()
         save(results)
     show(results, console)
     console.print(f"saved {RESULTS}")
