@@ -137,6 +137,7 @@ def summarise_run(spec: PlantSpec, run: Run, trip_s: float) -> dict:
         "plan_cpu_ms_p95": s["plan_cpu_ms_p95"],
         "decisions": s["decisions"],
         "no_proposal": s.get("no_proposal", {}),
+        "fallback_decisions": run.fallback_decisions,
         "final_setpoints": {n: v[-1] for n, v in run.u.items() if v},
     }
 
