@@ -108,8 +108,14 @@ def test_gains_round_trip_and_too_little_data_is_named() -> None:
     assert np.array_equal(back.latent, g.latent) and np.array_equal(back.output, g.output)
     assert back.source == "fitted"
     model = ToyLinearModel(np.zeros((1, 1)), np.array([[B]]), np.zeros(1), ["y"], ["u"])
-    with pytest.raises(ValueError, match="at least 13 control intervals"):
+    with pytest.raises(
+        ValueError, match="at least 13 gap-free decision instants.* holds at most 5, and 0 chain"
+    ):
         fit_gains(model, np.zeros((7, 2)), samples_per_interval=1)
+    gappy = np.zeros((40, 2))
+    gappy[20, 0] = np.nan
+    with pytest.raises(ValueError, match="1 chain.s. long enough had a missing value"):
+        fit_gains(model, gappy, samples_per_interval=1)
 
 
 def test_the_warm_start_advances_by_the_intervals_that_passed() -> None:

@@ -207,9 +207,11 @@ def fit_gains(
     scale = np.nanstd(values[:, cv], axis=0)
     scale = torch.as_tensor(np.where(scale > 0, scale, 1.0))
     total, count = torch.zeros(len(pairs), len(cv), dtype=torch.float64), 0
+    longest, gapped = 0, 0
     starts = spi if phases is None else max(1, min(phases, spi))
     for phase in sorted({(i * spi) // starts for i in range(starts)}):
         ends = np.arange(int(model.window) + phase, len(values) + 1, spi)
+        longest = max(longest, len(ends))
         if len(ends) < horizon + 3:
             continue
         with torch.inference_mode():
@@ -217,14 +219,17 @@ def fit_gains(
             if not (
                 torch.isfinite(z).all() and torch.isfinite(u).all() and torch.isfinite(y).all()
             ):
+                gapped += 1
                 continue  # a gap in this chain: the next phase may have none
             errors = _h_step_errors(model, z, u, y, pairs, horizon)
         total += errors.double() / scale.square()
         count += (len(ends) - 2 - horizon) * horizon
     if count == 0:
         raise ValueError(
-            f"need at least {horizon + 3} control intervals of gap-free history to fit the "
-            f"observer, got {len(values) // max(spi, 1)}"
+            f"need at least {horizon + 3} gap-free decision instants after the twin's first "
+            f"window ({int(model.window)} samples) to fit the observer; the block of "
+            f"{len(values) // max(spi, 1)} control intervals holds at most {longest}, and "
+            f"{gapped} chain(s) long enough had a missing value"
         )
     best = int(torch.argmin(total.sum(dim=1)))
     latent, output = (float(g) for g in pairs[best])
