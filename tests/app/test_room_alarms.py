@@ -169,7 +169,7 @@ def test_viewer_sees_alarms_but_cannot_act(outage: Outage, as_user) -> None:
 
 
 def pick(page, alarm_id: int) -> None:
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Alarm").click()
+    page.locator('[data-testid="stSelectbox"]:visible').filter(has_text="Alarm").click()
     page.get_by_role("option", name=re.compile(rf"^#{alarm_id} ")).click()
 
 
@@ -190,6 +190,10 @@ def test_operator_acknowledges_and_shelves(outage: Outage, as_user, store: Store
     )
     acked = store.get_alarm(alarm.id)
     assert acked.acked_by == "olga" and acked.ack_note == "plant server down"
+    # The page afresh, as above (CI at 41d3ac7: after the acknowledgement's rerun the alarm
+    # picker stayed hidden for 60 s).
+    go(page, "Overview")
+    go(page, "Alarms")
     pick(page, alarm.id)
     page.get_by_role("textbox", name=re.compile("Note or reason")).fill("server maintenance")
     act(
