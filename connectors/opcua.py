@@ -5,6 +5,11 @@ SourceTimestamp (the plant's clock). Reconnecting is asyncua's job (`auto_reconn
 also restores the subscription); this module watches the client's state to mark the outage
 with GAP samples and, once back, reads the missed values with HistoryRead where the server
 keeps history. Whatever could not be recovered stays a recorded outage.
+
+A connection can also go quiet without breaking: the server answers requests but its
+subscription reports nothing (a stuck publisher, or a dying server that accepted the reconnect).
+Unless the spec says the server reports by exception, every tag reports every sample period, so
+a source that hears nothing for `silence_s` treats the connection as lost and asyncua reconnects.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import logging
 import math
 import struct
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -42,7 +48,19 @@ from twin.spec import PlantSpec, Tag
 log = logging.getLogger(__name__)
 
 _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
+SILENCE_PERIODS = 20
+"""Sample periods without a single sample of any tag after which a connection is deemed dead."""
+SILENCE_FLOOR_S = 10.0
+"""The shortest such silence (wall seconds): fast plants still get several publishing turns."""
 _INTEGER_TYPES = {ua.VariantType(i) for i in range(2, 10)}
+
+
+def default_silence_s(spec: PlantSpec) -> float | None:
+    """How long a source may hear nothing before it reconnects: None under report by exception."""
+    opcua = spec.source.opcua
+    if opcua is not None and opcua.report_by_exception:
+        return None
+    return max(SILENCE_FLOOR_S, SILENCE_PERIODS * spec.plant.sample_period_s)
 
 
 def _tags_for(spec: PlantSpec, names: list[str] | None) -> list[Tag]:
@@ -87,10 +105,15 @@ class OpcuaSource:
         tags: list[str] | None = None,
         backfill: bool = True,
         queue_size: int = 1_000_000,
+        silence_s: float | None = None,
     ) -> None:
         self.spec = spec
         self.conn = conn
         self.tags = _tags_for(spec, tags)
+        self.silence_s = silence_s if silence_s is not None else default_silence_s(spec)
+        """Wall seconds without any sample after which the connection is reconnected; None
+        under report by exception, where a quiet plant sends nothing."""
+        self._heard = time.monotonic()
         self.backfill = backfill
         self.status = SourceStatus()
         self._queue_size = queue_size
@@ -125,7 +148,10 @@ class OpcuaSource:
             await self._disconnect()
             raise
         self.status.connected = True
+        self._heard = time.monotonic()
         self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._watch_state())]
+        if self.silence_s is not None:
+            self._tasks.append(asyncio.create_task(self._watch_silence(self.silence_s)))
         return self
 
     async def __aexit__(
@@ -249,6 +275,7 @@ class OpcuaSource:
             tag = tag_of.get(ev.node.nodeid)
             if tag is None:
                 continue
+            self._heard = time.monotonic()
             sample = to_sample(tag, ev.data.monitored_item.Value)
             qlog.see(sample)
             # Republished (replayed) values count as live: asyncua 2.1 may keep delivering
@@ -269,6 +296,25 @@ class OpcuaSource:
                     if self.backfill and self._outage is not None:
                         await self._backfill(self._outage)
                     self._reconnected = True
+
+    async def _watch_silence(self, silence_s: float) -> None:
+        """Reconnect a connection that stays up but reports nothing for `silence_s`."""
+        assert self._client is not None
+        client = self._client
+        while True:
+            await asyncio.sleep(min(1.0, silence_s / 4))
+            quiet = time.monotonic() - self._heard
+            if not self.status.connected or client.uaclient.state is not UaClientState.CONNECTED:
+                self._heard = time.monotonic()  # the silence counts from the reconnect
+            elif quiet > silence_s:
+                log.warning(
+                    "OPC-UA %s: no sample of any tag for %.0f s while the session is up "
+                    "(the server answers but reports nothing); reconnecting",
+                    self.conn.endpoint,
+                    quiet,
+                )
+                self._heard = time.monotonic()
+                client.uaclient.notify_transport_lost()
 
     def _on_lost(self) -> None:
         self.status.connected = False

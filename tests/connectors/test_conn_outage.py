@@ -14,7 +14,12 @@ from conn_helpers import copy_plant, free_port, served_plant, start_sim_process,
 
 from connectors.base import Source
 from connectors.modbus import ModbusConnection, ModbusSource
-from connectors.opcua import OpcuaSource
+from connectors.opcua import (
+    SILENCE_FLOOR_S,
+    SILENCE_PERIODS,
+    OpcuaSource,
+    default_silence_s,
+)
 from connectors.opcua_client import OpcuaConnection
 from connectors.opcua_server import OpcuaServeConfig
 from twin.historian import Historian
@@ -159,6 +164,55 @@ async def test_network_loss_is_back_filled_from_server_history(tmp_path: Path) -
         f"{len(missing)} samples lost in the outage ({stats.backfilled} back-filled)"
     )
     assert stats.gaps == 1
+
+
+async def test_a_session_that_reports_nothing_is_reconnected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server keeps answering but its subscription goes silent (its simulator stopped, as a
+    stuck publisher would): the source marks the outage, reconnects, and the samples come back."""
+    o = free_port()
+    spec = load_spec(copy_plant(tmp_path, "four_tank", o, free_port()))
+    async with served_plant(spec, speed=10, opcua=OpcuaServeConfig(port=o)) as server:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(server.run(stop))
+        conn = OpcuaConnection(endpoint=f"opc.tcp://127.0.0.1:{o}/twin/", reconnect_max_delay_s=1.0)
+        source = OpcuaSource(spec, conn, silence_s=2.0)
+        with Historian(tmp_path / "hist") as historian:
+            async with source:
+                live = _Live(source, historian)
+                await _until(lambda: live.stats.samples >= 30, 30, "first samples")
+                stop.set()
+                await runner
+                silenced = time.monotonic()
+                await _until(lambda: source.status.gaps >= 1, 15, "the silence to be noticed")
+                noticed = time.monotonic() - silenced
+                before = live.stats.samples
+                stop = asyncio.Event()
+                runner = asyncio.create_task(server.run(stop))
+                await _until(lambda: live.stats.samples >= before + 30, 30, "samples to return")
+                await _until(lambda: live.stats.gaps >= 1, 10, "the gap to be recorded")
+                stats = await live.finish()
+        stop.set()
+        await runner
+    assert 2.0 <= noticed < 10.0, f"silence noticed after {noticed:.1f} s (limit 2 s)"
+    assert stats.gaps == 1
+    assert any("reports nothing" in r.getMessage() for r in caplog.records)
+
+
+def test_silence_limit_follows_the_sample_period_and_report_by_exception(tmp_path: Path) -> None:
+    spec = load_spec(copy_plant(tmp_path, "four_tank", free_port(), free_port()))
+    expected = max(SILENCE_FLOOR_S, SILENCE_PERIODS * spec.plant.sample_period_s)
+    assert default_silence_s(spec) == expected
+    assert spec.source.opcua is not None
+    rbe = spec.model_copy(
+        update={
+            "source": spec.source.model_copy(
+                update={"opcua": spec.source.opcua.model_copy(update={"report_by_exception": True})}
+            )
+        }
+    )
+    assert default_silence_s(rbe) is None  # a quiet plant sends nothing; silence proves nothing
 
 
 class _Proxy:

@@ -301,6 +301,7 @@ def _exercise(case: Case, ctx: Ctx, result: CaseResult) -> None:
         ctx.blocks.append(Block(start + timedelta(seconds=lag + GRACE_S), end, what))
     result.resumed = _wait_moves(ctx, 1, after=plant.time, timeout=60, what="", required=False)
     result.notes.append(f"fault from {start:%H:%M:%S} to {end:%H:%M:%S} plant time")
+    result.notes += [f"the plant's own call failed: {e}" for e in plant.errors]
     if not result.resumed:
         result.notes.append(f"the runtime's last log lines:\n{_tail(ctx)}")
 

@@ -92,7 +92,10 @@ class FaultPlant:
         keeps no history, so a sample sent before anyone subscribed is nobody's loss)."""
         self.on_write: WriteHook | None = None
         self.serving = False
+        self.errors: list[str] = []
+        """What failed in the plant's own background calls (a restart that did not start)."""
         self._server: Server | None = None
+        self._stopping: asyncio.Future[None] | None = None
         self._nodes: dict[str, ua.NodeId] = {}
         self._last_sent: dict[str, tuple[float, bool]] = {}
         self._stop = asyncio.Event()
@@ -109,6 +112,10 @@ class FaultPlant:
     # ---- serving -------------------------------------------------------------------------
 
     async def start_server(self) -> None:
+        """Serve (again); a restart first waits until the killed server has let go of its port."""
+        if self._stopping is not None:
+            await self._stopping
+            self._stopping = None
         server = Server()
         await server.init()
         server.set_endpoint(self.endpoint)
@@ -232,7 +239,10 @@ class FaultPlant:
                 stopping = True
         if stopping:
             # Killed mid-request: this write may or may not be answered; later ones never land.
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop_server()))
+            asyncio.get_running_loop().call_soon(self._kill)
+
+    def _kill(self) -> None:
+        self._stopping = asyncio.ensure_future(self.stop_server())
 
     def stop(self) -> None:
         self._stop.set()
@@ -285,6 +295,10 @@ class PlantThread:
         def fire() -> None:
             out = fn()
             if asyncio.iscoroutine(out):
-                asyncio.ensure_future(out)
+                asyncio.ensure_future(out).add_done_callback(failed)
+
+        def failed(task: asyncio.Future[Any]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                self.plant.errors.append(f"{fn!r}: {task.exception()!r}")
 
         self.loop.call_soon_threadsafe(lambda: self.loop.call_later(delay_s, fire))
