@@ -9,15 +9,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from tests.support.procs import free_port
+from tests.support.procs import free_port, log_tail, twin_cmd, wait_for
 from tests.support.specs import spec_copy
 from twin.spec import PlantSpec, load_spec
 
@@ -30,33 +26,10 @@ def spec_on_free_ports(folder: Path) -> PlantSpec:
     return load_spec(spec_copy("cstr", folder, safety={"proposal_ttl_s": 600}))
 
 
-def twin(*args: str) -> list[str]:
-    return [sys.executable, "-m", "twin.cli", *args]
-
-
 def run(args: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("ab") as out:
         proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=300)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{tail(log)}"
-
-
-def tail(log: Path, n: int = 40) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-n:]) if log.exists() else ""
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, procs: list | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name, proc, log in procs or []:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"{name} exited ({proc.returncode}) waiting for {what}:\n{tail(log)}"
-                )
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{log_tail(log)}"
 
 
 def accepts(port: int) -> bool:
@@ -131,11 +104,13 @@ def start_live_plant(root: Path) -> LivePlant:
     env.pop("TWIN_HOME", None)
     setup = root / "setup.log"
     # Three hours: the training split's validation block then lies well before the live data.
-    run(twin("generate", "cstr", "--hours", "3", "--home", str(home)), env, setup)
-    run(twin("train", "cstr", "--quick", "--home", str(home)), env, setup)
+    run(twin_cmd("generate", "cstr", "--hours", "3", "--home", str(home)), env, setup)
+    run(twin_cmd("train", "cstr", "--quick", "--home", str(home)), env, setup)
     for name, role in ROLES.items():
         run(
-            twin("users", "add", name, "--role", role, "--password-env", "PW", "--home", str(home)),
+            twin_cmd(
+                "users", "add", name, "--role", role, "--password-env", "PW", "--home", str(home)
+            ),
             {**env, "PW": PASSWORDS[name]},
             setup,
         )
@@ -145,7 +120,7 @@ def start_live_plant(root: Path) -> LivePlant:
     plant = LivePlant(root, home, spec, f"http://127.0.0.1:{port}")
     plant.start(
         "sim",
-        twin(
+        twin_cmd(
             "sim",
             str(spec.path),
             "--opcua-port",
@@ -157,12 +132,12 @@ def start_live_plant(root: Path) -> LivePlant:
         ),
         env,
     )
-    wait_for(lambda: accepts(op), 60, "the simulated plant", plant.procs)
+    wait_for(lambda: accepts(op), 60, "the simulated plant", watch=plant.procs)
     plant.start(
-        "serve", twin("serve", str(spec.path), "--mode", "supervised", "--home", str(home)), env
+        "serve", twin_cmd("serve", str(spec.path), "--mode", "supervised", "--home", str(home)), env
     )
     plant.start(
-        "app", twin("app", "--home", str(home), "--port", str(port), "--plant", "cstr"), env
+        "app", twin_cmd("app", "--home", str(home), "--port", str(port), "--plant", "cstr"), env
     )
-    wait_for(lambda: healthy(plant.url), 90, "the control room", plant.procs)
+    wait_for(lambda: healthy(plant.url), 90, "the control room", watch=plant.procs)
     return plant

@@ -127,7 +127,7 @@ def outage(plant: LivePlant, as_user, store: Store) -> Outage:
         lambda: (s := store.get_status(name)) is not None and s.connected,
         90,
         "the runtime connected to the plant",
-        plant.procs[1:],
+        watch=plant.procs[1:],
     )
     assert connection_alarm(store, name) is None
     sim = plant.procs[0][1]

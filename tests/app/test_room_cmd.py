@@ -51,7 +51,8 @@ def test_twin_app_serves_and_stops_cleanly(tmp_path, sig: int) -> None:
             lambda: healthy(f"http://127.0.0.1:{port}"),
             60,
             "the control room",
-            [("app", proc, log)],
+            proc,
+            log,
         )
         assert (tmp_path / "home").is_dir()
         t0 = time.monotonic()

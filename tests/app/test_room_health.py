@@ -114,7 +114,7 @@ def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: healthy(url), 60, "the control room", [("app", proc, log)])
+        wait_for(lambda: healthy(url), 60, "the control room", proc, log)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -54,7 +54,7 @@ def test_reload_deep_link_and_log_out(tmp_path: Path) -> None:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: healthy(url), 60, "the control room", [("app", proc, log)])
+        wait_for(lambda: healthy(url), 60, "the control room", proc, log)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             context = browser.new_context()

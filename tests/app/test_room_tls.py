@@ -90,7 +90,8 @@ def test_twin_app_serves_https_only(tmp_path: Path) -> None:
             lambda: _https_healthy(url, cert),
             60,
             "the control room over HTTPS",
-            [("app", proc, log)],
+            proc,
+            log,
         )
         assert not healthy(f"http://127.0.0.1:{port}")  # plain HTTP gets no page
         assert f"control room on https://127.0.0.1:{port}/" in log.read_text()

@@ -50,7 +50,7 @@ def test_two_control_rooms_share_one_postgres_store(tmp_path: Path) -> None:
         rooms.append((f"http://127.0.0.1:{port}", proc, log))
     try:
         for room_url, proc, log in rooms:
-            wait_for(lambda u=room_url: healthy(u), 90, "the control room", [("app", proc, log)])
+            wait_for(lambda u=room_url: healthy(u), 90, "the control room", proc, log)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
             for room_url, _, _ in rooms:

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +48,28 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: floa
     return proc.returncode
 
 
+Watched = tuple[str, subprocess.Popen[bytes], Path | None]
+"""A named process and its log, for a wait to fail early on."""
+
+
 def wait_for(
     check: Callable[[], Any],
     timeout: float,
     what: str,
     proc: subprocess.Popen[bytes] | None = None,
     log: Path | None = None,
+    watch: Sequence[Watched] = (),
 ) -> Any:
-    """Poll `check` until it returns something truthy; fail with the log's tail if the process
-    ends first or the time runs out."""
+    """Poll `check` until it returns something truthy; fail with the log's tail if a watched
+    process (`proc`, or any of `watch`) ends first or the time runs out."""
+    watched = [*watch, *([("process", proc, log)] if proc is not None else [])]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(
-                f"process exited ({proc.returncode}) waiting for {what}:\n{log_tail(log)}"
-            )
+        for name, p, plog in watched:
+            if p.poll() is not None:
+                raise AssertionError(
+                    f"{name} exited ({p.returncode}) waiting for {what}:\n{log_tail(plog)}"
+                )
         value = check()
         if value:
             return value
