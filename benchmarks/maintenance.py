@@ -109,15 +109,15 @@ def spec_on_free_ports(
     return load_spec(spec_copy(plant, folder, safety=safety))
 
 
-def twin(*args: str) -> list[str]:
-    return [sys.executable, "-m", "twin.cli", *args]
-
-
 def run_cli(*args: str, log: Path) -> str:
     """A `twin` command to completion; its stdout (stderr goes to the log)."""
     with log.open("ab") as err:
         out = subprocess.run(
-            twin(*args), stdout=subprocess.PIPE, stderr=err, env={**os.environ, **ENV}, check=False
+            procs.twin_cmd(*args),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env={**os.environ, **ENV},
+            check=False,
         )
     if out.returncode != 0:
         raise RuntimeError(
@@ -176,7 +176,7 @@ class Plant:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = procs.start_logged(twin(*self.args), self.log)
+        self.proc = procs.start_logged(procs.twin_cmd(*self.args), self.log)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -188,7 +188,8 @@ def serve(
 ) -> subprocess.Popen[bytes]:
     os.environ.update(ENV)
     return procs.start_logged(
-        twin("serve", str(spec.path), "--mode", mode, "--home", str(home.root), *extra), log
+        procs.twin_cmd("serve", str(spec.path), "--mode", mode, "--home", str(home.root), *extra),
+        log,
     )
 
 
@@ -322,11 +323,11 @@ def first_doubling(
     return None
 
 
-def quiet_cost(home: Home, spec: PlantSpec, setup: Setup, end: datetime) -> dict[str, Any]:
+def quiet_cost(frame, spec: PlantSpec, setup: Setup, end: datetime) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """The run without drift judged as the drift run is: its own cost right after deployment,
     when (if ever) its rolling cost doubled, and the largest rolling ratio. A cost at the noise
-    floor doubles without any drift; a twin that loses the plant does so without drift too."""
-    frame = history(home, spec)
+    floor doubles without any drift; a twin that loses the plant does so without drift too.
+    `frame` is the quiet run's history."""
     w0 = START + timedelta(minutes=setup.warmup_min)
     base = per_sample(frame, spec, w0, w0 + timedelta(minutes=setup.baseline_min))
     doubled = first_doubling(frame, spec, base, setup, w0, end)
@@ -462,7 +463,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
             with Store.open(home) as store:
                 row["shadow"] = score(home, spec, store, v2).to_dict()
             out = subprocess.run(
-                twin(
+                procs.twin_cmd(
                     "models",
                     "promote",
                     str(spec.path),
@@ -528,7 +529,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
             per_sample(qframe, spec, end - timedelta(minutes=setup.baseline_min), end) / base
         )
         row["quiet_minutes"] = minutes(end)
-        row.update(quiet_cost(quiet_home, spec, setup, end))
+        row.update(quiet_cost(qframe, spec, setup, end))
     row["wall_s"] = round(time.monotonic() - t0, 1)
     return row
 
@@ -769,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
                     r[key] = commissioning(Home.at(run / which), spec)
             if (run / "quiet").exists() and r.get("quiet_minutes"):
                 end = START + timedelta(minutes=float(r["quiet_minutes"]))
-                r.update(quiet_cost(Home.at(run / "quiet"), spec, setup, end))
+                r.update(quiet_cost(history(Home.at(run / "quiet"), spec), spec, setup, end))
             r["replay"] = {
                 which: [replay(run, which, c) for c in (None, *args.replay)]
                 for which in ("home", "quiet")
