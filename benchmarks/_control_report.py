@@ -291,9 +291,10 @@ def save_results(results: dict, runs: dict[str, dict[str, Run]], folder: Path) -
         if "twin_seeds" in previous.get("config", {}):  # same format: merge scenario by scenario
             previous["scenarios"].update(results["scenarios"])
             for key, value in results["config"].items():
-                if isinstance(value, dict):
-                    previous["config"].setdefault(key, {}).update(value)
-                else:
+                before = previous["config"].get(key)
+                if isinstance(value, dict) and isinstance(before, dict):
+                    before.update(value)
+                else:  # a new key, a plain value, or a value that became a dict (hours per plant)
                     previous["config"][key] = value
             merged = previous
     out.write_text(json.dumps(merged, indent=2), encoding="utf-8")
