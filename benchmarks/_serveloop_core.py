@@ -35,7 +35,7 @@ from tests.support.procs import (  # noqa: E402
     twin_cmd,
     wait_for,
 )
-from tests.support.specs import ports, spec_copy  # noqa: E402
+from tests.support.specs import ports, sim_cmd, spec_copy  # noqa: E402
 from twin.paths import Home  # noqa: E402
 from twin.spec import PlantSpec, load_spec  # noqa: E402
 
@@ -155,15 +155,9 @@ def run_served(
 
         wait_for(loaded, 120, "the runtime to load its twin", serve, serve_log)
         sim = start_logged(
-            twin_cmd(
-                "sim",
-                str(spec.path),
-                "--opcua-port",
-                str(op),
-                "--modbus-port",
-                str(mb),
-                "--speed",
-                str(speed),
+            sim_cmd(
+                spec,
+                speed,
                 "--scenario",
                 scenario,
                 "--seed",

@@ -45,7 +45,7 @@ from _machine import machine_info  # noqa: E402
 from _serveloop_core import tracking_cost  # noqa: E402
 
 from tests.support import procs  # noqa: E402
-from tests.support.specs import spec_copy  # noqa: E402
+from tests.support.specs import sim_cmd, spec_copy  # noqa: E402
 from twin.paths import Home  # noqa: E402
 from twin.spec import PlantSpec, load_spec  # noqa: E402
 
@@ -153,30 +153,15 @@ class Plant:
 
     def __init__(self, spec: PlantSpec, run: Path, scenario: str | None, seed: int, speed: float):
         self.spec, self.run, self.speed = spec, run, speed
-        op = int(spec.source.opcua.endpoint.rsplit(":", 1)[1].split("/")[0])  # type: ignore[union-attr]
-        mb = spec.source.modbus.port  # type: ignore[union-attr]
-        args = [
-            "sim",
-            str(spec.path),
-            "--opcua-port",
-            str(op),
-            "--modbus-port",
-            str(mb),
-            "--speed",
-            str(speed),
-            "--seed",
-            str(seed),
-            "--start",
-            START.isoformat(),
-        ]
+        extra = ["--seed", str(seed), "--start", START.isoformat()]
         if scenario:
-            args += ["--scenario", scenario]
+            extra += ["--scenario", scenario]
         self.log = run / "sim.log"
-        self.args = args
+        self.cmd = sim_cmd(spec, speed, *extra)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = procs.start_logged(procs.twin_cmd(*self.args), self.log)
+        self.proc = procs.start_logged(self.cmd, self.log)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.procs import free_port, log_tail, twin_cmd, wait_for
-from tests.support.specs import spec_copy
+from tests.support.specs import sim_cmd, spec_copy
 from twin.spec import PlantSpec, load_spec
 
 SPEED = 5.0
@@ -120,16 +120,7 @@ def start_live_plant(root: Path) -> LivePlant:
     plant = LivePlant(root, home, spec, f"http://127.0.0.1:{port}")
     plant.start(
         "sim",
-        twin_cmd(
-            "sim",
-            str(spec.path),
-            "--opcua-port",
-            str(op),
-            "--modbus-port",
-            str(spec.source.modbus.port),
-            "--speed",
-            str(SPEED),
-        ),
+        sim_cmd(spec, SPEED),
         env,
     )
     wait_for(lambda: accepts(op), 60, "the simulated plant", watch=plant.procs)

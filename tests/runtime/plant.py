@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.support.procs import start_logged, twin_cmd, wait_for
 from tests.support.procs import stop as stop  # re-exported for the runtime tests
-from tests.support.specs import ports, spec_copy
+from tests.support.specs import ports, sim_cmd, spec_copy
 from tests.support.tiny import TINY_MODEL, tiny_training
 from twin.paths import Home
 from twin.spec import PlantSpec, load_spec
@@ -49,16 +49,7 @@ def train_tiny(home: Home) -> str:
 def start_sim(spec: PlantSpec, log: Path, speed: float = 20.0) -> subprocess.Popen[bytes]:
     op, mb = ports(spec)
     proc = start_logged(
-        twin_cmd(
-            "sim",
-            str(spec.path),
-            "--opcua-port",
-            str(op),
-            "--modbus-port",
-            str(mb),
-            "--speed",
-            str(speed),
-        ),
+        sim_cmd(spec, speed),
         log,
     )
     wait_for(lambda: _accepts(op) and _accepts(mb), 60, "the simulated plant to listen", proc, log)

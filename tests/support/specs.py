@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support.procs import free_port
+from tests.support.procs import free_port, twin_cmd
 from twin.spec import PLANTS_DIR, PlantSpec
 
 Value = str | float | int | bool
@@ -99,3 +99,19 @@ def ports(spec: PlantSpec) -> tuple[int, int]:
     assert spec.source.opcua is not None and spec.source.modbus is not None
     endpoint = spec.source.opcua.endpoint
     return int(endpoint.rsplit(":", 1)[1].split("/")[0]), spec.source.modbus.port
+
+
+def sim_cmd(spec: PlantSpec, speed: float, *extra: str) -> list[str]:
+    """`twin sim` serving the spec's plant on the spec's ports, `speed` plant seconds a second."""
+    op, mb = ports(spec)
+    return twin_cmd(
+        "sim",
+        str(spec.path),
+        "--opcua-port",
+        str(op),
+        "--modbus-port",
+        str(mb),
+        "--speed",
+        str(speed),
+        *extra,
+    )
