@@ -19,21 +19,12 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from room_plant import PASSWORDS, LivePlant, start_live_plant, wait_for
 
+from tests.support.browser import ARTIFACTS, launch, require_chromium
 from twin.state import Store
 from twin.state.alarms import AlarmRecord
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 BANNER_WITHIN_S = 5.0
 
 
@@ -52,13 +43,12 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlant]:
 
 @pytest.fixture(scope="module")
 def browser(plant: LivePlant):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        b = launch(pw)
         yield b
         b.close()
 

@@ -9,30 +9,18 @@ import math
 import re
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from room_plant import PASSWORDS, LivePlant, read_opcua, start_live_plant, wait_for
 
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from twin import api
 from twin.auth import PermissionDenied
 from twin.state import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +40,7 @@ def plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlant]:
 
 @pytest.fixture(scope="module")
 def browser_page(plant: LivePlant, tmp_path_factory: pytest.TempPathFactory):
-    if not CHROMIUM.exists():  # CI installs Debian's chromium; a missing one is a failure
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from app.logic import health
 
 # twin.serve before twin.health.monitor: the monitor imports twin.serve, whose runtime imports
 # the monitor back (a cycle that resolves only from the twin.serve side).
+from tests.support.browser import launch, require_chromium
 from twin import audit, serve  # noqa: F401
 from twin.health.drift_config import DriftConfig
 from twin.health.monitor import DriftMonitor
@@ -30,9 +31,6 @@ from twin.serve.live import LiveState
 from twin.state import Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 def metric(page, label: str) -> str:
@@ -93,8 +91,7 @@ def test_drift_evidence_lists_the_monitors_alarm_and_event(built: BuiltHome, tmp
 
 
 def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():  # CI installs Debian's chromium; a missing one is a failure
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     name = built.spec.name
@@ -116,7 +113,7 @@ def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -
     try:
         wait_for(lambda: healthy(url), 60, "the control room", proc, log)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            browser = launch(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(
                 60_000

@@ -20,6 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from room_plant import healthy
 
+from tests.support.browser import launch, require_chromium
 from tests.support.oidc_provider import OidcProvider, ProviderUser
 from tests.support.procs import free_port, stop, wait_for
 from twin import api, audit
@@ -28,8 +29,6 @@ from twin.spec import load_spec
 from twin.state import Store
 from twin.users import create_user
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 SECRET = "the room's client secret"
 OSCAR = "oscar's provider password"
 
@@ -130,8 +129,7 @@ def test_api_checks_the_id_token(tmp_path: Path) -> None:
 @pytest.mark.browser
 @pytest.mark.timeout(240)
 def test_provider_log_in_in_the_room(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():  # CI installs Debian's chromium; a missing one is a failure
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     op = provider()
@@ -150,7 +148,7 @@ def test_provider_log_in_in_the_room(tmp_path: Path) -> None:
         wait_for(lambda: healthy(url), 60, "the control room", proc, log)
         assert (home / "keys" / "room-oidc-secrets.toml").stat().st_mode & 0o077 == 0
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            browser = launch(pw)
             context = browser.new_context()
             page = context.new_page()
             page.set_default_timeout(60_000)  # a loaded 2-core CI runner

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from room_plant import free_port, healthy, wait_for
 
+from tests.support.browser import launch, require_chromium
 from twin import api
 from twin.auth import NotAuthenticated
 from twin.state import Store
@@ -22,8 +23,6 @@ from twin.users import create_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 PASSWORD = "olga's long password"
 
 
@@ -40,8 +39,7 @@ def login_form(page, timeout_s: float = 30) -> None:
 
 
 def test_reload_deep_link_and_log_out(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():  # CI installs Debian's chromium; a missing one is a failure
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     home = tmp_path / "home"
@@ -56,7 +54,7 @@ def test_reload_deep_link_and_log_out(tmp_path: Path) -> None:
     try:
         wait_for(lambda: healthy(url), 60, "the control room", proc, log)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            browser = launch(pw)
             context = browser.new_context()
             page = context.new_page()
             page.set_default_timeout(

@@ -24,6 +24,7 @@ from tests.faults.fault_plant import FaultPlant, PlantThread
 from tests.faults.procs import train_tiny
 from tests.runtime.plant import start_serve, twin_cmd
 from tests.state.backends import fresh_schema_url, postgres_url
+from tests.support.browser import launch, require_chromium
 from tests.support.procs import free_port, stop, wait_for
 from tests.support.specs import ports, spec_copy
 from twin import api, audit
@@ -35,8 +36,6 @@ from twin.users import create_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 PASSWORD = "operator password"
 MODE = {"cstr": "supervised", "four_tank": "auto"}
@@ -71,7 +70,7 @@ def sign_in_and_see_cstr(rooms: dict[str, str], shot: Path) -> int | str:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        browser = launch(pw)
         pages = {}
         for name, room_url in rooms.items():
             page = browser.new_context().new_page()
@@ -105,8 +104,7 @@ def written(store: Store, plant: str) -> int:
 def test_two_plants_two_runtimes_two_rooms_on_one_postgres_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not CHROMIUM.exists():  # CI installs Debian's chromium; a missing one is a failure
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    require_chromium()
     url = fresh_schema_url(postgres_url())
     specs = {name: plant_on_free_port(name, tmp_path / name) for name in MODE}
     hosts = {name: Home.at(tmp_path / f"host-{name}") for name in MODE}

@@ -16,6 +16,7 @@ import pytest
 
 from tests.app.room_plant import free_port, healthy, wait_for
 from tests.state.backends import fresh_schema_url, postgres_url
+from tests.support.browser import launch, require_chromium
 from tests.support.procs import stop
 from twin import audit
 from twin.audit_keys import AuditFiles
@@ -25,14 +26,11 @@ from twin.users import create_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 PASSWORD = "olga's long password"
 
 
 def test_two_control_rooms_share_one_postgres_store(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():  # CI installs Debian's chromium; a missing one is a failure
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     url = fresh_schema_url(postgres_url())
@@ -52,7 +50,7 @@ def test_two_control_rooms_share_one_postgres_store(tmp_path: Path) -> None:
         for room_url, proc, log in rooms:
             wait_for(lambda u=room_url: healthy(u), 90, "the control room", proc, log)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+            browser = launch(pw)
             for room_url, _, _ in rooms:
                 page = browser.new_context().new_page()
                 page.set_default_timeout(120_000)  # a loaded 2-core runner: slow first runs

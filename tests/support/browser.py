@@ -1,0 +1,33 @@
+"""The browser every browser test drives: Debian's chromium (installed by .ci/run), through
+Playwright's Python package, with the flags a root CI container needs. A missing chromium fails
+the test: CI installs it, so a skip would be a test not run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+"""Screenshots and downloads the browser tests keep for a person to look at."""
+
+
+def require_chromium() -> None:
+    import pytest
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+
+
+def launch(pw: Any) -> Any:
+    """A headless chromium from a running `sync_playwright()`."""
+    return pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
