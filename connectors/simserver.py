@@ -50,8 +50,9 @@ class SimServeConfig:
     """OPC-UA serving, or None for none."""
     modbus: ModbusServeConfig | None = None
     """Modbus TCP serving, or None for none."""
-    keep_published: int = 100_000
-    """Published samples kept in memory (tests compare them with what a client stored)."""
+    keep_published: int = 1_000
+    """Published sample instants kept in memory: tests compare them with what a client stored
+    (and keep more); a long-running `twin sim` keeps only the recent ones."""
 
 
 @dataclass

@@ -107,7 +107,7 @@ async def served_plant(
 ) -> AsyncIterator[SimServer]:
     """A real Simulation served in-process over OPC-UA and Modbus."""
     sim = Simulation(spec, seed=seed, start=START)
-    config = SimServeConfig(speed=speed, opcua=opcua, modbus=modbus)
+    config = SimServeConfig(speed=speed, opcua=opcua, modbus=modbus, keep_published=100_000)
     async with SimServer(spec, sim, config) as server:
         yield server
 
