@@ -8,116 +8,41 @@ seeded generator, and a disturbance / setpoint `Scenario` that plays out over ti
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
+from plants.integrators import Integrator, integrate, integrate_batch
+from plants.profiles import Profile, Scenario, constant, ramp, schedule, step
 from twin.errors import BadInput
 from twin.spec import PlantSpec
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "Integrator",
+    "PlantModel",
+    "Profile",
+    "Scenario",
+    "Simulation",
+    "SimulatorError",
+    "constant",
+    "integrate",
+    "integrate_batch",
+    "ramp",
+    "schedule",
+    "step",
+]
+"""Scenario profiles (plants.profiles) and the integrators (plants.integrators) are re-exported:
+plant simulators import everything they need from here."""
 
-Integrator = Literal["rk45", "solve_ivp"]
+log = logging.getLogger(__name__)
 
 
 class SimulatorError(BadInput):
     """A plant simulator that cannot be loaded or used with its spec (user-fixable)."""
-
-
-# ---- scenarios ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A value over time: piecewise linear through (t_s, value) points.
-
-    Held at the first value before the first point and at the last after the last point;
-    two points at the same time make a step.
-    """
-
-    points: tuple[tuple[float, float], ...]
-
-    def __post_init__(self) -> None:
-        if not self.points:
-            raise ValueError("a profile needs at least one point")
-        times = [t for t, _ in self.points]
-        if any(b < a for a, b in zip(times, times[1:], strict=False)):
-            raise ValueError(f"profile times must not decrease: {times}")
-
-    def at(self, t: float) -> float:
-        """The value at t seconds since the scenario started."""
-        times = [p[0] for p in self.points]
-        i = bisect.bisect_right(times, t) - 1
-        if i < 0:
-            return self.points[0][1]
-        if i >= len(self.points) - 1:
-            return self.points[-1][1]
-        (t0, v0), (t1, v1) = self.points[i], self.points[i + 1]
-        if t1 <= t0:
-            return v1
-        return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
-
-
-def constant(value: float) -> Profile:
-    """A value that never changes."""
-    return Profile(((0.0, value),))
-
-
-def step(at_s: float, before: float, after: float) -> Profile:
-    """A step from `before` to `after` at `at_s`."""
-    return Profile(((at_s, before), (at_s, after)))
-
-
-def ramp(start_s: float, end_s: float, before: float, after: float) -> Profile:
-    """A linear change from `before` (until start_s) to `after` (from end_s on)."""
-    return Profile(((start_s, before), (end_s, after)))
-
-
-def schedule(first: float, *changes: tuple[float, float]) -> Profile:
-    """A staircase: `first`, then each (t_s, value) as a step at t_s."""
-    points: list[tuple[float, float]] = [(0.0, first)]
-    value = first
-    for t, new in changes:
-        points += [(t, value), (t, new)]
-        value = new
-    return Profile(tuple(points))
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """Disturbances (and optionally CV setpoints) as functions of time since the start."""
-
-    name: str
-    """Key in the model's `scenarios`."""
-    description: str
-    """One line for listings."""
-    disturbances: Mapping[str, Profile] = field(default_factory=dict)
-    """Absolute disturbance values by the model's disturbance name; others stay nominal."""
-    setpoints: Mapping[str, Profile] = field(default_factory=dict)
-    """CV setpoint overrides by tag name; others follow the spec's objective."""
-    repeat_s: float | None = None
-    """The schedule restarts every repeat_s seconds (long runs cycle through it); None: once."""
-
-    def _local(self, t: float) -> float:
-        return t % self.repeat_s if self.repeat_s else t
-
-    def disturbance_overrides(self, t: float) -> dict[str, float]:
-        """Disturbance values at t seconds since the start."""
-        tl = self._local(t)
-        return {k: p.at(tl) for k, p in self.disturbances.items()}
-
-    def setpoint_overrides(self, t: float) -> dict[str, float]:
-        """Setpoint overrides at t seconds since the start."""
-        tl = self._local(t)
-        return {k: p.at(tl) for k, p in self.setpoints.items()}
 
 
 # ---- the physics interface -------------------------------------------------------------
@@ -198,121 +123,6 @@ class PlantModel(ABC):
     def sensor_range(self, tag: str) -> tuple[float, float] | None:
         """The range a transmitter can report for a tag (readings saturate there), or None."""
         return None
-
-
-# Dormand-Prince 5(4) tableau: the explicit pair behind scipy's RK45 and MATLAB's ode45.
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-)
-_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
-# Fifth- minus fourth-order weights (the last entry weighs the FSAL stage f(x_new)).
-_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
-
-
-def _rk45(
-    f: Callable[[float, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    project: Callable[[np.ndarray], np.ndarray],
-    max_step_s: float,
-    x: np.ndarray,
-    u: np.ndarray,
-    d: np.ndarray,
-    t0: float,
-    dt: float,
-    rtol: float,
-    atol: float,
-) -> np.ndarray:
-    """Adaptive Dormand-Prince over [t0, t0 + dt]; steps shrink where the plant is fast.
-
-    x is one state (n,) or a batch (B, n) under its MVs; a batch shares one step size, set by
-    its least smooth row (the error norm is the largest row's).
-    """
-    t, t_end = t0, t0 + dt
-    h = min(dt, max_step_s)
-    k0 = f(t, x, u, d)
-    while t_end - t > 1e-12 * max(1.0, abs(t_end)):
-        h = min(h, t_end - t)
-        ks = [k0]
-        for i in range(1, 6):
-            xi = x + h * sum(a * k for a, k in zip(_A[i], ks, strict=False))
-            ks.append(f(t + _C[i] * h, xi, u, d))
-        x_new = x + h * sum(b * k for b, k in zip(_B, ks, strict=False))
-        k_new = f(t + h, x_new, u, d)
-        ks.append(k_new)
-        err_vec = h * sum(e * k for e, k in zip(_E, ks, strict=False))
-        scale = atol + rtol * np.maximum(np.abs(x), np.abs(x_new))
-        err = float(np.sqrt(np.mean((err_vec / scale) ** 2, axis=-1)).max())
-        if err <= 1.0 and np.all(np.isfinite(x_new)):
-            t += h
-            x = project(x_new)
-            k0 = k_new if x is x_new else f(t, x, u, d)
-            factor = 5.0 if err == 0.0 else min(5.0, 0.9 * err**-0.2)
-        else:
-            factor = 0.2 if not np.isfinite(err) else max(0.2, 0.9 * err**-0.2)
-        h = min(h * factor, max_step_s)
-        if h < 1e-9 * dt:
-            raise RuntimeError(
-                f"step size underflow at t={t:.6g} s: the plant state {x} is not integrable"
-            )
-    return x
-
-
-def integrate(
-    model: PlantModel,
-    x: np.ndarray,
-    u: np.ndarray,
-    d: np.ndarray,
-    t0: float,
-    dt: float,
-    method: Integrator = "rk45",
-    rtol: float = 1e-7,
-    atol: float = 1e-9,
-) -> np.ndarray:
-    """The state after dt seconds with u and d held constant.
-
-    "rk45": our adaptive Dormand-Prince 5(4), steps at most model.max_step_s (fast, default);
-    "solve_ivp": scipy's Radau (implicit, stiff-capable) with tight tolerances (the reference).
-    """
-    x = np.asarray(x, dtype=float)
-    if method == "solve_ivp":
-        sol = solve_ivp(
-            lambda t, y: model.derivatives(t, y, u, d),
-            (t0, t0 + dt),
-            x,
-            method="Radau",
-            rtol=1e-10,
-            atol=1e-12,
-        )
-        if not sol.success:
-            raise RuntimeError(f"integration failed at t={t0}: {sol.message}")
-        return model.project(sol.y[:, -1])
-    return _rk45(model.derivatives, model.project, model.max_step_s, x, u, d, t0, dt, rtol, atol)
-
-
-def integrate_batch(
-    model: PlantModel,
-    x: np.ndarray,
-    u: np.ndarray,
-    d: np.ndarray,
-    t0: float,
-    dt: float,
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
-) -> np.ndarray:
-    """`integrate` (Dormand-Prince) of B states at once: x (B, n) under u (B, m) -> (B, n).
-
-    The batch shares one step size, set by its least smooth row, so every row is at least as
-    accurate as it would be alone. Raises RuntimeError where a row cannot be integrated.
-    """
-    x = np.asarray(x, dtype=float)
-    return _rk45(
-        model.derivatives_batch, model.project_batch, model.max_step_s, x, u, d, t0, dt, rtol, atol
-    )
 
 
 # ---- a running plant -------------------------------------------------------------------
