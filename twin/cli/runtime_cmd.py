@@ -42,6 +42,15 @@ def serve(
         str | None,
         typer.Option(help="Model version that plans beside the active one and writes nothing."),
     ] = None,
+    retrain_on_drift: Annotated[
+        str,
+        typer.Option(
+            "--retrain-on-drift",
+            help="off | full | quick: when the drift alarm fires, retrain on the live history "
+            "since its onset (a low-priority process; quick: twin train --quick's configs) and "
+            "shadow the new version; promotion stays gated and by hand.",
+        ),
+    ] = "off",
     home: HomeOption = None,
 ) -> None:
     """Run beside a plant: ingest, a proposal every control interval, guarded write-back of approvals."""
@@ -49,7 +58,13 @@ def serve(
     from twin.serve import serve as run_serve
 
     spec = spec_of(plant)
-    config = RuntimeConfig(mode=mode, source=source, steps=steps, shadow=shadow)  # type: ignore[arg-type]
+    config = RuntimeConfig(
+        mode=mode,  # type: ignore[arg-type]
+        source=source,  # type: ignore[arg-type]
+        steps=steps,
+        shadow=shadow,
+        retrain_on_drift=retrain_on_drift,  # type: ignore[arg-type]
+    )
     h = home_of(home)
     if shadow is not None:
         from twin import registry

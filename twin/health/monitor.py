@@ -71,6 +71,8 @@ class DriftMonitor:
         self._onset: dict[str, datetime | None] = {"errors": None, "disturbance": None}
         self._fired = False
         self._abstaining = AbstentionRun()
+        self.recommendation: dict[str, Any] | None = None
+        """The evidence of the serving version's last "retrain recommended" event."""
         # CV values on the sample grid (grid index -> values), filled from the live buffer.
         self._values: dict[int, dict[str, float | None]] = {}
 
@@ -118,6 +120,7 @@ class DriftMonitor:
         self._onset = {"errors": None, "disturbance": None}
         self._fired = False
         self._abstaining = AbstentionRun()
+        self.recommendation = None
         self.alarms.condition("model_drift", {})
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}
 
@@ -303,6 +306,7 @@ class DriftMonitor:
             what=evidence,
             why=message,
         )
+        self.recommendation = evidence
 
 
 def expected_rmse(home: Home, spec: PlantSpec, version: str) -> dict[str, list[float]]:

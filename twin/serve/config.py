@@ -35,6 +35,10 @@ class RuntimeConfig:
     """Relative tolerance when reconciling an interrupted write with the live value (float32)."""
     shadow: str | None = None
     """Model version planning beside the active one, writing nothing (twin.serve.shadow)."""
+    retrain_on_drift: Literal["off", "full", "quick"] = "off"
+    """When the drift alarm fires: retrain on the live history since its onset (a `twin retrain`
+    process at low priority; quick: `twin train --quick`'s configs) and put the new version in
+    shadow. Promotion stays gated and by hand (twin.serve.retrainer)."""
     planning_threads: int = 1
     """torch's intra-op threads in `twin serve`. A decision's tensors are small: on a 2-core
     machine under load, two threads waiting on each other made one plan of the faults suite's
@@ -46,6 +50,8 @@ class RuntimeConfig:
             raise BadInput(f"--mode {self.mode!r}: use one of {', '.join(MODES)}")
         if self.source not in ("opcua", "modbus"):
             raise BadInput(f"--source {self.source!r}: use opcua or modbus")
+        if self.retrain_on_drift not in ("off", "full", "quick"):
+            raise BadInput(f"--retrain-on-drift {self.retrain_on_drift!r}: use off, full or quick")
         if self.planning_threads < 1:
             raise BadInput(f"planning_threads {self.planning_threads}: must be at least 1")
         if self.steps is not None and self.steps < 1:

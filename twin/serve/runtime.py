@@ -35,6 +35,7 @@ from twin.serve.fallback import Fallback
 from twin.serve.live import LiveState
 from twin.serve.lock import PlantLock
 from twin.serve.proposer import Proposer, TwinProposer
+from twin.serve.retrainer import Retrainer
 from twin.serve.shadow import Shadow
 from twin.serve.status import StatusReporter
 from twin.serve.writepath import WritePath
@@ -77,6 +78,9 @@ class Runtime:
         self.alarms = Alarms(self.store, spec.name)
         self.drift = DriftMonitor(home, spec, self.store, self.alarms, self.live)
         self.shadow = Shadow(home, spec, self.store, self.alarms, self.live, config.shadow)
+        self.retrainer = Retrainer(
+            home, spec, self.store, self.alarms, self.shadow, config.retrain_on_drift
+        )
         self.summary = RunSummary()
         self.status = StatusReporter(self)
         self._tick_due = asyncio.Event()
@@ -143,6 +147,7 @@ class Runtime:
             try:
                 await self._run_tasks(source, historian)
             finally:
+                await self.retrainer.close()
                 await writes.close()
                 historian.close()
                 self._stopped()
@@ -261,6 +266,7 @@ class Runtime:
                     continue  # its interval was decided already: nothing to count or score
                 self.drift.check(self.proposer.version, self.control.ood_ratio)
                 await self.shadow.step(self.proposer.version, self.control.last_proposal_id)
+                self.retrainer.step(self.drift.recommendation)
             except Exception as exc:  # the plant side keeps running whatever a step does
                 log.exception("control step failed")
                 self.alarms.raise_("runtime_error", None, f"control step failed: {exc!r}")

@@ -95,6 +95,11 @@ class Shadow:
         self._last_active_id: int | None = None
         self._failing = False
 
+    def follow(self, version: str) -> None:
+        """Shadow `version` from the next interval on (a retrain on drift registered it)."""
+        if version != self.version:
+            self.version, self._proposer, self._failing = version, None, False
+
     async def step(self, active_version: str | None, active_proposal_id: int | None) -> None:
         """Plan with the candidate on this interval's window and record the would-be proposal."""
         if self.version is None or self.version == active_version:

@@ -1,0 +1,156 @@
+"""Retraining on drift, on the runtime's own schedule (`twin serve --retrain-on-drift`).
+
+When the drift test fires (twin.health.monitor), the runtime starts `twin retrain PLANT --since
+<onset>` as a separate process at low CPU priority, so that training never delays a control
+interval, and once it has registered the new version puts it in shadow beside the active twin
+(twin.serve.shadow). Promotion stays gated and in a person's hands (`twin models promote
+--gated`): the runtime retrains and evaluates, it never swaps the twin controlling the plant.
+Each recommendation is answered once; a failed retrain raises a runtime_error alarm with the
+command's own message and leaves control as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from twin.paths import Home
+from twin.serve.alarms import Alarms
+from twin.serve.config import ACTOR
+from twin.serve.shadow import Shadow
+from twin.spec import PlantSpec
+from twin.state import Store
+
+log = logging.getLogger(__name__)
+
+RetrainMode = Literal["off", "full", "quick"]
+NICE = 10
+"""CPU priority the training process drops to: the control loop shares the machine."""
+
+
+class Retrainer:
+    """Answers the drift monitor's recommendations with a retrain and a shadow run."""
+
+    def __init__(
+        self,
+        home: Home,
+        spec: PlantSpec,
+        store: Store,
+        alarms: Alarms,
+        shadow: Shadow,
+        mode: RetrainMode,
+    ) -> None:
+        self.home, self.spec, self.store, self.alarms, self.shadow = (
+            home,
+            spec,
+            store,
+            alarms,
+            shadow,
+        )
+        self.mode = mode
+        self.task: asyncio.Task[str | None] | None = None
+        """The retrain under way (its result: the new version, or None when it failed)."""
+        self._answered: set[tuple[Any, Any]] = set()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._closing = False
+
+    @property
+    def busy(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def step(self, recommendation: Mapping[str, Any] | None) -> None:
+        """Once per control interval: start a retrain for a recommendation not yet answered."""
+        if self.mode == "off" or recommendation is None or self.busy:
+            return
+        key = (recommendation.get("model_version"), recommendation.get("data_ts"))
+        if key in self._answered:
+            return
+        self._answered.add(key)
+        self.task = asyncio.create_task(self._retrain(dict(recommendation)))
+
+    def command(self, since: str) -> list[str]:
+        """The `twin retrain` command line for a window starting at `since`."""
+        plant = str(self.spec.path) if self.spec.path is not None else self.spec.name
+        args = [sys.executable, "-m", "twin.cli", "retrain", plant, "--since", since]
+        args += ["--json", "--home", str(self.home.root)]
+        return args + (["--quick"] if self.mode == "quick" else [])
+
+    async def _retrain(self, recommendation: dict[str, Any]) -> str | None:
+        since = str(recommendation.get("onset_ts") or recommendation.get("data_ts"))
+        args = self.command(since)
+        log.warning("drift: retraining %s on its live history since %s", self.spec.name, since)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                preexec_fn=lambda: os.nice(NICE),
+                env={**os.environ, "COLUMNS": "1000"},  # its error message on one line
+            )
+            out, err = await self._proc.communicate()
+            code = self._proc.returncode
+        except OSError as exc:
+            self._failed(since, f"cannot start it: {exc}")
+            return None
+        finally:
+            self._proc = None
+        if code != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            self._failed(since, f"exit {code}: {lines[-1] if lines else 'no message'}")
+            return None
+        try:
+            version = str(json.loads(out)["version"])
+        except (ValueError, KeyError, TypeError):
+            self._failed(since, "its output named no version")
+            return None
+        previous = self.shadow.version
+        self.shadow.follow(version)
+        why = (
+            f"retrained on the live history since {since} after the drift alarm; {version} now "
+            "plans in shadow and waits for gated promotion"
+        )
+        if previous is not None and previous != version:
+            why += f" (it replaces {previous} in shadow)"
+        log.warning("%s: %s", self.spec.name, why)
+        self.store.log_event(
+            user=ACTOR,
+            kind="retrain_shadowed",
+            plant=self.spec.name,
+            subject=f"model:{version}",
+            what={
+                "version": version,
+                "since": since,
+                "answers": {
+                    "model_version": recommendation.get("model_version"),
+                    "data_ts": recommendation.get("data_ts"),
+                },
+                "replaced_shadow": previous,
+            },
+            why=why,
+        )
+        return version
+
+    def _failed(self, since: str, why: str) -> None:
+        if self._closing:  # stopped with the runtime: nothing failed
+            log.info("retraining %s stopped with the runtime", self.spec.name)
+            return
+        message = f"retraining {self.spec.name} on its history since {since} failed: {why}"
+        log.error(message)
+        self.alarms.raise_("runtime_error", None, message)
+        return None
+
+    async def close(self) -> None:
+        """Stop a retrain under way (the runtime is stopping): its process ends with it."""
+        self._closing = True
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
