@@ -17,6 +17,7 @@ from twin.health.drift import (
     AbstentionRun,
     BiasState,
     DriftState,
+    followed_steps,
     normalised_errors,
     page_hinkley,
     slope,
@@ -212,3 +213,20 @@ def test_abstention_run_holds_through_intervals_without_a_verdict() -> None:
     # Back in distribution: the run ends, and the next one starts afresh.
     assert run.update(0.9, at[5]) == 0 and run.onset is None
     assert run.update(1.1, at[6]) == 1 and run.onset == at[6]
+
+
+def test_a_prediction_is_scored_only_while_the_mvs_follow_its_moves() -> None:
+    limits = {"F": (0.0, 200.0), "Tc": (250.0, 350.0)}  # 0.1 % of the spans: 0.2 and 0.1
+    plan = {"F": [100.0, 110.0, 110.0, 110.0, 110.0], "Tc": [300.0] * 5}
+    followed = [{"F": 100.0, "Tc": 300.0}] + [{"F": 110.1, "Tc": 299.95}] * 4
+    assert followed_steps(plan, followed, limits) == 5  # within the tolerance throughout
+    # The next decision moved Tc at the end of the third interval: steps 1-2 stand.
+    moved = [*followed[:2], {"F": 110.0, "Tc": 305.0}, *followed[3:]]
+    assert followed_steps(plan, moved, limits) == 2
+    # The plan was never applied (hold instead): not even the first step is scored.
+    assert followed_steps(plan, [{"F": 100.0, "Tc": 300.0}] * 5, limits) == 1
+    assert followed_steps(plan, [{"F": 90.0, "Tc": 300.0}] * 5, limits) == 0
+    # A missing sample or an MV without a plan does not end the run.
+    gaps = [{"F": None, "Tc": 300.0}, {}, *followed[2:]]
+    assert followed_steps(plan, gaps, limits) == 5
+    assert followed_steps({"F": plan["F"]}, moved, limits) == 5

@@ -276,3 +276,23 @@ class AbstentionRun:
         else:
             self.intervals, self.onset = 0, None
         return self.intervals
+
+
+def followed_steps(
+    plan: Mapping[str, Sequence[float | None]],
+    seen: Sequence[Mapping[str, float | None]],
+    limits: Mapping[str, tuple[float, float]],
+) -> int:
+    """How many steps of a prediction the plant's MVs followed: a prediction is scored only
+    under the moves it assumed (the plan's, or hold), up to the first interval at whose end an
+    MV stood off its planned value by more than 0.1 % of its engineering span (in auto mode the
+    next decisions move the MVs off a plan's later steps). `seen[k]` holds the MVs at the end of
+    interval k + 1; an MV without a planned or a seen value does not end the run."""
+    for k, values in enumerate(seen):
+        for mv, (lo, hi) in limits.items():
+            want, got = (list(plan.get(mv) or []))[k : k + 1], values.get(mv)
+            if not want or want[0] is None or got is None:
+                continue
+            if abs(float(got) - float(want[0])) > 1e-3 * (float(hi) - float(lo)):
+                return k
+    return len(seen)

@@ -21,6 +21,7 @@ from twin.health.drift import (
     AbstentionRun,
     BiasState,
     DriftState,
+    followed_steps,
     innovations,
     normalised_errors,
 )
@@ -167,25 +168,14 @@ class DriftMonitor:
         return normalised_errors(predicted, actual, self._rmse), innovations(predicted, actual)
 
     def _followed(self, p: _Pending, key: str) -> int:
-        """How many steps of the prediction the MVs really followed: a prediction is scored
-        only under the moves it assumed (the plan's, or hold), up to where the plant's MVs (at
-        the end of each interval, before the next decision's write) left them; in auto mode
-        the next decisions move the MVs off the plan's later steps."""
+        """How many steps of the prediction the MVs really followed (`followed_steps`)."""
         if key == "predicted":
             plan = {mv: list(vs) for mv, vs in (p.payload.get("mv_plan") or {}).items()}
         else:
             current = p.payload.get("current") or p.payload.get("mv_live") or {}
             plan = {mv: [v] * HORIZON for mv, v in current.items()}
-        for k in range(HORIZON):
-            seen = self._at(p.data_ts + (k + 1) * self._step)
-            for t in self.spec.mvs:
-                want, got = (plan.get(t.name) or [None] * HORIZON)[k:][:1], seen.get(t.name)
-                if not want or want[0] is None or got is None:
-                    continue
-                lo, hi = t.limits
-                if abs(float(got) - float(want[0])) > 1e-3 * (float(hi) - float(lo)):
-                    return k
-        return HORIZON
+        seen = [self._at(p.data_ts + (k + 1) * self._step) for k in range(HORIZON)]
+        return followed_steps(plan, seen, {t.name: t.limits for t in self.spec.mvs})
 
     def _feed(
         self,
