@@ -195,7 +195,8 @@ async def test_a_session_that_reports_nothing_is_reconnected(
                 stats = await live.finish()
         stop.set()
         await runner
-    assert 2.0 <= noticed < 10.0, f"silence noticed after {noticed:.1f} s (limit 2 s)"
+    # the last sample came up to a publishing interval before the simulator stopped
+    assert 1.0 <= noticed < 10.0, f"silence noticed after {noticed:.1f} s (limit 2 s)"
     assert stats.gaps == 1
     assert any("reports nothing" in r.getMessage() for r in caplog.records)
 
