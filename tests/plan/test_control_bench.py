@@ -95,6 +95,32 @@ def test_figures_are_means_with_95_percent_intervals_and_keep_every_run() -> Non
     assert row["runs"] == runs and row["n_runs"] == 3
 
 
+def test_a_partial_run_merges_into_the_saved_figures(tmp_path: Path) -> None:
+    """A run of some scenarios keeps the others' figures; a config value that became a dict
+    (history hours per plant, once one number) replaces the old value instead of failing."""
+    from _control_report import save_results
+
+    first = {
+        "scenarios": {"four_tank/leak": {"jepa": {"cost": 1.0}}},
+        "config": {"twin_seeds": [0, 1], "hours": 6.0, "twin_training": {"four_tank": [1]}},
+    }
+    save_results(first, {}, tmp_path)
+    second = {
+        "scenarios": {"cstr/stable": {"jepa": {"cost": 2.0}}},
+        "config": {
+            "twin_seeds": [0, 1, 2],
+            "hours": {"cstr": 12.0, "four_tank": 6.0},
+            "twin_training": {"cstr": [2]},
+        },
+    }
+    save_results(second, {}, tmp_path)
+    merged = bench._load(tmp_path)
+    assert set(merged["scenarios"]) == {"four_tank/leak", "cstr/stable"}
+    assert merged["config"]["hours"] == {"cstr": 12.0, "four_tank": 6.0}
+    assert merged["config"]["twin_training"] == {"four_tank": [1], "cstr": [2]}
+    assert merged["config"]["twin_seeds"] == [0, 1, 2]
+
+
 def test_the_unmeasured_disturbance_scenarios_move_the_plant() -> None:
     keys = {c.key for c in bench.SCENARIOS}
     assert {"cstr/fouling", "cstr/fouling_15", "cstr/feed_conc", "four_tank/leak"} <= keys
