@@ -26,9 +26,10 @@ class ModelConfig:
     """Weight of SIGReg in the loss. Light on purpose: LeJEPA's default (0.05 on N x our
     statistic) is about 13 here. At 0.1 the latent is far from N(0, I) (held-out statistic
     100-150x its iid level, effective rank 5-7 of 32), and BatchNorm and the readout keep it
-    from collapsing. 20 with target_stop_grad reaches 10x on cstr at equal accuracy but doubles
-    four_tank's error: a few-dimensional plant state must be padded with unpredictable content
-    to look Gaussian in 32 dimensions (benchmarks/predict_sigreg.py, docs/model.md)."""
+    from collapsing. 20 with target_stop_grad reaches 10x on cstr at equal accuracy in 20-epoch
+    runs but doubles four_tank's error, and under the full recipe's early stopping it lost on
+    both: a few-dimensional plant state must be padded with unpredictable content to look
+    Gaussian in 32 dimensions (benchmarks/predict_sigreg.py, docs/model.md)."""
     sigreg_projections: int = 128
     """Random 1-D projections drawn afresh every step."""
     sigreg_samples: int = 256
