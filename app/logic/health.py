@@ -1,5 +1,6 @@
-"""The Health page's figures: controller health per day or shift (twin.health_report) and the
-evidence of drift (model_drift alarms and retrain_recommended audit events)."""
+"""The Health page's figures: controller health per day or shift (twin.health_report), the
+evidence of drift (model_drift alarms and retrain_recommended audit events) and what was done
+about it (retraining, shadowing, gated promotion)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from twin.state import Store
 
 DRIFT_ALARM = "model_drift"
 RETRAIN_EVENT = "retrain_recommended"
+MAINTENANCE_EVENTS = ("model_retrain", "retrain_shadowed", "model_promote")
+"""The answers to a drift alarm, in the order they come (model_promote also matches
+model_promote_refused: audit kinds are matched as prefixes)."""
 
 
 def health(
@@ -57,8 +61,9 @@ def refusals(rep: dict[str, Any]) -> pd.DataFrame:
 
 
 def drift_evidence(store: Store, plant: str, since: datetime) -> pd.DataFrame:
-    """Drift alarms and retrain recommendations since `since`, newest first, with the evidence
-    the drift monitor recorded (CUSUM levels, recent error ratios, OOD trend)."""
+    """Drift alarms and retrain recommendations since `since`, with the evidence the drift
+    monitor recorded (CUSUM levels, recent error ratios, OOD trend), and the retraining, shadow
+    and promotion decisions that answered them, newest first."""
     rows: list[dict[str, Any]] = [
         {
             "at": a.raised_at,
@@ -81,6 +86,19 @@ def drift_evidence(store: Store, plant: str, since: datetime) -> pd.DataFrame:
                 "standing": None,
             }
         )
+    for kind in MAINTENANCE_EVENTS:
+        for e in audit.entries(store, start=since, plant=plant, kind=kind):
+            what = e.get("what") or {}
+            rows.append(
+                {
+                    "at": datetime.fromisoformat(e["at"]),
+                    "kind": e["kind"],
+                    "model": what.get("version")
+                    or str(e.get("subject", "")).removeprefix("model:"),
+                    "detail": e.get("why") or "",
+                    "standing": None,
+                }
+            )
     frame = pd.DataFrame(rows, columns=["at", "kind", "model", "detail", "standing"])
     return frame.sort_values("at", ascending=False, ignore_index=True)
 

@@ -42,7 +42,7 @@ if table.empty:
 else:
     st.table(table)
 
-st.subheader("Drift evidence")
+st.subheader("Drift evidence and model maintenance")
 drift = health.drift_evidence(p.store, p.plant, since)
 if drift.empty:
     st.caption("No model_drift alarm and no retrain recommendation in this window.")

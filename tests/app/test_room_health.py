@@ -17,11 +17,8 @@ from room_homes import PASSWORD, BuiltHome
 from room_plant import free_port, healthy, wait_for
 
 from app.logic import health
-
-# twin.serve before twin.health.monitor: the monitor imports twin.serve, whose runtime imports
-# the monitor back (a cycle that resolves only from the twin.serve side).
 from tests.support.browser import launch, require_chromium
-from twin import audit, serve  # noqa: F401
+from twin import audit
 from twin.health.drift_config import DriftConfig
 from twin.health.monitor import DriftMonitor
 from twin.paths import Home
@@ -90,6 +87,30 @@ def test_drift_evidence_lists_the_monitors_alarm_and_event(built: BuiltHome, tmp
     assert "predictions_scored=" in event["detail"] and bool(frame.iloc[-1]["standing"]) is True
 
 
+def test_drift_evidence_lists_what_answered_it(built: BuiltHome, tmp_path: Path) -> None:
+    """Retraining, the shadow run and the gate's decision appear beside the drift evidence."""
+    home = drift_on_a_copy(built, tmp_path / "home")
+    name = built.spec.name
+    answers = [
+        ("model_retrain", {"version": "v002"}, "trained on live history"),
+        ("retrain_shadowed", {"version": "v002"}, "v002 now plans in shadow"),
+        ("model_promote_refused", {"refused": ["2 intervals scored"]}, "2 intervals scored"),
+    ]
+    with Store.open(home) as store:
+        for kind, what, why in answers:
+            store.log_event(
+                user="runtime", kind=kind, plant=name, subject="model:v002", what=what, why=why
+            )
+        frame = health.drift_evidence(store, name, built.first)
+    assert set(frame["kind"]) == {"alarm model_drift", "retrain_recommended"} | {
+        kind for kind, _, _ in answers
+    }
+    newest = frame.iloc[: len(answers)]  # newest first: the gate's refusal at the top
+    assert list(newest["kind"]) == [kind for kind, _, _ in reversed(answers)]
+    assert set(newest["model"]) == {"v002"}
+    assert list(newest["detail"]) == [why for _, _, why in reversed(answers)]
+
+
 def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -> None:
     require_chromium()
     from playwright.sync_api import sync_playwright
@@ -126,7 +147,7 @@ def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -
             nav = page.locator('[data-testid="stSidebarNav"]')
             nav.get_by_role("link", name="Health").click()
             page.get_by_role("heading", name=re.compile(f"^Health: {name}")).wait_for()
-            page.get_by_text("Drift evidence").wait_for()
+            page.get_by_text("Drift evidence and model maintenance").wait_for()
             assert metric(page, "Twin proposals") == str(len(proposals))
             assert metric(page, "Interventions") == str(rejected)
             assert metric(page, "Moves decided") == str(moves)
