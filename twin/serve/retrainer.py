@@ -90,9 +90,12 @@ class Retrainer:
                 *args,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                preexec_fn=lambda: os.nice(NICE),
                 env={**os.environ, "COLUMNS": "1000"},  # its error message on one line
             )
+            # Not preexec_fn: the runtime plans on threads, and a fork running Python code
+            # before exec may deadlock on a lock another thread held. Lowered at once instead.
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, self._proc.pid, NICE)
             out, err = await self._proc.communicate()
             code = self._proc.returncode
         except OSError as exc:
