@@ -277,6 +277,7 @@ def run_one(
         "params": out.train_info["params"],
         "arx_orders": [out.arx.config.na, out.arx.config.nb],
         "anchors": out.report["anchors"],
+        "load_1m": os.getloadavg()[0],
     }
 
 
@@ -582,6 +583,7 @@ def main() -> None:
         "seeds": args.seeds,
         "horizons": list(HORIZONS),
         "machine": "2 CPU cores shared with other work, torch with 1 thread",
+        "machine_info": machine_info(),
         "ablations": ABLATIONS,
         "plants": {},
     }
