@@ -39,7 +39,13 @@ from predict import interval, make_series
 
 from twin.evaluate import MONITOR_PROJECTIONS, MONITOR_SAMPLES, evaluate, latents_of
 from twin.model.config import ModelConfig
-from twin.model.sigreg import gaussian_floor, sigreg
+from twin.model.sigreg import (
+    correlated_gaussian_level,
+    gaussian_floor,
+    gaussian_surrogate,
+    sigreg,
+    whiten,
+)
 from twin.model.twin_model import TwinModel
 from twin.spec import load_spec
 from twin.train import TrainConfig, fit_jepa, torch_threads
@@ -78,25 +84,6 @@ def stat(z: torch.Tensor, seed: int = 0) -> float:
     return float(sigreg(z, MONITOR_PROJECTIONS, MONITOR_SAMPLES, gen))
 
 
-def whiten(z: np.ndarray) -> np.ndarray:
-    """Remove the sample mean and covariance (ZCA); near-null directions stay near zero."""
-    c = z - z.mean(0)
-    w, v = np.linalg.eigh(np.cov(c, rowvar=False))
-    inv = np.where(w > 1e-9 * w.max(), 1.0 / np.sqrt(np.maximum(w, 1e-30)), 0.0)
-    return c @ v @ np.diag(inv) @ v.T
-
-
-def gaussian_surrogate(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A stationary Gaussian series per column with the power spectrum of u's column: complex
-    Gaussian Fourier coefficients of u's amplitudes (the mean term gets its lowest frequency's),
-    so sample mean and variance fluctuate as they would for such a process of unit variance."""
-    f = np.abs(np.fft.rfft(u, axis=0))
-    f[0] = f[1]
-    coef = f * (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / np.sqrt(2)
-    coef[0] = f[0] * rng.standard_normal(f.shape[1])
-    return np.fft.irfft(coef, n=len(u), axis=0)
-
-
 def references(z_held: torch.Tensor, draws: int = 5) -> dict:
     """The Gaussian levels the held-out statistic is compared with (same estimator, same n)."""
     n, d = z_held.shape
@@ -104,12 +91,13 @@ def references(z_held: torch.Tensor, draws: int = 5) -> dict:
     iid = [stat(torch.from_numpy(rng.standard_normal((n, d))).float(), k) for k in range(draws)]
     u = whiten(z_held.numpy().astype(float))
     sur = [gaussian_surrogate(u, rng) for _ in range(draws)]
-    corr = [stat(torch.from_numpy(g).float(), k) for k, g in enumerate(sur)]
     corr_white = [stat(torch.from_numpy(whiten(g)).float(), k) for k, g in enumerate(sur)]
     return {
         "iid_floor": gaussian_floor(min(n, MONITOR_SAMPLES)),
         "iid_randn": float(np.mean(iid)),
-        "corr_floor": float(np.mean(corr)),
+        "corr_floor": correlated_gaussian_level(
+            z_held, MONITOR_PROJECTIONS, MONITOR_SAMPLES, draws
+        ),
         "whitened": stat(torch.from_numpy(u).float()),
         "corr_floor_whitened": float(np.mean(corr_white)),
         "samples": int(min(n, MONITOR_SAMPLES)),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from twin.model.sigreg import epps_pulley, gaussian_floor, sigreg
+from twin.model.sigreg import correlated_gaussian_level, epps_pulley, gaussian_floor, sigreg
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -84,3 +84,20 @@ def test_time_correlated_gaussian_latents_sit_above_the_iid_floor():
     correlated = float(sigreg(z, 256, None, _gen(12)))
     assert iid < 2 * gaussian_floor(n)
     assert correlated > 5 * gaussian_floor(n)
+
+
+def test_the_correlated_level_is_what_a_gaussian_process_scores_on_its_own_series():
+    # An exactly Gaussian AR(1) latent scores near its correlated level (the estimate runs up to
+    # 2x low), far above the iid floor; independent samples give about the iid floor.
+    g = _gen(21)
+    n, d, rho = 847, 16, 0.98
+    e = torch.randn(n, d, generator=g)
+    z = torch.empty(n, d)
+    z[0] = e[0]
+    for i in range(1, n):
+        z[i] = rho * z[i - 1] + (1 - rho**2) ** 0.5 * e[i]
+    level = correlated_gaussian_level(z, 256, None)
+    assert level > 10 * gaussian_floor(n)
+    assert level <= float(sigreg(z, 256, None, _gen(22))) < 3 * level
+    iid = correlated_gaussian_level(torch.randn(n, d, generator=g), 256, None)
+    assert 0.5 * gaussian_floor(n) < iid < 2 * gaussian_floor(n)

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -222,6 +222,7 @@ def models_cmd(
         "jepa h10",
         "best baseline h10",
         "eff. rank",
+        "SIGReg x iid / x corr",
         "train s",
     ):
         table.add_column(col)
@@ -237,9 +238,22 @@ def models_cmd(
             fmt(n.get("jepa", {}).get("10")),
             fmt(min(base) if base else None),
             fmt(r["monitors"].get("effective_rank")),
+            sigreg_ratios(r["monitors"]),
             str(r["train_seconds"]),
         )
     console.print(table)
+
+
+def sigreg_ratios(monitors: dict[str, Any]) -> str:
+    """The held-out SIGReg statistic over its iid Gaussian floor and over the level of a
+    Gaussian latent with the same time correlation (cards older than that level: the first)."""
+    held = monitors.get("sigreg_heldout")
+    parts = []
+    for key in ("sigreg_gaussian_floor", "sigreg_correlated_level"):
+        level = monitors.get(key)
+        if held is not None and level:
+            parts.append(f"{held / level:.0f}x")
+    return " / ".join(parts) or "-"
 
 
 def steptest_cmd(
