@@ -68,18 +68,24 @@ def test_float32_and_fresh_projections():
     assert torch.isfinite(sub)
 
 
+def _ar1(n: int, d: int, rho: float, g: torch.Generator) -> torch.Tensor:
+    """n consecutive samples of d independent stationary AR(1) series, each exactly N(0, 1)."""
+    e = torch.randn(n, d, generator=g)
+    z = torch.empty(n, d)
+    z[0] = e[0]
+    for i in range(1, n):
+        z[i] = rho * z[i - 1] + (1 - rho**2) ** 0.5 * e[i]
+    return z
+
+
 def test_time_correlated_gaussian_latents_sit_above_the_iid_floor():
     # Why the held-out statistic cannot reach the iid floor: overlapping windows of a slow plant
     # give time-correlated latents. Each coordinate here is exactly N(0, 1) (a stationary AR(1)
     # process), yet the statistic of 847 consecutive samples, the cstr held-out block's count,
     # sits far above gaussian_floor(847) once neighbours are correlated.
     g = _gen(11)
-    n, d, rho = 847, 16, 0.98
-    e = torch.randn(n, d, generator=g)
-    z = torch.empty(n, d)
-    z[0] = e[0]
-    for i in range(1, n):
-        z[i] = rho * z[i - 1] + (1 - rho**2) ** 0.5 * e[i]
+    n, d = 847, 16
+    z = _ar1(n, d, 0.98, g)
     iid = float(sigreg(torch.randn(n, d, generator=g), 256, None, _gen(12)))
     correlated = float(sigreg(z, 256, None, _gen(12)))
     assert iid < 2 * gaussian_floor(n)
@@ -90,12 +96,8 @@ def test_the_correlated_level_is_what_a_gaussian_process_scores_on_its_own_serie
     # An exactly Gaussian AR(1) latent scores near its correlated level (the estimate runs up to
     # 2x low), far above the iid floor; independent samples give about the iid floor.
     g = _gen(21)
-    n, d, rho = 847, 16, 0.98
-    e = torch.randn(n, d, generator=g)
-    z = torch.empty(n, d)
-    z[0] = e[0]
-    for i in range(1, n):
-        z[i] = rho * z[i - 1] + (1 - rho**2) ** 0.5 * e[i]
+    n, d = 847, 16
+    z = _ar1(n, d, 0.98, g)
     level = correlated_gaussian_level(z, 256, None)
     assert level > 10 * gaussian_floor(n)
     assert level <= float(sigreg(z, 256, None, _gen(22))) < 3 * level
