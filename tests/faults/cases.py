@@ -139,9 +139,22 @@ def _nothing(ctx: Ctx) -> None:
 
 
 def _kill_server(ctx: Ctx) -> None:
+    """The plant's server process dies mid-move and comes back 3 s later, plant state kept. The
+    runtime reaches it through the proxy, so that, as with a real killed process, every
+    connection ends and new ones are refused at the same moment: asyncua's own stop closes the
+    connections first and its listener last, and a reconnect landing in between got a session on
+    the dying server that answered but never published again (a CI failure, twice)."""
+    proxy = ctx.proxy
+    assert proxy is not None
+
+    async def restart() -> None:
+        await ctx.plant.start_server()  # back on the same port once the old one let go
+        await proxy.start()
+
     def action(w: MvWrite) -> bool:
-        ctx.thread.later(ctx.plant.start_server, 3.0)  # back on the same port, plant state kept
-        return True
+        proxy.kill()
+        ctx.thread.later(restart, 3.0)
+        return True  # the server stops before the rest of the request
 
     ctx.arm(action)
 
@@ -216,6 +229,7 @@ CASES: dict[str, Case] = {
         Case(
             "server_killed_mid_move",
             _kill_server,
+            proxy=True,
             alarms=(ANY,),
             blocks=False,
             loses_samples=True,

@@ -3,6 +3,8 @@
 `drop()` closes both sides of every open connection at once (new ones are accepted again);
 `stall()` stops forwarding in both directions, holding the bytes, until `resume()`. Called
 from the plant's write hook, either lands exactly between an MV write and its read-back.
+`kill()` is what the network sees of a killed server process: every connection cut and new ones
+refused, at once, until `start()` listens again.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ class Proxy:
             for w in (a, b):
                 w.transport.abort()
         self._flowing.set()
+
+    def kill(self) -> None:
+        """Stop listening and cut every open connection, both in this call."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.drop()
 
     def stall(self) -> None:
         self._flowing.clear()
