@@ -1,5 +1,10 @@
 """Step-test campaigns: design an MV excitation and, on a simulator, run it into the historian.
 
+Two kinds of design live here. An identification campaign (`design_campaign`) excites every MV
+for hours, for a first twin. A staircase (`design_moves`) steps one MV up, back, down and back
+around its live value: what an engineer asks for from the control room, and what the runtime
+asks for itself (`reidentification_design`) when a retrained twin's window barely moved an MV.
+
 The design uses twin.excitation: per MV a binary signal (PRBS or generalised binary noise)
 swinging inside its operating band, rate-limited by max_move, with levels held about one
 dominant time constant so each shows the plant's response. The default duration gives every
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -202,3 +208,114 @@ def run_on_simulator(
             {"seed": seed, "simulated": True, **campaign.summary()},
         )
     return times[0], end
+
+
+# ---- staircases: small step tests around the live value -------------------------------------
+
+
+@dataclass(frozen=True)
+class StepDesign:
+    """A symmetric step test on one MV: up, back, down, back around a centre value."""
+
+    mv: str
+    """The MV to step."""
+    centre: float
+    """Value the steps are taken around (the live value, usually)."""
+    amplitude: float
+    """Size of each step; at most the MV's max_move."""
+    hold_intervals: int = 6
+    """Control intervals each level is held (long enough for the CVs to respond)."""
+    repeats: int = 1
+    """How many times the up-back-down-back cycle is run."""
+
+
+def max_amplitude(spec: PlantSpec, mv: str) -> float:
+    """The largest step the design allows on an MV: its max_move."""
+    max_move = spec.tag(mv).max_move
+    if max_move is None:  # the spec requires max_move of every MV, so this is not one
+        raise BadInput(f"step test: {mv!r} is not an MV of {spec.name!r}")
+    return max_move
+
+
+def design_moves(
+    spec: PlantSpec, d: StepDesign, operating: Mapping[str, tuple[float, float]] | None = None
+) -> dict:
+    """The campaign design dict twin.api.request_steptest takes."""
+    if d.mv not in [t.name for t in spec.mvs]:
+        raise BadInput(f"step test: {d.mv!r} is not an MV of {spec.name!r}")
+    t = spec.tag(d.mv)
+    if not 0 < d.amplitude <= (t.max_move or 0):
+        raise BadInput(
+            f"step test: amplitude {d.amplitude:g} must lie in (0, max_move {t.max_move:g}]"
+        )
+    if d.hold_intervals < 1 or d.repeats < 1:
+        raise BadInput("step test: hold_intervals and repeats must be at least 1")
+    lo, hi = (operating or {}).get(d.mv, t.operating_limits)
+    if not lo <= d.centre - d.amplitude or not d.centre + d.amplitude <= hi:
+        raise BadInput(
+            f"step test: {d.centre:g} +/- {d.amplitude:g} leaves the operator limits "
+            f"[{lo:g}, {hi:g}] of {d.mv}"
+        )
+    step_s = spec.plant.control_interval_s * d.hold_intervals
+    levels = [d.centre + d.amplitude, d.centre, d.centre - d.amplitude, d.centre] * d.repeats
+    moves = [{"at_s": step_s * i, "values": {d.mv: round(v, 6)}} for i, v in enumerate(levels)]
+    return {
+        "moves": moves,
+        "mv": d.mv,
+        "amplitude": d.amplitude,
+        "hold_intervals": d.hold_intervals,
+    }
+
+
+REIDENTIFY_FRACTION = 0.2
+"""Step size of a re-identification test, as a fraction of the MV's operating half-band (and
+never more than its max_move): small enough to run under control, large enough to be seen."""
+
+
+def reidentification_design(
+    spec: PlantSpec,
+    mvs: Sequence[str],
+    centre: Mapping[str, float],
+    operating: Mapping[str, tuple[float, float]] | None = None,
+    repeats: int = 3,
+) -> dict | None:
+    """A small staircase on each MV in `mvs`, one MV after the other, around its live value.
+
+    What the runtime requests when a twin was retrained on a window in which those MVs barely
+    moved (closed-loop data). Each step is REIDENTIFY_FRACTION of the operating half-band,
+    capped by max_move and by the room left to the limits; each level is held one dominant time
+    constant; three cycles give the retrain's excitation check its ten moves. None when no MV
+    has room to step (the reasons are logged).
+    """
+    tau = _time_constant(spec, None)
+    hold = hold_intervals(spec, ExcitationConfig(time_constant_s=tau))
+    moves: list[dict] = []
+    stepped: dict[str, float] = {}
+    at = 0.0
+    for name in mvs:
+        t = spec.tag(name)
+        lo, hi = (operating or {}).get(name, t.operating_limits)
+        c = centre.get(name)
+        if c is None or not math.isfinite(c) or not lo <= c <= hi:
+            log.info("re-identification: no step on %s (live value %s outside its limits)", name, c)
+            continue
+        amp = min(REIDENTIFY_FRACTION * (hi - lo) / 2.0, max_amplitude(spec, name), c - lo, hi - c)
+        if amp <= 1e-9 * max(1.0, abs(hi - lo)):
+            log.info("re-identification: no room to step %s at %g in [%g, %g]", name, c, lo, hi)
+            continue
+        one = design_moves(spec, StepDesign(name, c, amp, hold, repeats), operating)
+        moves += [{"at_s": at + m["at_s"], "values": m["values"]} for m in one["moves"]]
+        at += len(one["moves"]) * hold * spec.plant.control_interval_s
+        stepped[name] = amp
+    if not moves:
+        return None
+    # The last level's response must be in the campaign too: a closing write of the live values
+    # ends it one hold after the last step (the runtime retrains once the campaign is done).
+    moves.append({"at_s": at, "values": {n: round(float(centre[n]), 6) for n in stepped}})
+    return {
+        "moves": moves,
+        "mvs": stepped,
+        "hold_intervals": hold,
+        "duration_s": at,
+        "purpose": "re-identification",
+    }

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import charts, ui
-from app.logic import steptest, training
-from twin import api
+from app.logic import training
+from twin import api, steptest
 from twin.auth import Role
 from twin.errors import TwinError
 

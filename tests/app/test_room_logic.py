@@ -18,13 +18,12 @@ from app.logic import (
     replay,
     report,
     session,
-    steptest,
     training,
     trends,
     whatif,
 )
 from app.logic import proposals as pv
-from twin import api, registry, train_events
+from twin import api, registry, steptest, train_events
 from twin.auth import AuthError, PermissionDenied, Role
 from twin.errors import BadInput
 from twin.state import RuntimeStatus, Store

@@ -16,7 +16,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from twin.errors import BadInput
 from twin.paths import Home
 from twin.spec import PlantSpec
 from twin.train_presets import Configs
+
+if TYPE_CHECKING:
+    from twin.state import Store
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,11 @@ class Retrained:
     trigger: dict[str, Any] | None
     """The latest "retrain_recommended" event of the plant (seq, model version, when)."""
     step_test: str | None
-    """The step test to run first when the window's excitation was poor."""
+    """What to do when the window's excitation was poor: run the step test below, retrain."""
+    step_test_design: dict[str, Any] | None = None
+    """A small staircase on the poorly excited MVs around their last values, inside the
+    operator limits (twin.steptest.reidentification_design); `twin serve --retrain-on-drift`
+    requests it for an engineer's approval."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -153,13 +160,8 @@ def retrain(
     exc = excitation(frame, spec)
     active = registry.active_version(home, spec)
     version = train_plant(home, spec, model_cfg, data_cfg, cfg, frame=frame)
-    step_test = None
-    if exc.poor:
-        step_test = (
-            f"twin steptest {spec.name} --amplitude 0.2: the window moved {exc.poor} too little "
-            "to identify them well; run a small step test and retrain over it"
-        )
     with Store.open(home) as store:
+        step_test, design = _step_test(store, spec, frame, exc)
         asked = audit.entries(store, plant=spec.name, kind="retrain_recommended", limit=1)
         trigger = None
         if asked:
@@ -176,6 +178,7 @@ def retrain(
             excitation=exc,
             trigger=trigger,
             step_test=step_test,
+            step_test_design=design,
         )
         store.log_event(
             user=actor,
@@ -191,3 +194,33 @@ def retrain(
         )
     log.info("retrained %s: %s", spec.name, version)
     return result
+
+
+def _step_test(
+    store: Store, spec: PlantSpec, frame: pd.DataFrame, exc: Excitation
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The advice and the staircase design for the MVs the window barely moved (none when it
+    moved them all), around each MV's last value in the window, inside the operator limits."""
+    from twin.api import operator_limits
+    from twin.steptest import reidentification_design
+
+    if not exc.poor:
+        return None, None
+    centre = {}
+    for name in exc.poor:
+        col = frame[name].dropna() if name in frame else pd.Series(dtype=float)
+        if len(col):
+            centre[name] = float(col.iloc[-1])
+    design = reidentification_design(spec, exc.poor, centre, operator_limits(store, spec))
+    if design is None:
+        return (
+            f"the window moved {exc.poor} too little to identify them well, and none has room "
+            "for a step inside its operator limits: widen them or excite the MVs by hand",
+            None,
+        )
+    steps = ", ".join(f"{n} +/-{a:g}" for n, a in design["mvs"].items())
+    return (
+        f"the window moved {exc.poor} too little to identify them well: run a small step test "
+        f"({steps}, {design['duration_s'] / 60:.0f} min) and retrain over it",
+        design,
+    )

@@ -86,6 +86,12 @@ ALARM_CATALOGUE: dict[str, AlarmClass] = {
         "(drift test; evidence in the audit log). Proposals may be worse than they look: tell "
         "the data scientist, who retrains the twin on recent history.",
     ),
+    "step_test_requested": AlarmClass(
+        "low",
+        "The twin was retrained on history in which some MVs barely moved, and the runtime asks "
+        "for a small step test on them (a staircase inside the operator limits). An engineer "
+        "reviews it on the Twin page and approves or aborts it; the runtime retrains over it.",
+    ),
     "runtime_error": AlarmClass(
         "medium",
         "The runtime hit an unexpected error and carries on. Tell the engineer on call; the "

@@ -7,6 +7,14 @@ interval, and once it has registered the new version puts it in shadow beside th
 --gated`): the runtime retrains and evaluates, it never swaps the twin controlling the plant.
 Each recommendation is answered once; a failed retrain raises a runtime_error alarm with the
 command's own message and leaves control as it was.
+
+Closed-loop history identifies poorly: a controller holds its MVs still. When the retrain reports
+MVs that barely moved in its window, the runtime also requests a small step test on them (a
+staircase around their live values, inside the operator limits: twin.steptest) and raises
+`step_test_requested`. It runs only once an engineer approves it, every move guarded like any
+other; when it is done the runtime retrains over the same window, now holding the steps, and
+puts that version in shadow. While the request waits, further drift recommendations are not
+answered (the engineer approves or aborts it).
 """
 
 from __future__ import annotations
@@ -18,20 +26,30 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
+from twin.errors import BadInput
 from twin.paths import Home
 from twin.serve.alarms import Alarms
 from twin.serve.config import ACTOR
 from twin.serve.shadow import Shadow
 from twin.spec import PlantSpec
-from twin.state import Store
+from twin.state import NotFound, Store
 
 log = logging.getLogger(__name__)
 
 RetrainMode = Literal["off", "full", "quick"]
 NICE = 10
 """CPU priority the training process drops to: the control loop shares the machine."""
+
+
+@dataclass(frozen=True)
+class AwaitedStepTest:
+    """A step test the retrainer requested, and the recommendation a retrain over it answers."""
+
+    campaign_id: int
+    recommendation: dict[str, Any]
 
 
 class Retrainer:
@@ -57,6 +75,8 @@ class Retrainer:
         self.task: asyncio.Task[str | None] | None = None
         """The retrain under way (its result: the new version, or None when it failed)."""
         self._answered: set[tuple[Any, Any]] = set()
+        self.awaited: AwaitedStepTest | None = None
+        """The step test this retrainer requested and waits for, before retraining over it."""
         self._proc: asyncio.subprocess.Process | None = None
         self._closing = False
 
@@ -65,8 +85,14 @@ class Retrainer:
         return self.task is not None and not self.task.done()
 
     def step(self, recommendation: Mapping[str, Any] | None) -> None:
-        """Once per control interval: start a retrain for a recommendation not yet answered."""
-        if self.mode == "off" or recommendation is None or self.busy:
+        """Once per control interval: retrain over a step test that has ended, or start a
+        retrain for a recommendation not yet answered."""
+        if self.mode == "off" or self.busy:
+            return
+        if self.awaited is not None:
+            self._follow_step_test(self.awaited)
+            return
+        if recommendation is None:
             return
         key = (recommendation.get("model_version"), recommendation.get("data_ts"))
         if key in self._answered:
@@ -81,7 +107,29 @@ class Retrainer:
         args += ["--json", "--home", str(self.home.root)]
         return args + (["--quick"] if self.mode == "quick" else [])
 
-    async def _retrain(self, recommendation: dict[str, Any]) -> str | None:
+    def _follow_step_test(self, awaited: AwaitedStepTest) -> None:
+        try:
+            status = self.store.get_steptest(awaited.campaign_id).status
+        except NotFound:  # gone from the store: nothing left to wait for
+            status = "gone"
+        if status in ("requested", "approved", "running"):
+            return
+        self.awaited = None
+        if status != "done":  # aborted or failed: its own audit event says why
+            log.warning(
+                "%s: step test %d ended %s; no retrain over it",
+                self.spec.name,
+                awaited.campaign_id,
+                status,
+            )
+            return
+        self.task = asyncio.create_task(
+            self._retrain(awaited.recommendation, after_step_test=awaited.campaign_id)
+        )
+
+    async def _retrain(
+        self, recommendation: dict[str, Any], after_step_test: int | None = None
+    ) -> str | None:
         since = str(recommendation.get("onset_ts") or recommendation.get("data_ts"))
         args = self.command(since)
         log.warning("drift: retraining %s on its live history since %s", self.spec.name, since)
@@ -108,7 +156,8 @@ class Retrainer:
             self._failed(since, f"exit {code}: {lines[-1] if lines else 'no message'}")
             return None
         try:
-            version = str(json.loads(out)["version"])
+            result = json.loads(out)
+            version = str(result["version"])
         except (ValueError, KeyError, TypeError):
             self._failed(since, "its output named no version")
             return None
@@ -118,6 +167,8 @@ class Retrainer:
             f"retrained on the live history since {since} after the drift alarm; {version} now "
             "plans in shadow and waits for gated promotion"
         )
+        if after_step_test is not None:
+            why += f"; its window holds step test {after_step_test}"
         if previous is not None and previous != version:
             why += f" (it replaces {previous} in shadow)"
         log.warning("%s: %s", self.spec.name, why)
@@ -134,10 +185,58 @@ class Retrainer:
                     "data_ts": recommendation.get("data_ts"),
                 },
                 "replaced_shadow": previous,
+                "after_step_test": after_step_test,
             },
             why=why,
         )
+        design = result.get("step_test_design") if isinstance(result, dict) else None
+        if design and after_step_test is None:
+            self._request_step_test(design, str(result.get("step_test")), version, recommendation)
+        elif design:
+            log.warning(
+                "%s: %s (not requested again after step test %d)",
+                self.spec.name,
+                result.get("step_test"),
+                after_step_test,
+            )
         return version
+
+    def _request_step_test(
+        self,
+        design: dict[str, Any],
+        advice: str,
+        version: str,
+        recommendation: dict[str, Any],
+    ) -> None:
+        """File the retrain's step test for an engineer's approval and wait for it."""
+        from twin.api.steptests import validate_design
+
+        try:
+            moves = validate_design(self.spec, design)
+        except BadInput as exc:  # the design follows the limits: a failure here is a defect
+            self._failed(str(recommendation.get("onset_ts")), f"its step test is invalid: {exc}")
+            return
+        note = f"re-identification after the drift retrain ({version}): {advice}"
+        cid = self.store.add_steptest(
+            self.spec.name,
+            design,
+            user=ACTOR,
+            note=note,
+            what={
+                "moves": len(moves),
+                "duration_s": design.get("duration_s"),
+                "mvs": design.get("mvs"),
+                "retrained": version,
+            },
+        )
+        self.awaited = AwaitedStepTest(cid, recommendation)
+        self.alarms.raise_(
+            "step_test_requested",
+            None,
+            f"step test {cid} requested on {', '.join(design.get('mvs', {}))}: {advice}. "
+            "Approve it on the Twin page (or abort it); the runtime retrains over it when done",
+            subject=f"steptest:{cid}",
+        )
 
     def _failed(self, since: str, why: str) -> None:
         if self._closing:  # stopped with the runtime: nothing failed
