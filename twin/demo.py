@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from twin import child
 from twin.errors import TwinError
 from twin.paths import Home
 
@@ -73,13 +74,13 @@ class Services:
     def start(self, name: str, args: list[str], log_dir: Path, env: dict[str, str]) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         out = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child's lifetime)
+        # It ends with the demo, however the demo ends (a SIGKILL runs none of its clean-up).
         proc = subprocess.Popen(
-            args,
+            child.wrap(os.getpid(), args),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=_end_with_parent(os.getpid()),
         )
         self.procs.append((name, proc))
 
@@ -103,23 +104,6 @@ class Services:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _end_with_parent(parent: int) -> Callable[[], None] | None:
-    """What a child runs before exec so that it gets SIGTERM when the demo dies, however it
-    dies (a SIGKILL runs none of the demo's own clean-up). Linux only (PR_SET_PDEATHSIG)."""
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def arm() -> None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the demo died before the signal was armed
-            os._exit(1)
-
-    return arm
 
 
 def twin_cmd(*args: str, home: Home) -> list[str]:
