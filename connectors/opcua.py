@@ -10,6 +10,10 @@ A connection can also go quiet without breaking: the server answers requests but
 subscription reports nothing (a stuck publisher, or a dying server that accepted the reconnect).
 Unless the spec says the server reports by exception, every tag reports every sample period, so
 a source that hears nothing for `silence_s` treats the connection as lost and asyncua reconnects.
+If a second silence passes after that without a sample, asyncua's reconnect did not help (it
+came back to the same silent session, or never came back): the source then drops the client and
+builds a new one (new session, subscription and monitored items), retrying with back-off until
+it connects. The outage stays one outage throughout.
 """
 
 from __future__ import annotations
@@ -133,6 +137,16 @@ class OpcuaSource:
 
     async def __aenter__(self) -> Self:
         self._closing = False  # a closed source may be entered again
+        await self._open()
+        self.status.connected = True
+        self._heard = time.monotonic()
+        self._tasks = self._session_tasks()
+        if self.silence_s is not None:
+            self._tasks.append(asyncio.create_task(self._watch_silence(self.silence_s)))
+        return self
+
+    async def _open(self) -> None:
+        """A connected client with its subscription and one monitored item per tag."""
         self._client = await open_client(self.conn)
         try:
             self._nodes = await resolve_nodes(self._client, self.tags, self.conn.endpoint)
@@ -147,12 +161,10 @@ class OpcuaSource:
         except BaseException:
             await self._disconnect()
             raise
-        self.status.connected = True
-        self._heard = time.monotonic()
-        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._watch_state())]
-        if self.silence_s is not None:
-            self._tasks.append(asyncio.create_task(self._watch_silence(self.silence_s)))
-        return self
+
+    def _session_tasks(self) -> list[asyncio.Task[None]]:
+        """The tasks bound to the current client: its samples and its connection state."""
+        return [asyncio.create_task(self._pump()), asyncio.create_task(self._watch_state())]
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -298,30 +310,87 @@ class OpcuaSource:
                     self._reconnected = True
 
     async def _watch_silence(self, silence_s: float) -> None:
-        """Reconnect a connection that stays up but reports nothing for `silence_s`."""
-        assert self._client is not None
-        client = self._client
+        """Reconnect a connection that stays up but reports nothing for `silence_s`; rebuild the
+        client when a second such silence follows that reconnect."""
+        asked_at: float | None = None
+        """When asyncua was last asked to reconnect a silent session (None: not waiting)."""
         while True:
             await asyncio.sleep(min(1.0, silence_s / 4))
-            quiet = time.monotonic() - self._heard
-            if not self.status.connected or client.uaclient.state is not UaClientState.CONNECTED:
-                self._heard = time.monotonic()  # the silence counts from the reconnect
-            elif quiet > silence_s:
+            now = time.monotonic()
+            client = self._client
+            if asked_at is not None:
+                if self._heard > asked_at:  # a sample came back: asyncua's reconnect did it
+                    asked_at = None
+                elif now - asked_at > silence_s:
+                    await self._rebuild(now - asked_at)
+                    asked_at = None
+                continue
+            if client is None or not self.status.connected:
+                self._heard = now  # the silence counts from the reconnect
+            elif client.uaclient.state is not UaClientState.CONNECTED:
+                self._heard = now
+            elif now - self._heard > silence_s:
                 log.warning(
                     "OPC-UA %s: no sample of any tag for %.0f s while the session is up "
                     "(the server answers but reports nothing); reconnecting",
                     self.conn.endpoint,
-                    quiet,
+                    now - self._heard,
                 )
-                self._heard = time.monotonic()
+                asked_at = self._heard = now
                 client.uaclient.notify_transport_lost()
+
+    async def _rebuild(self, waited_s: float) -> None:
+        """Drop the client and connect a new one, retrying with back-off until it connects."""
+        log.warning(
+            "OPC-UA %s: still no sample %.0f s after asking to reconnect; dropping the client "
+            "and connecting a new one",
+            self.conn.endpoint,
+            waited_s,
+        )
+        if self.status.connected:
+            self._on_lost()
+        self.status.extra["client_rebuilds"] = self.status.extra.get("client_rebuilds", 0) + 1
+        me = asyncio.current_task()
+        others = [t for t in self._tasks if t is not me]
+        for task in others:
+            task.cancel()
+        for task in others:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._disconnect()
+        delay = 1.0
+        while not self._closing:
+            try:
+                await self._open()
+                break
+            except Exception as exc:  # whatever the server does, keep trying
+                log.warning(
+                    "OPC-UA %s: new client failed (%s: %s); retrying in %.0f s",
+                    self.conn.endpoint,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.conn.reconnect_max_delay_s)
+        if self._closing:
+            return
+        log.info("OPC-UA %s: connected with a new client", self.conn.endpoint)
+        self.status.connected = True
+        self._heard = time.monotonic()
+        self._tasks = [t for t in (me,) if t is not None] + self._session_tasks()
+        if self.backfill and self._outage is not None:
+            await self._backfill(self._outage)
+        self._reconnected = True
 
     def _on_lost(self) -> None:
         self.status.connected = False
-        self.status.gaps += 1
         self.status.last_error = "connection lost"
-        start = (self.status.last_ts + self._period) if self.status.last_ts else datetime.now(UTC)
         log.warning("OPC-UA %s: connection lost; reconnecting", self.conn.endpoint)
+        if self._outage is not None:  # lost again before a sample closed the outage: still one
+            return
+        self.status.gaps += 1
+        start = (self.status.last_ts + self._period) if self.status.last_ts else datetime.now(UTC)
         self._outage = Outage(start=start, reason="OPC-UA connection lost")
         markers: list[Sample] = []
         for t in self.tags:

@@ -201,6 +201,45 @@ async def test_a_session_that_reports_nothing_is_reconnected(
     assert any("reports nothing" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_session_still_silent_after_the_reconnect_gets_a_new_client(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncua's reconnect comes back to a session that still reports nothing: one silence
+    later the source drops that client and connects a new one (new session, subscription and
+    monitored items). The samples come back through it, and the whole is one outage."""
+    o = free_port()
+    spec = load_spec(copy_plant(tmp_path, "four_tank", o, free_port()))
+    async with served_plant(spec, speed=10, opcua=OpcuaServeConfig(port=o)) as server:
+        stop = asyncio.Event()
+        runner = asyncio.create_task(server.run(stop))
+        conn = OpcuaConnection(endpoint=f"opc.tcp://127.0.0.1:{o}/twin/", reconnect_max_delay_s=1.0)
+        source = OpcuaSource(spec, conn, silence_s=2.0)
+        with Historian(tmp_path / "hist") as historian:
+            async with source:
+                live = _Live(source, historian)
+                await _until(lambda: live.stats.samples >= 30, 30, "first samples")
+                stop.set()  # the server keeps answering; its subscription has nothing to send
+                await runner
+
+                def rebuilds() -> float:
+                    return source.status.extra.get("client_rebuilds", 0)
+
+                await _until(lambda: rebuilds() >= 1, 30, "a new client")
+                await _until(lambda: source.status.connected, 15, "the new client to connect")
+                before = live.stats.samples
+                stop = asyncio.Event()
+                runner = asyncio.create_task(server.run(stop))
+                await _until(lambda: live.stats.samples >= before + 30, 30, "samples to return")
+                await _until(lambda: live.stats.gaps >= 1, 10, "the gap to be recorded")
+                stats = await live.finish()
+        stop.set()
+        await runner
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("reports nothing" in m for m in messages)
+    assert any("connecting a new one" in m for m in messages)
+    assert stats.gaps == 1 and source.status.gaps == 1, (stats.gaps, source.status.gaps)
+
+
 def test_silence_limit_follows_the_sample_period_and_report_by_exception(tmp_path: Path) -> None:
     spec = load_spec(copy_plant(tmp_path, "four_tank", free_port(), free_port()))
     expected = max(SILENCE_FLOOR_S, SILENCE_PERIODS * spec.plant.sample_period_s)
