@@ -10,6 +10,9 @@ Per plant and seed:
      then shows when it has doubled; the drift alarm's plant time comes from its event.
   3. While v1 keeps controlling, `twin retrain PLANT --since <the event's onset>` trains v2 on
      the live history the runtime recorded (closed-loop data included).
+     With --step-test, when that window barely moved an MV, the step test the retrain designs
+     is requested and approved (two scripted engineers), the serving runtime runs it, and
+     v2 is retrained over it.
   4. `twin serve --mode supervised --shadow v2` (nothing approved: the plant holds) scores both
      twins on the live window; `twin models promote --gated` promotes v2 only if it beats v1.
   5. `twin serve --mode auto` with the active twin: cost over the same-length window.
@@ -87,6 +90,10 @@ class Setup:
     """End the drift run this many plant minutes after the alarm (None: at drift_run_min)."""
     fallback: str = "hold"
     """The spec's `[safety] fallback`: what acts while the twin abstains (hold, linear_mpc)."""
+    step_test: bool = False
+    """When the retrain reports MVs its window barely moved, run the step test it designs
+    (requested and approved by scripted engineers, run by the serving runtime) and retrain
+    over it: the candidate is that second version."""
 
 
 class _Done(Exception):
@@ -336,6 +343,87 @@ def alarm_before_doubling(row: dict[str, Any]) -> bool:
     return ratio is not None and ratio < 2.0
 
 
+def retrain(
+    spec: PlantSpec,
+    home: Home,
+    setup: Setup,
+    seed: int,
+    since: str,
+    until: datetime,
+    log: Path,
+) -> dict[str, Any]:
+    """`twin retrain --json` on the live window [since, until]: its record."""
+    out = run_cli(
+        "retrain",
+        str(spec.path),
+        "--since",
+        since,
+        "--until",
+        until.isoformat(),
+        "--seed",
+        str(seed),
+        "--max-seconds",
+        str(setup.train_seconds),
+        *(["--quick"] if setup.quick else []),
+        "--json",
+        "--home",
+        str(home.root),
+        log=log,
+    )
+    start = out.find("\n{")  # the record is the last thing printed, from a line's start
+    return dict(json.loads(out if out.startswith("{") else out[start + 1 :]))
+
+
+def run_step_test(
+    spec: PlantSpec,
+    home: Home,
+    setup: Setup,
+    design: dict[str, Any],
+    proc: subprocess.Popen[bytes],
+    slog: Path,
+) -> dict[str, Any]:
+    """Request the design (one scripted engineer), approve it (another) and wait while the
+    serving runtime runs it; what happened."""
+    from twin.api.steptests import validate_design
+    from twin.state import Store
+
+    validate_design(spec, design)
+    t0 = time.monotonic()
+    with Store.open(home) as store:
+        cid = store.add_steptest(
+            spec.name,
+            design,
+            user="bench-engineer",
+            note="benchmark: the retrain's step test",
+            what={"moves": len(design["moves"])},
+        )
+        store.move_steptest(
+            cid,
+            user="bench-approver",
+            from_=("requested",),
+            to="approved",
+            kind="steptest_approve",
+            why="benchmark: approved by a scripted second engineer",
+        )
+    wall = 120 + 3 * float(design["duration_s"]) / setup.speed
+    status = "approved"
+    while time.monotonic() - t0 < wall:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve stopped during the step test:\n{procs.log_tail(slog)}")
+        with Store.open(home) as store:
+            status = store.get_steptest(cid).status
+        if status not in ("requested", "approved", "running"):
+            break
+        time.sleep(1.0)
+    return {
+        "id": cid,
+        "status": status,
+        "mvs": design.get("mvs"),
+        "plant_minutes": round(float(design["duration_s"]) / 60, 1),
+        "wall_s": round(time.monotonic() - t0, 1),
+    }
+
+
 def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """The whole drift-to-retrain chain on one plant; the result row."""
     from twin import registry
@@ -378,28 +466,22 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
         if events:  # 3. retrain while v1 keeps controlling
             since = events[0]["what"]["onset_ts"]
             t1 = time.monotonic()
-            v2 = (
-                run_cli(
-                    "retrain",
-                    str(spec.path),
-                    "--since",
-                    since,
-                    "--until",
-                    end.isoformat(),
-                    "--seed",
-                    str(seed),
-                    "--max-seconds",
-                    str(setup.train_seconds),
-                    *(["--quick"] if setup.quick else []),
-                    "--home",
-                    str(home.root),
-                    log=run / "retrain.log",
-                )
-                .strip()
-                .splitlines()[-1]
-            )
+            retrained = retrain(spec, home, setup, seed, since, end, run / "retrain.log")
+            v2 = str(retrained["version"])
             row["retrain_wall_s"] = round(time.monotonic() - t1, 1)
+            row["retrain_excitation"] = retrained.get("excitation")
             log(f"[{plant} s{seed}] v2 {v2} retrained since {since} in {row['retrain_wall_s']} s")
+            design = retrained.get("step_test_design")
+            if setup.step_test and design:  # 3b. the step test it asks for, then retrain over it
+                row["step_test"] = run_step_test(spec, home, setup, design, proc, slog)
+                log(f"[{plant} s{seed}] step test {row['step_test']}")
+                t2 = time.monotonic()
+                until = plant_time(home, spec) or end
+                retrained = retrain(spec, home, setup, seed, since, until, run / "retrain.log")
+                row["v2_before_step_test"], v2 = v2, str(retrained["version"])
+                row["retrain2_wall_s"] = round(time.monotonic() - t2, 1)
+                row["retrain2_excitation"] = retrained.get("excitation")
+                log(f"[{plant} s{seed}] v2 {v2} retrained over the step test")
     except RuntimeError as exc:  # a failed retraining is a figure too
         row["error"] = repr(exc)[-2000:]
     finally:
@@ -722,6 +804,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=("hold", "linear_mpc"),
         help="the spec's [safety] fallback while the twin abstains",
     )
+    p.add_argument(
+        "--step-test",
+        action="store_true",
+        help="run the step test a poorly excited retrain window asks for, then retrain over it",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maintenance.json"))
     p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "twin-maintenance"))
     p.add_argument("--merge", nargs="*", help="Only merge these result files into --out.")
@@ -737,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
         train_seconds=args.train_seconds,
         drift_run_min=args.drift_minutes,
         fallback=args.fallback,
+        step_test=args.step_test,
     )
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
