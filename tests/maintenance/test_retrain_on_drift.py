@@ -146,7 +146,8 @@ async def test_a_window_that_barely_moved_an_mv_asks_for_a_step_test_and_retrain
         assert len(raised) == 1 and f"step test {camp.id}" in raised[0].message
 
         # while it waits, a new recommendation is not answered with another retrain
-        retrainer.step({"model_version": v1, "data_ts": "t2", "onset_ts": onset.isoformat()})
+        later = {"model_version": v1, "data_ts": "t2", "onset_ts": onset.isoformat()}
+        retrainer.step(later)
         assert not retrainer.busy and retrainer.awaited is not None
 
         # an engineer approves it; the runtime runs it and ends it done
@@ -170,6 +171,8 @@ async def test_a_window_that_barely_moved_an_mv_asks_for_a_step_test_and_retrain
         assert [e["what"]["after_step_test"] for e in shadowed] == [None, camp.id]
         assert shadowed[-1]["what"]["since"] == onset.isoformat()
         assert len(store.list_steptests(spec.name)) == 1  # not requested again
+        retrainer.step(later)  # answered by the retrain over the step test
+        assert not retrainer.busy
         assert retrainer.awaited is None
         assert registry.active_version(home, spec) == v1
 

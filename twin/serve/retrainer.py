@@ -89,13 +89,15 @@ class Retrainer:
         retrain for a recommendation not yet answered."""
         if self.mode == "off" or self.busy:
             return
+        key = None
+        if recommendation is not None:
+            key = (recommendation.get("model_version"), recommendation.get("data_ts"))
         if self.awaited is not None:
+            if key is not None:  # the retrain over the step test answers it
+                self._answered.add(key)
             self._follow_step_test(self.awaited)
             return
-        if recommendation is None:
-            return
-        key = (recommendation.get("model_version"), recommendation.get("data_ts"))
-        if key in self._answered:
+        if recommendation is None or key is None or key in self._answered:
             return
         self._answered.add(key)
         self.task = asyncio.create_task(self._retrain(dict(recommendation)))
