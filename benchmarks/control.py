@@ -91,6 +91,9 @@ class BenchScenario:
     seed: int = 7
     hidden: tuple[str, ...] = ()
     """Tags the controllers do not measure: they read their first value throughout."""
+    truth: bool = False
+    """Diagnostic only: the controllers read the true values instead of the transmitters'
+    (the plant still draws its noise, so the plant's own trajectory is unchanged)."""
 
     @property
     def key(self) -> str:
@@ -397,7 +400,7 @@ def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin: Tw
     blind = {n: first[n] for n in case.hidden}
 
     def measured(row: dict[str, float]) -> dict[str, float]:
-        return {**row, **blind}
+        return {**(sim.true_outputs() if case.truth else row), **blind}
 
     rows = [measured(first)]
     rows += [measured(sim.step()) for _ in range(warmup)]
@@ -435,6 +438,7 @@ def cached_run(
     files = [ROOT / f for f in CODE[ctl]] + [ROOT / "plants" / spec.name, ROOT / "plants/base.py"]
     tag = "" if twin is None else f"-t{twin.training['seed']}"
     where = BenchConfig().home / "runs" / case.key.replace("/", "_") / f"{case.minutes:g}m"
+    where = where.with_name(where.name + "-truth") if case.truth else where
     # The oracle acts on the true state and the simulators add noise only to what they
     # report, so its run is the same for every scenario seed (checked: cstr/stable, seeds 7
     # and 8, equal costs): one run serves them all.
@@ -526,7 +530,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="folder of control.json and control.html"
     )
+    parser.add_argument(
+        "--truth",
+        action="store_true",
+        help="diagnostic: controllers read the true values, not the noisy transmitters "
+        "(needs its own --results)",
+    )
     args = parser.parse_args(argv)
+    if args.truth and args.results == RESULTS:
+        parser.error("--truth is a diagnostic: give it its own --results folder")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # decisions are small: threads cost more than they give
     config = BenchConfig()
@@ -570,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if args.minutes:
             case = replace(case, minutes=args.minutes)
+        case = replace(case, truth=args.truth)
         spec = load_spec(case.plant)
         needs_twin = bool({"jepa", "linear_mpc"} & set(controllers)) or args.prepare
         if case.plant not in twins and not needs_twin:
