@@ -171,3 +171,25 @@ def test_the_floor_settles_a_step_estimate_within_the_horizon() -> None:
     )
     assert ctl.observer.gains.output.tolist() == [pytest.approx(settling_gain(ctl.config.horizon))]
     assert ctl.observer.gains.latent.tolist() == [0.05]
+
+
+def test_the_state_filter_plans_from_the_prediction_moved_toward_the_measurement() -> None:
+    # A model whose latent holds raw measurements (the ARX linear MPC) plans from the previous
+    # state predicted to now, moved the state gain's share toward the fresh one: the noise of
+    # one sample no longer sets the whole prediction.
+    model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+    gains = ObserverGains(np.array([0.0]), np.array([0.0]), "t", state=0.25)
+    obs = DisturbanceObserver(gains, 10.0)
+    first = obs.update(model, torch.tensor([[4.0]]), np.array([4.0]), np.array([1.0]), TS)
+    assert first.z0 is None  # nothing predicted yet: the fresh latent as it is
+    later = TS + timedelta(seconds=10)
+    est = obs.update(model, torch.tensor([[11.0]]), np.array([11.0]), np.array([1.0]), later)
+    predicted = A * 4.0 + B * 1.0  # 5.2
+    assert est.z0 is not None
+    assert float(est.z0[0, 0]) == pytest.approx(predicted + 0.25 * (11.0 - predicted))
+    assert ObserverGains.from_dict(gains.to_dict()).state == 0.25
+    # The default (1) plans from the fresh latent, as before.
+    plain = DisturbanceObserver(ObserverGains(np.array([0.0]), np.array([0.0]), "t"), 10.0)
+    plain.update(model, torch.tensor([[4.0]]), np.array([4.0]), np.array([1.0]), TS)
+    est = plain.update(model, torch.tensor([[11.0]]), np.array([11.0]), np.array([1.0]), later)
+    assert est.z0 is None

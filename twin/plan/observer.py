@@ -25,7 +25,7 @@ and drew gains near 1 that made the planner chase noise through the horizon.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -80,6 +80,11 @@ class ObserverGains:
     output: np.ndarray
     source: str
     """Where the gains come from, for the model card and the benchmark's config."""
+    state: float = 1.0
+    """Gain of the state filter: the latent planned from is the previous decision's latent
+    predicted to now, moved this share of the way to the freshly encoded one (1: the fresh
+    latent as it is; twin.plan.observer.state_gain for a model whose latent holds raw
+    measurements)."""
 
     @classmethod
     def constant(cls, latent: float, output: float) -> ObserverGains:
@@ -87,15 +92,17 @@ class ObserverGains:
         return cls(np.array([float(latent)]), np.array([float(output)]), "planner settings")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "latent": self.latent.tolist(),
             "output": self.output.tolist(),
             "source": self.source,
         }
+        return out if self.state == 1.0 else out | {"state": self.state}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ObserverGains:
-        return cls(np.asarray(d["latent"], float), np.asarray(d["output"], float), d["source"])
+        latent, output = np.asarray(d["latent"], float), np.asarray(d["output"], float)
+        return cls(latent, output, d["source"], float(d.get("state", 1.0)))
 
     def output_at_least(self, floor: float) -> ObserverGains:
         """These gains with every positive output gain raised to `floor` (a gain of exactly 0
@@ -111,7 +118,7 @@ class ObserverGains:
         if np.array_equal(output, self.output):
             return self
         note = f"{self.source}; output gains raised to {floor:.3g} (settle within the horizon)"
-        return ObserverGains(self.latent.copy(), output, note)
+        return ObserverGains(self.latent.copy(), output, note, self.state)
 
 
 LATENT_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
@@ -263,6 +270,8 @@ class Estimate:
     """Latent disturbance (D,) added after every predicted interval; None when off or zero."""
     output: np.ndarray
     """Output disturbance (n_cv,) added to every predicted CV and quantile."""
+    z0: torch.Tensor | None = None
+    """The filtered latent to plan from (1, D); None: the freshly encoded one."""
 
 
 class DisturbanceObserver:
@@ -302,6 +311,7 @@ class DisturbanceObserver:
         n = round(gap)
         on_grid = 1 <= n <= min(MAX_GAP, len(held)) and abs(gap - n) <= 0.05 * n
         on_grid = on_grid and bool(np.isfinite(held[-n:]).all())
+        filtered = z0
         if prev is not None and on_grid and self._output is not None:
             z_pred = prev[0]
             for u_k in held[-n:]:
@@ -312,13 +322,16 @@ class DisturbanceObserver:
             e_y = y_meas - y_pred[0].double().numpy() - self._output
             latent = latent + torch.as_tensor(self.gains.latent, dtype=z0.dtype) * e_z
             self._output = self._output + self.gains.output * e_y
+            if self.gains.state < 1.0:
+                filtered = z_pred + self.gains.state * (z0 - z_pred)  # (1, D)
         elif self._output is None:
             # Nothing predicted this moment yet: start from the readout's own residual.
             y0, _ = model.readout(z0)
             self._output = y_meas - y0[0].double().numpy()
         self._latent = latent
-        self._prev = (z0, data_ts)
-        return self._estimate()
+        self._prev = (filtered, data_ts)
+        est = self._estimate()
+        return est if filtered is z0 else replace(est, z0=filtered)
 
     def current(self, model: WorldModel, z0: torch.Tensor, y_meas: np.ndarray) -> Estimate:
         """The estimate as it stands, without a filter step (a what-if on the same data);
