@@ -13,7 +13,8 @@ Per plant and seed:
      With --step-test, when that window barely moved an MV, the step test the retrain designs
      is requested and approved (two scripted engineers), the serving runtime runs it, and
      v2 is retrained over it.
-  4. `twin serve --mode supervised --shadow v2` (nothing approved: the plant holds) scores both
+  4. `twin serve --mode supervised --shadow v2` (nothing approved: the plant holds; with
+     --shadow-mode auto the active twin keeps controlling, as on a plant) scores both
      twins on the live window; `twin models promote --gated` promotes v2 only if it beats v1.
   5. `twin serve --mode auto` with the active twin: cost over the same-length window.
   6. Quiet run: the same length as the drift run without drift (no scenario), v1: drift alarms,
@@ -74,6 +75,10 @@ class Setup:
     train_seconds: float = 60.0
     quick: bool = False
     shadow_steps: int = 24
+    shadow_mode: str = "supervised"
+    """`twin serve --mode` while the candidate runs in shadow: supervised (nothing is approved,
+    so the plant holds its MVs) or auto (the active twin and its fallback keep controlling, as
+    on a plant)."""
     margin: float = 0.1
     min_intervals: int = 10
     staleness_s: float = 120.0
@@ -518,7 +523,14 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
         if v2 is not None:  # 4. shadow, then the gate
             slog = run / "serve-shadow.log"
             proc = serve(
-                spec, home, slog, "supervised", "--shadow", v2, "--steps", str(setup.shadow_steps)
+                spec,
+                home,
+                slog,
+                setup.shadow_mode,
+                "--shadow",
+                v2,
+                "--steps",
+                str(setup.shadow_steps),
             )
             if (
                 proc.wait(
@@ -809,6 +821,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the step test a poorly excited retrain window asks for, then retrain over it",
     )
+    p.add_argument(
+        "--shadow-mode",
+        default="supervised",
+        choices=("supervised", "auto"),
+        help="serve mode during shadow: the plant holds (supervised) or stays controlled (auto)",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maintenance.json"))
     p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "twin-maintenance"))
     p.add_argument("--merge", nargs="*", help="Only merge these result files into --out.")
@@ -825,6 +843,7 @@ def main(argv: list[str] | None = None) -> int:
         drift_run_min=args.drift_minutes,
         fallback=args.fallback,
         step_test=args.step_test,
+        shadow_mode=args.shadow_mode,
     )
     rows: list[dict[str, Any]] = []
     out = Path(args.out)
