@@ -281,6 +281,39 @@ def run_one(
     }
 
 
+def add_ablations(
+    src: Path, out: Path, plants: list[str], seeds: list[int], ablations: list[str]
+) -> None:
+    """Train more ablations for runs already in a result file, as run_one would have."""
+    result = json.loads(src.read_text())
+    for plant, s in result["plants"].items():
+        if plant not in plants:
+            continue
+        spec = load_spec(plant)
+        for r in s["runs"]:
+            if r["seed"] not in seeds:
+                continue
+            series = make_series(spec, r["seed"], result["hours"])
+            cfg = TrainConfig(seed=r["seed"], progress=False)
+            with torch_threads(1):
+                for name in ablations:
+                    rep = ablation_report(series, ModelConfig(), cfg, name)
+                    rep["load_1m"] = os.getloadavg()[0]
+                    r["ablations"][name] = rep
+                    r["nrmse"][f"ablation:{name}"] = rep["nrmse"]
+                    print(f"{plant} seed {r['seed']} {name}: {rep['nrmse']} ({rep['stopped']})")
+            s.update(summarise(s["runs"]))
+            s["targets"] = targets(plant, s)
+            out.write_text(json.dumps(result, indent=2))
+        print_plant(plant, s, s["targets"])
+        print("\n" + markdown(plant, s))
+    result.setdefault("added", []).append(
+        {"ablations": ablations, "plants": plants, "seeds": seeds, "machine_info": machine_info()}
+    )
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}")
+
+
 def _outside_simulator():
     """The outside plant's simulator module (it lives with its test, not in the package)."""
     mod_spec = importlib.util.spec_from_file_location("outside_simulate", OUTSIDE / "simulate.py")
@@ -383,12 +416,12 @@ def interval(vals: list[float]) -> dict:
 
 
 def summarise(runs: list[dict]) -> dict:
-    models = runs[0]["nrmse"].keys()
+    models = dict.fromkeys(m for r in runs for m in r["nrmse"])
     table = {}
     for m in models:
         table[m] = {}
         for h in map(str, HORIZONS):
-            vals = [r["nrmse"][m].get(h) for r in runs]
+            vals = [r["nrmse"].get(m, {}).get(h) for r in runs]
             vals = [v for v in vals if v is not None]
             table[m][h] = interval(vals) if vals else None
     mon = {}
@@ -538,6 +571,13 @@ def main() -> None:
         help="With --cache: refit and re-measure the OOD gate and bands of the cached twins of this result file.",
     )
     ap.add_argument(
+        "--add-ablations",
+        type=Path,
+        default=None,
+        help="Train --ablations for the --plants and --seeds of this result file (same data and "
+        "rules) and add them to its runs; writes --out. The full twins are not retrained.",
+    )
+    ap.add_argument(
         "--outside",
         action="store_true",
         help="The plant defined outside the repository (12 h of CSV, default recipe).",
@@ -559,6 +599,9 @@ def main() -> None:
             print_plant(plant, s, s["targets"])
         args.out.write_text(json.dumps(result, indent=2))
         print(f"\nwrote {args.out}")
+        return
+    if args.add_ablations:
+        add_ablations(args.add_ablations, args.out, args.plants, args.seeds, args.ablations)
         return
     if args.combine:
         merged = json.loads(args.combine[0].read_text())

@@ -49,8 +49,9 @@ class CollapsedLatent(TwinError):
 class TrainConfig:
     """Optimisation settings of one training run."""
 
-    epochs: int = 60
-    """Upper bound on epochs; early stopping on the validation error normally ends sooner."""
+    epochs: int = 40
+    """Length of the cosine schedule and upper bound on epochs; early stopping on the validation
+    error may end the fit sooner, but only once the rate has decayed (patience_after)."""
     steps_per_epoch: int = 40
     """Optimiser steps per epoch (an epoch is a validation period, not a full data pass)."""
     batch_size: int = 64
@@ -60,7 +61,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     """AdamW weight decay."""
     patience: int = 8
-    """Epochs without validation improvement before stopping."""
+    """Epochs without validation improvement before stopping, counted from patience_after on."""
+    patience_after: float = 0.5
+    """Fraction of the schedule after which epochs without validation gain count towards
+    patience (at 0.5 the cosine rate has fallen to about half its peak). Before it the best
+    weights are still kept, but a plateau at the peak rate does not end the fit: stopping there
+    leaves an unannealed model, and did so for the full twin more often than for its ablations."""
     max_seconds: float = 600.0
     """Wall-clock safety net of each fit (early stopping normally ends first; a run cut short by
     it is not bit-reproducible and says so in its `stopped` note); the best weights are kept."""
@@ -160,6 +166,7 @@ def fit_loop(
     )
     res = FitResult(module)
     best_state, since_best = copy.deepcopy(module.state_dict()), 0
+    count_from = cfg.patience_after * total
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.epochs), desc=desc, disable=not cfg.progress, leave=False)
     for epoch in bar:
@@ -186,17 +193,24 @@ def fit_loop(
         module.eval()
         with torch.no_grad():
             val = val_fn()
-        row = {k: v / max(n_steps, 1) for k, v in sums.items()} | {"val": val, "epoch": epoch}
+        row = {k: v / max(n_steps, 1) for k, v in sums.items()} | {
+            "val": val,
+            "epoch": epoch,
+            "lr": sched.get_last_lr()[0],
+        }
         res.history.append(row)
         train_events.emit("epoch", stage=desc, epochs=cfg.epochs, **row)
         bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "epoch"})
         if not math.isfinite(res.best_val) or val < res.best_val * (1 - 1e-4):
             res.best_val, since_best = val, 0
             best_state = copy.deepcopy(module.state_dict())
-        else:
+        elif res.steps >= count_from:
             since_best += 1
         if since_best >= cfg.patience:
-            res.stopped = f"early stop at epoch {epoch} (no validation gain for {cfg.patience})"
+            res.stopped = (
+                f"early stop at epoch {epoch} (no validation gain for {cfg.patience}, "
+                f"rate {sched.get_last_lr()[0] / cfg.lr:.2f} of its peak)"
+            )
             break
         if time.perf_counter() - t0 > max_seconds:
             res.stopped = f"wall-clock safety net of {max_seconds:.0f} s bound at epoch {epoch}"

@@ -134,3 +134,39 @@ def test_missing_data_does_not_break_training():
     with torch_threads(1):
         fit = fit_jepa(series, model_cfg, replace(cfg, epochs=2, steps_per_epoch=5))
     assert all(np.isfinite(h["total"]) for h in fit.history)
+
+
+class _NoBatch:
+    def to(self, _device: torch.device) -> _NoBatch:
+        return self
+
+
+def _constant_fit(vals: list[float], **overrides: float):  # type: ignore[no-untyped-def]
+    from twin.train import TrainConfig, fit_loop
+
+    lin = torch.nn.Linear(2, 1)
+    cfg = TrainConfig(epochs=20, steps_per_epoch=2, patience=3, progress=False)
+    it = iter(vals)
+    return fit_loop(
+        lin,
+        np.arange(8),
+        lambda _a: _NoBatch(),  # type: ignore[arg-type,return-value]
+        lambda _b: {"total": (lin(torch.ones(4, 2)) ** 2).mean()},
+        lambda: next(it),
+        replace(cfg, **overrides),  # type: ignore[arg-type]
+        60.0,
+        "t",
+    )
+
+
+def test_patience_counts_only_after_the_rate_has_decayed():
+    """A validation error that never improves ends the fit patience epochs after the schedule's
+    patience_after point, not patience epochs after the start; the best weights are kept."""
+    fit = _constant_fit([1.0, *([2.0] * 30)], patience_after=0.5)
+    # Epochs ending at step 20 (half of 20 x 2) or later count: 9, 10, 11; stop at 11.
+    assert len(fit.history) == 12, fit.stopped
+    assert fit.stopped.startswith("early stop at epoch 11"), fit.stopped
+    assert fit.best_val == 1.0
+    assert fit.history[0]["lr"] > fit.history[-1]["lr"]
+    early = _constant_fit([1.0] * 30, patience_after=0.0)
+    assert len(early.history) == 4, early.stopped  # epoch 0 best, 1-3 without gain
