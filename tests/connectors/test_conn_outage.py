@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -166,11 +168,12 @@ async def test_network_loss_is_back_filled_from_server_history(tmp_path: Path) -
     assert stats.gaps == 1
 
 
-async def test_a_session_that_reports_nothing_is_reconnected(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The server keeps answering but its subscription goes silent (its simulator stopped, as a
-    stuck publisher would): the source marks the outage, reconnects, and the samples come back."""
+async def _silent_then_publishing(
+    tmp_path: Path, while_silent: Callable[[OpcuaSource], Awaitable[None]]
+) -> tuple[OpcuaSource, IngestStats]:
+    """A served plant whose server keeps answering while its simulator stops (a stuck
+    publisher): ingest runs, the simulator stops, `while_silent` waits for what the source does,
+    then the simulator runs again until samples have come back."""
     o = free_port()
     spec = load_spec(copy_plant(tmp_path, "four_tank", o, free_port()))
     async with served_plant(spec, speed=10, opcua=OpcuaServeConfig(port=o)) as server:
@@ -184,9 +187,7 @@ async def test_a_session_that_reports_nothing_is_reconnected(
                 await _until(lambda: live.stats.samples >= 30, 30, "first samples")
                 stop.set()
                 await runner
-                silenced = time.monotonic()
-                await _until(lambda: source.status.gaps >= 1, 15, "the silence to be noticed")
-                noticed = time.monotonic() - silenced
+                await while_silent(source)
                 before = live.stats.samples
                 stop = asyncio.Event()
                 runner = asyncio.create_task(server.run(stop))
@@ -195,6 +196,23 @@ async def test_a_session_that_reports_nothing_is_reconnected(
                 stats = await live.finish()
         stop.set()
         await runner
+    return source, stats
+
+
+async def test_a_session_that_reports_nothing_is_reconnected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server keeps answering but its subscription goes silent: the source marks the
+    outage, reconnects, and the samples come back."""
+    noticed = math.nan
+
+    async def notice(source: OpcuaSource) -> None:
+        nonlocal noticed
+        silenced = time.monotonic()
+        await _until(lambda: source.status.gaps >= 1, 15, "the silence to be noticed")
+        noticed = time.monotonic() - silenced
+
+    _, stats = await _silent_then_publishing(tmp_path, notice)
     # the last sample came up to a publishing interval before the simulator stopped
     assert 1.0 <= noticed < 10.0, f"silence noticed after {noticed:.1f} s (limit 2 s)"
     assert stats.gaps == 1
@@ -207,33 +225,13 @@ async def test_a_session_still_silent_after_the_reconnect_gets_a_new_client(
     """asyncua's reconnect comes back to a session that still reports nothing: one silence
     later the source drops that client and connects a new one (new session, subscription and
     monitored items). The samples come back through it, and the whole is one outage."""
-    o = free_port()
-    spec = load_spec(copy_plant(tmp_path, "four_tank", o, free_port()))
-    async with served_plant(spec, speed=10, opcua=OpcuaServeConfig(port=o)) as server:
-        stop = asyncio.Event()
-        runner = asyncio.create_task(server.run(stop))
-        conn = OpcuaConnection(endpoint=f"opc.tcp://127.0.0.1:{o}/twin/", reconnect_max_delay_s=1.0)
-        source = OpcuaSource(spec, conn, silence_s=2.0)
-        with Historian(tmp_path / "hist") as historian:
-            async with source:
-                live = _Live(source, historian)
-                await _until(lambda: live.stats.samples >= 30, 30, "first samples")
-                stop.set()  # the server keeps answering; its subscription has nothing to send
-                await runner
 
-                def rebuilds() -> float:
-                    return source.status.extra.get("client_rebuilds", 0)
+    async def rebuilt(source: OpcuaSource) -> None:
+        rebuilds = source.status.extra
+        await _until(lambda: rebuilds.get("client_rebuilds", 0) >= 1, 30, "a new client")
+        await _until(lambda: source.status.connected, 15, "the new client to connect")
 
-                await _until(lambda: rebuilds() >= 1, 30, "a new client")
-                await _until(lambda: source.status.connected, 15, "the new client to connect")
-                before = live.stats.samples
-                stop = asyncio.Event()
-                runner = asyncio.create_task(server.run(stop))
-                await _until(lambda: live.stats.samples >= before + 30, 30, "samples to return")
-                await _until(lambda: live.stats.gaps >= 1, 10, "the gap to be recorded")
-                stats = await live.finish()
-        stop.set()
-        await runner
+    source, stats = await _silent_then_publishing(tmp_path, rebuilt)
     messages = [r.getMessage() for r in caplog.records]
     assert any("reports nothing" in m for m in messages)
     assert any("connecting a new one" in m for m in messages)
