@@ -50,7 +50,7 @@ def make_sink(
     """The spec's OPC-UA or Modbus sink for its MVs (not yet entered)."""
     _check(spec, kind)
     if kind == "opcua":
-        from connectors.opcua import OpcuaSink
+        from connectors.opcua_sink import OpcuaSink
 
         return OpcuaSink(spec, _opcua_conn(spec, home, port))
     from connectors.modbus import ModbusConnection, ModbusSink

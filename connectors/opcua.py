@@ -1,4 +1,4 @@
-"""OPC-UA Source (subscriptions) and Sink (verified writes) on asyncua 2.x.
+"""OPC-UA Source (subscriptions) on asyncua 2.x; the Sink (verified writes) is connectors.opcua_sink.
 
 The source subscribes to every tag's node and yields values stamped with their
 SourceTimestamp (the plant's clock). Reconnecting is asyncua's job (`auto_reconnect`, which
@@ -22,9 +22,8 @@ import asyncio
 import contextlib
 import logging
 import math
-import struct
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -32,20 +31,22 @@ from typing import Any, Self
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
 from asyncua.common.subscription import DataChangeEvent, OverflowPolicy, Subscription
-from asyncua.ua.uaerrors import UaStatusCodeError
 
 from connectors.base import (
     Outage,
     QualityLog,
     SourceStatus,
-    WriteResult,
-    check_writable,
     classify,
     gap_markers,
 )
-from connectors.errors import ReadBackMismatch
-from connectors.opcua_client import OpcuaConnection, ResolvedNode, open_client, resolve_nodes
-from twin.errors import BadInput, ConnectionLost, WriteRejected
+from connectors.opcua_client import (
+    OpcuaConnection,
+    ResolvedNode,
+    open_client,
+    resolve_nodes,
+    tags_for,
+)
+from twin.errors import ConnectionLost
 from twin.sample import Quality, Sample
 from twin.spec import PlantSpec, Tag
 
@@ -56,7 +57,6 @@ SILENCE_PERIODS = 20
 """Sample periods without a single sample of any tag after which a connection is deemed dead."""
 SILENCE_FLOOR_S = 10.0
 """The shortest such silence (wall seconds): fast plants still get several publishing turns."""
-_INTEGER_TYPES = {ua.VariantType(i) for i in range(2, 10)}
 
 
 def default_silence_s(spec: PlantSpec) -> float | None:
@@ -65,14 +65,6 @@ def default_silence_s(spec: PlantSpec) -> float | None:
     if opcua is not None and opcua.report_by_exception:
         return None
     return max(SILENCE_FLOOR_S, SILENCE_PERIODS * spec.plant.sample_period_s)
-
-
-def _tags_for(spec: PlantSpec, names: list[str] | None) -> list[Tag]:
-    tags = [spec.tag(n) for n in names] if names else [t for t in spec.tags if t.opcua]
-    missing = [t.name for t in tags if t.opcua is None]
-    if missing:
-        raise BadInput(f"plant {spec.name!r}: tags without an OPC-UA node id: {', '.join(missing)}")
-    return tags
 
 
 def _as_utc(ts: datetime | None) -> datetime | None:
@@ -113,7 +105,7 @@ class OpcuaSource:
     ) -> None:
         self.spec = spec
         self.conn = conn
-        self.tags = _tags_for(spec, tags)
+        self.tags = tags_for(spec, tags)
         self.silence_s = silence_s if silence_s is not None else default_silence_s(spec)
         """Wall seconds without any sample after which the connection is reconnected; None
         under report by exception, where a quiet plant sends nothing."""
@@ -426,81 +418,3 @@ class OpcuaSource:
                 self.conn.endpoint,
                 recovered,
             )
-
-
-class OpcuaSink:
-    """Writes MV values with the node's own variant type and reads each one back."""
-
-    def __init__(
-        self, spec: PlantSpec, conn: OpcuaConnection, tags: list[str] | None = None
-    ) -> None:
-        self.spec = spec
-        self.conn = conn
-        self.tags = _tags_for(spec, tags or [t.name for t in spec.mvs])
-        self._client: Client | None = None
-        self._nodes: dict[str, ResolvedNode] = {}
-
-    async def __aenter__(self) -> Self:
-        self._client = await open_client(self.conn)
-        try:
-            self._nodes = await resolve_nodes(self._client, self.tags, self.conn.endpoint)
-        except BaseException:
-            await self.__aexit__(None, None, None)
-            raise
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), timeout=self.conn.timeout_s)
-
-    def _variant(self, tag: Tag, value: float) -> tuple[ua.Variant, float]:
-        vtype = self._nodes[tag.name].vtype
-        if vtype == ua.VariantType.Boolean:
-            if value not in (0.0, 1.0):
-                raise WriteRejected(
-                    f"tag {tag.name!r}: type mismatch: node holds Boolean, {value} is not 0 or 1"
-                )
-            return ua.Variant(bool(value), vtype), value
-        if vtype in _INTEGER_TYPES:
-            if value != round(value):
-                raise WriteRejected(
-                    f"tag {tag.name!r}: type mismatch: node holds {vtype.name}, "
-                    f"{value} is not a whole number"
-                )
-            return ua.Variant(int(value), vtype), float(int(value))
-        if vtype == ua.VariantType.Float:
-            return ua.Variant(value, vtype), struct.unpack(">f", struct.pack(">f", value))[0]
-        return ua.Variant(float(value), ua.VariantType.Double), float(value)
-
-    async def write(self, values: Mapping[str, float]) -> list[WriteResult]:
-        if self._client is None:
-            raise ConnectionLost(f"{self.conn.endpoint}: sink is not connected")
-        results: list[WriteResult] = []
-        for name, value in values.items():
-            tag = self.spec.tag(name)
-            check_writable(tag, value)
-            if name not in self._nodes:
-                raise WriteRejected(f"tag {name!r} is not among this sink's tags")
-            variant, written = self._variant(tag, float(value))
-            node = self._client.get_node(self._nodes[name].nodeid)
-            try:
-                await node.write_value(ua.DataValue(variant))
-                dv = await node.read_data_value()
-            except UaStatusCodeError as exc:
-                raise WriteRejected(
-                    f"tag {name!r}: {self.conn.endpoint} refused the write: {type(exc).__name__}"
-                ) from None
-            except (TimeoutError, ConnectionError, OSError) as exc:
-                raise ConnectionLost(
-                    f"tag {name!r}: write to {self.conn.endpoint} failed: {exc}"
-                ) from None
-            raw = dv.Value.Value if dv.Value is not None else math.nan
-            result = WriteResult(name, float(value), written, float(raw), datetime.now(UTC))
-            if not result.ok:
-                raise ReadBackMismatch(result)
-            results.append(result)
-        return results

@@ -17,9 +17,10 @@ from conn_helpers import served_plant, spec_at
 from connectors import codec
 from connectors.errors import TagConfigError
 from connectors.modbus_server import ModbusServeConfig
-from connectors.opcua import OpcuaSink, OpcuaSource
+from connectors.opcua import OpcuaSource
 from connectors.opcua_client import OpcuaConnection
 from connectors.opcua_server import OpcuaServeConfig
+from connectors.opcua_sink import OpcuaSink
 from twin.spec import load_spec
 
 pytestmark = pytest.mark.timeout(120)

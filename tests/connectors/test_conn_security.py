@@ -12,9 +12,10 @@ from conn_helpers import served_plant, spec_at
 
 from connectors.certs import make_certificates, server_pair
 from connectors.errors import AccessDenied
-from connectors.opcua import OpcuaSink, OpcuaSource
+from connectors.opcua import OpcuaSource
 from connectors.opcua_client import OpcuaConnection
 from connectors.opcua_server import OpcuaServeConfig
+from connectors.opcua_sink import OpcuaSink
 from connectors.users import UserTable, hash_password
 from twin.cli import main
 from twin.errors import SpecError

@@ -13,9 +13,9 @@ from connectors import codec
 from connectors.errors import ReadBackMismatch
 from connectors.modbus import ModbusConnection, ModbusSink
 from connectors.modbus_server import ModbusServeConfig
-from connectors.opcua import OpcuaSink
 from connectors.opcua_client import OpcuaConnection
 from connectors.opcua_server import OpcuaServeConfig
+from connectors.opcua_sink import OpcuaSink
 from twin.errors import WriteRejected
 from twin.spec import load_spec
 

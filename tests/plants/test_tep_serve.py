@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.opcua import OpcuaSink, OpcuaSource
+from connectors.opcua import OpcuaSource
 from connectors.opcua_client import OpcuaConnection
+from connectors.opcua_sink import OpcuaSink
 from plants.tep.tags import analyser_period_s
 from tests.support.procs import free_port
 from tests.support.specs import spec_copy

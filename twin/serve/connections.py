@@ -12,8 +12,9 @@ from twin.spec import PlantSpec
 def open_connections(spec: PlantSpec, home: Home, kind: str) -> tuple[Any, Any]:
     """The Source and Sink of the chosen protocol (not yet entered)."""
     if kind == "opcua":
-        from connectors.opcua import OpcuaSink, OpcuaSource
+        from connectors.opcua import OpcuaSource
         from connectors.opcua_client import OpcuaConnection
+        from connectors.opcua_sink import OpcuaSink
 
         if spec.source.opcua is None:
             raise BadInput(
