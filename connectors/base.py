@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Literal, Protocol, Self
 
+from twin.errors import BadInput
 from twin.sample import Quality, Sample
-from twin.spec import Tag
+from twin.spec import PlantSpec, Tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,27 @@ class Sink(Protocol):
     async def write(self, values: Mapping[str, float]) -> list[WriteResult]:
         """Write each MV, read it back; raises WriteRejected on any refusal or mismatch."""
         ...
+
+
+_ADDRESS = {"opcua": "an OPC-UA node id", "modbus": "a Modbus address"}
+
+
+def protocol_tags(
+    spec: PlantSpec, names: list[str] | None, protocol: Literal["opcua", "modbus"]
+) -> list[Tag]:
+    """The named tags (every tag the protocol addresses when None); each must have an address
+    under that protocol, or BadInput names those that do not."""
+
+    def address(t: Tag) -> object:
+        return t.opcua if protocol == "opcua" else t.modbus
+
+    tags = [spec.tag(n) for n in names] if names else [t for t in spec.tags if address(t)]
+    missing = [t.name for t in tags if address(t) is None]
+    if missing:
+        raise BadInput(
+            f"plant {spec.name!r}: tags without {_ADDRESS[protocol]}: {', '.join(missing)}"
+        )
+    return tags
 
 
 def classify(tag: Tag, value: float) -> Quality:

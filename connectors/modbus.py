@@ -28,6 +28,7 @@ from connectors.base import (
     check_writable,
     classify,
     gap_markers,
+    protocol_tags,
 )
 from connectors.errors import ReadBackMismatch, TagConfigError
 from connectors.modbus_device import (
@@ -36,19 +37,11 @@ from connectors.modbus_device import (
     ModbusConnection,
     honour_swallowed_cancel,
 )
-from twin.errors import BadInput, ConnectionLost, WriteRejected
+from twin.errors import ConnectionLost, WriteRejected
 from twin.sample import Quality, Sample
 from twin.spec import PlantSpec, Tag
 
 log = logging.getLogger(__name__)
-
-
-def _tags_for(spec: PlantSpec, names: list[str] | None) -> list[Tag]:
-    tags = [spec.tag(n) for n in names] if names else [t for t in spec.tags if t.modbus]
-    missing = [t.name for t in tags if t.modbus is None]
-    if missing:
-        raise BadInput(f"plant {spec.name!r}: tags without a Modbus address: {', '.join(missing)}")
-    return tags
 
 
 def _describe(tag: Tag) -> str:
@@ -69,7 +62,7 @@ class ModbusSource:
     ) -> None:
         self.spec = spec
         self.conn = conn
-        self.tags = _tags_for(spec, tags)
+        self.tags = protocol_tags(spec, tags, "modbus")
         self.status = SourceStatus()
         self._use_clock = use_clock
         self._period_s = spec.plant.sample_period_s

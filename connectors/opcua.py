@@ -38,13 +38,13 @@ from connectors.base import (
     SourceStatus,
     classify,
     gap_markers,
+    protocol_tags,
 )
 from connectors.opcua_client import (
     OpcuaConnection,
     ResolvedNode,
     open_client,
     resolve_nodes,
-    tags_for,
 )
 from twin.errors import ConnectionLost
 from twin.sample import Quality, Sample
@@ -105,7 +105,7 @@ class OpcuaSource:
     ) -> None:
         self.spec = spec
         self.conn = conn
-        self.tags = tags_for(spec, tags)
+        self.tags = protocol_tags(spec, tags, "opcua")
         self.silence_s = silence_s if silence_s is not None else default_silence_s(spec)
         """Wall seconds without any sample after which the connection is reconnected; None
         under report by exception, where a quiet plant sends nothing."""

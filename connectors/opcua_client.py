@@ -301,12 +301,3 @@ async def resolve_nodes(client: Client, tags: list[Tag], endpoint: str) -> dict[
         )
         out[tag.name] = ResolvedNode(ids[tag.name], vtype)
     return out
-
-
-def tags_for(spec: PlantSpec, names: list[str] | None) -> list[Tag]:
-    """The named tags (all tags with a node id when None); each must have an OPC-UA node id."""
-    tags = [spec.tag(n) for n in names] if names else [t for t in spec.tags if t.opcua]
-    missing = [t.name for t in tags if t.opcua is None]
-    if missing:
-        raise BadInput(f"plant {spec.name!r}: tags without an OPC-UA node id: {', '.join(missing)}")
-    return tags

@@ -19,14 +19,13 @@ from typing import Self
 from asyncua import Client, ua
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from connectors.base import WriteResult, check_writable
+from connectors.base import WriteResult, check_writable, protocol_tags
 from connectors.errors import ReadBackMismatch
 from connectors.opcua_client import (
     OpcuaConnection,
     ResolvedNode,
     open_client,
     resolve_nodes,
-    tags_for,
 )
 from twin.errors import ConnectionLost, WriteRejected
 from twin.spec import PlantSpec, Tag
@@ -42,7 +41,7 @@ class OpcuaSink:
     ) -> None:
         self.spec = spec
         self.conn = conn
-        self.tags = tags_for(spec, tags or [t.name for t in spec.mvs])
+        self.tags = protocol_tags(spec, tags or [t.name for t in spec.mvs], "opcua")
         self._client: Client | None = None
         self._nodes: dict[str, ResolvedNode] = {}
 
