@@ -51,6 +51,8 @@ def ray_address() -> Iterator[str]:
     os.environ["RAY_AUTH_MODE"] = env["RAY_AUTH_MODE"]  # drivers in this process use the same mode
     address = f"127.0.0.1:{_free_port()}"
     ray_bin = Path(sys.executable).with_name("ray")
+    # `ray start` in token mode needs a token and never makes one (a fresh machine has none).
+    subprocess.run([str(ray_bin), "get-auth-token", "--generate"], env=env, capture_output=True)
     head = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--block", "--port", address.split(":")[1]]
         + ["--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--include-dashboard=false"]
