@@ -183,6 +183,9 @@ class Tag(_Strict):
     """Engineering unit."""
     description: str = ""
     """Free text."""
+    group: str = ""
+    """The plant unit or area the tag belongs to (e.g. "reactor"): the control room shows a
+    plant with many tags one group at a time. Default: no group."""
     opcua: str | None = None
     """OPC-UA node id."""
     modbus: ModbusAddress | None = None
@@ -205,6 +208,13 @@ class Tag(_Strict):
             )
         if v == "timestamp":
             raise ValueError("'timestamp' is reserved for the time column of imports")
+        return v
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str) -> str:
+        if v != v.strip() or (v and not v.isprintable()):
+            raise ValueError(f"{v!r}: a group name is printable text without surrounding blanks")
         return v
 
     @field_validator("opcua")

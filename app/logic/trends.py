@@ -37,6 +37,7 @@ class Bands:
     """Engineering limits (hard)."""
     op: tuple[float, float]
     """Operator limits in force (the control room's override, else the spec's)."""
+    description: str = ""
 
 
 def limit_bands(
@@ -48,7 +49,8 @@ def limit_bands(
     for t in spec.tags:
         op = overrides.get(t.name, t.operating_limits)
         eng = (float(t.limits[0]), float(t.limits[1]))
-        out[t.name] = Bands(t.name, t.unit, t.role, eng, (float(op[0]), float(op[1])))
+        op_f = (float(op[0]), float(op[1]))
+        out[t.name] = Bands(t.name, t.unit, t.role, eng, op_f, t.description)
     return out
 
 
@@ -90,6 +92,7 @@ class TagTile:
     value: float | None
     ts: datetime | None
     state: TagState
+    description: str = ""
 
 
 def live_tiles(frame: pd.DataFrame, bands: dict[str, Bands]) -> list[TagTile]:
@@ -99,8 +102,45 @@ def live_tiles(frame: pd.DataFrame, bands: dict[str, Bands]) -> list[TagTile]:
         col = frame[tag].dropna() if tag in frame else pd.Series(dtype=float)
         value = float(col.iloc[-1]) if len(col) else None
         ts = col.index[-1].to_pydatetime() if len(col) else None
-        tiles.append(TagTile(tag, b.role, b.unit, value, ts, state_of(value, b)))
+        tiles.append(TagTile(tag, b.role, b.unit, value, ts, state_of(value, b), b.description))
     return tiles
+
+
+UNGROUPED = "other"
+"""The group of tags a spec leaves without one, when it gives others a group."""
+ALL_TAGS = "all tags"
+"""The one group of a spec that groups no tag."""
+
+
+def tag_groups(spec: PlantSpec) -> dict[str, list[str]]:
+    """Tag names by the spec's `group` (plant unit or area), groups in order of their first tag.
+
+    A spec without groups is one group of every tag; tags left out of a grouped spec go last,
+    under UNGROUPED. Every tag is in exactly one group."""
+    if not any(t.group for t in spec.tags):
+        return {ALL_TAGS: list(spec.tag_names)}
+    groups: dict[str, list[str]] = {}
+    for t in spec.tags:
+        groups.setdefault(t.group or UNGROUPED, []).append(t.name)
+    if UNGROUPED in groups:
+        groups[UNGROUPED] = groups.pop(UNGROUPED)
+    return groups
+
+
+def abnormal_elsewhere(
+    tiles: list[TagTile], groups: dict[str, list[str]], shown: str
+) -> dict[str, list[TagTile]]:
+    """The tiles not in a normal state in every group but the one on screen (`shown`), so that
+    choosing a unit never hides an abnormal tag: {group: [tiles]}, groups without any left out."""
+    state = {t.tag: t for t in tiles}
+    out = {}
+    for group, names in groups.items():
+        if group == shown:
+            continue
+        bad = [state[n] for n in names if n in state and state[n].state != TagState.NORMAL]
+        if bad:
+            out[group] = bad
+    return out
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ from twin import api
 p = ui.page()
 st.title(f"Overview: {p.spec.name}")
 minutes = st.select_slider("Trend window (minutes of plant time)", [5, 15, 30, 60, 240], value=15)
+TILES_PER_ROW = 4
+groups = trends.tag_groups(p.spec)
+# A plant-wide plant (tep: 51 tags) one unit at a time; abnormal tags elsewhere stay listed.
+unit = st.selectbox("Unit", list(groups), key="overview-unit") if len(groups) > 1 else ""
+shown = groups[unit] if unit else list(p.spec.tag_names)
 
 
 @st.fragment(run_every=ui.room_config().refresh_s)
@@ -34,14 +39,21 @@ def live() -> None:
     bands = trends.limit_bands(p.spec, api.operator_limits(p.store, p.spec))
     with context.historian(p.home, p.plant) as h:
         frame = trends.trend_frame(h, p.spec, minutes)
-    tiles = trends.live_tiles(frame, bands)
-    cols = st.columns(len(tiles))
-    for col, t in zip(cols, tiles, strict=True):
-        value = "-" if t.value is None else f"{t.value:.4g}"
-        col.metric(f"{t.tag} [{t.unit}] ({t.role})", value)
-        if t.state != trends.TagState.NORMAL:
-            colour = "red" if t.state == trends.TagState.LIMIT else "orange"
-            col.markdown(f":{colour}[**{t.state}**]")
+    every = trends.live_tiles(frame, bands)
+    if unit:
+        for group, bad in trends.abnormal_elsewhere(every, groups, unit).items():
+            names = ", ".join(f"{t.tag} ({t.state})" for t in bad)
+            st.warning(f"Unit {group}: {names}")
+    tiles = [t for t in every if t.tag in shown]
+    width = min(len(tiles), TILES_PER_ROW)
+    for row in range(0, len(tiles), TILES_PER_ROW):
+        cols = st.columns(width)
+        for col, t in zip(cols, tiles[row : row + TILES_PER_ROW], strict=False):
+            value = "-" if t.value is None else f"{t.value:.4g}"
+            col.metric(f"{t.tag} [{t.unit}] ({t.role})", value, help=t.description or None)
+            if t.state != trends.TagState.NORMAL:
+                colour = "red" if t.state == trends.TagState.LIMIT else "orange"
+                col.markdown(f":{colour}[**{t.state}**]")
     if frame.empty:
         st.info("No data stored for this plant yet.")
         return

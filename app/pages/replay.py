@@ -76,9 +76,13 @@ st.caption(
 )
 
 bands = trends.limit_bands(p.spec, api.operator_limits(p.store, p.spec))
-tags = st.multiselect(
-    "Tags", p.spec.tag_names, default=[t.name for t in p.spec.cvs + p.spec.mvs], key="replay-tags"
-)
+groups = trends.tag_groups(p.spec)
+cvs_and_mvs = "CVs and MVs"
+unit = cvs_and_mvs
+if len(groups) > 1:
+    unit = st.selectbox("Unit", [cvs_and_mvs, *groups], key="replay-unit")
+chosen = [t.name for t in p.spec.cvs + p.spec.mvs] if unit == cvs_and_mvs else groups[unit]
+tags = st.multiselect("Tags", p.spec.tag_names, default=chosen, key=f"replay-tags-{unit}")
 
 # The twin's view from the scrub moment: with the moves really made, and with edited moves.
 version = registry.active_version(p.home, p.plant)

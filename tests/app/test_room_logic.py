@@ -26,6 +26,7 @@ from app.logic import proposals as pv
 from twin import api, registry, steptest, train_events
 from twin.auth import AuthError, PermissionDenied, Role
 from twin.errors import BadInput
+from twin.spec import load_spec
 from twin.state import RuntimeStatus, Store
 
 
@@ -76,6 +77,44 @@ def test_trends_read_the_newest_data_with_bands_and_states(built: BuiltHome, sto
     by_tag = {t.tag: t for t in tiles}
     assert by_tag["Tc"].value == pytest.approx(last["Tc"].value)
     assert by_tag["Tc"].ts == built.last
+
+
+def test_a_plant_wide_spec_is_shown_by_unit_and_no_abnormal_tag_is_hidden() -> None:
+    tep = load_spec("tep")
+    groups = trends.tag_groups(tep)
+    assert list(groups) == [
+        "feeds",
+        "compressor and purge",
+        "reactor",
+        "separator",
+        "stripper",
+        "product",
+    ]
+    every = [name for names in groups.values() for name in names]
+    assert sorted(every) == sorted(tep.tag_names) and len(every) == 51
+    assert {"reactor_pressure", "sp_reactor_pressure"} <= set(groups["reactor"])
+    # A spec without groups is one group; a grouped spec puts what it leaves out last.
+    assert trends.tag_groups(load_spec("cstr")) == {trends.ALL_TAGS: load_spec("cstr").tag_names}
+    partial = tep.model_copy(
+        update={"tags": [t.model_copy(update={"group": ""}) for t in tep.tags[:2]] + tep.tags[2:]}
+    )
+    assert list(trends.tag_groups(partial))[-1] == trends.UNGROUPED
+    assert trends.tag_groups(partial)[trends.UNGROUPED] == tep.tag_names[:2]
+
+    # Tiles: one tag at its engineering limit in the reactor, one without data in the stripper.
+    bands = trends.limit_bands(tep)
+    values = {name: (b.op[0] + b.op[1]) / 2 for name, b in bands.items()}
+    values["reactor_pressure"] = bands["reactor_pressure"].eng[1] + 1.0
+    values["stripper_level"] = math.nan
+    frame = pd.DataFrame([values], index=[pd.Timestamp("2026-12-01", tz="UTC")])
+    tiles = trends.live_tiles(frame, bands)
+    elsewhere = trends.abnormal_elsewhere(tiles, groups, "feeds")
+    assert {g: [t.tag for t in ts] for g, ts in elsewhere.items()} == {
+        "reactor": ["reactor_pressure"],
+        "stripper": ["stripper_level"],
+    }
+    assert elsewhere["reactor"][0].state == trends.TagState.LIMIT
+    assert "reactor" not in trends.abnormal_elsewhere(tiles, groups, "reactor")
 
 
 def test_status_view_flags_a_silent_or_stale_runtime(built: BuiltHome) -> None:

@@ -57,6 +57,12 @@ BAD = [
     ),
     ("unknown table", ("[objective]", "[extras]\nx = 1\n\n[objective]"), "extras", "unknown key"),
     (
+        "group with blanks",
+        ('unit = "cm"', 'unit = "cm"\ngroup = " tanks"'),
+        "tags[0](level).group",
+        "without surrounding blanks",
+    ),
+    (
         "lo >= hi",
         ("limits = [0.0, 20.0]", "limits = [20.0, 0.0]"),
         "tags[0](level).limits",

@@ -5,6 +5,7 @@ the control room answers. A quick twin is trained beforehand so that the demo sk
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -36,6 +37,7 @@ def _cli(*args: str, home: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 @pytest.mark.timeout(420)
 async def test_twin_demo_serves_the_tep_tags_to_the_runtime_and_the_room(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -81,6 +83,17 @@ async def test_twin_demo_serves_the_tep_tags_to_the_runtime_and_the_room(tmp_pat
                 latest = historian.latest()
             live = {tag for tag, s in latest.items() if s.ts >= began}
         assert live == set(spec.tag_names)
+
+        # The room shows the 51 tags one unit at a time (tiles and trends of that unit only).
+        password = (home / "runs" / "demo" / "password").read_text().strip()
+        # Playwright's sync API in a thread: this test's own event loop runs here.
+        url = f"http://127.0.0.1:{port}"
+        separator = [t.name for t in spec.tags if t.group == "separator"]
+        shown = await asyncio.to_thread(_overview_of_unit, url, password, "separator", 6)
+        assert shown["tiles"] == len(separator) == 6, shown
+        assert shown["charts"] == sorted(separator), shown
+        assert "separator_level [%] (cv)" in shown["labels"], shown
+        assert not any(label.startswith("reactor_pressure ") for label in shown["labels"]), shown
     finally:
         demo.send_signal(signal.SIGTERM)
         out, _ = demo.communicate(timeout=60)
@@ -88,3 +101,48 @@ async def test_twin_demo_serves_the_tep_tags_to_the_runtime_and_the_room(tmp_pat
     logs = home / "runs" / "demo"
     for name in ("plant", "runtime", "control-room"):
         assert "Traceback" not in (logs / f"{name}.log").read_text(), name
+
+
+def _overview_of_unit(url: str, password: str, unit: str, charts_expected: int) -> dict:
+    """Log in as the demo engineer in Chromium, choose `unit` on the Overview: what it shows
+    (once it shows `charts_expected` trend charts, or after a minute)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import ARTIFACTS, launch, require_chromium
+
+    require_chromium()
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(90_000)  # a loaded 2-core runner with a 51-tag plant
+        page.goto(url)
+        page.get_by_role("textbox", name="User name").fill("demo")
+        page.get_by_role("textbox", name="Password").fill(password)
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("heading", name="Overview: tep").wait_for()
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Unit").click()
+        page.get_by_role("option", name=unit, exact=True).click()
+        tiles = page.locator('[data-testid="stMetricLabel"]')
+        page.get_by_text("separator_level [%] (cv)").wait_for()
+        # Every refresh redraws the charts and keeps the old ones, marked stale, until the new
+        # ones are drawn: the charts on screen are those not stale, named by their titles.
+        titles_js = """() => [...document.querySelectorAll(
+            '[data-testid="stElementContainer"][data-stale="false"] [data-testid="stPlotlyChart"]'
+        )].map(c => (c.querySelector('.gtitle') || {}).textContent || '')"""
+        deadline = time.monotonic() + 60
+        charted = page.evaluate(titles_js)
+        while len(charted) != charts_expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+            charted = page.evaluate(titles_js)
+        # Tag tiles are labelled "name [unit] (role)"; the status row's metrics are not.
+        every = [t.inner_text().strip() for t in tiles.all()]
+        labels = [x for x in every if x.endswith(("(cv)", "(mv)", "(dv)"))]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "tep-overview-separator.png"), full_page=True)
+        shown = {
+            "tiles": len(labels),
+            "charts": sorted(t.split(" ")[0] for t in charted),
+            "labels": labels,
+        }
+        browser.close()
+    return shown
