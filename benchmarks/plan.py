@@ -17,7 +17,13 @@ evaluations per iteration + 1); the table gives the after planner's mean and wor
 predicted cost and the moves that break a limit or max_move (none may). The other speed-ups (the trust region's bounded k-NN, one
 predict per interval) change no decision (tests/plan/test_planning_speed.py).
 
-    python benchmarks/plan.py [--json] [--decisions N] [--repeats R]
+The search's shortcuts (PlannerConfig.search_shortcuts: the trust ratio bounded on 32 rows of
+the bank's subset first, the refinement's best point picked on the costs it found when it
+evaluated each): every recorded decision is planned with them off (the baseline) and on,
+alternately in the same run, and the table gives the ratios of their p50 and p95 CPU times and
+the largest difference of the moves and costs they decide.
+
+    python benchmarks/plan.py [--json] [--decisions N] [--repeats R] [--cases K,...]
 """
 
 from __future__ import annotations
@@ -51,8 +57,9 @@ from twin.plan.settings import PlannerConfig  # noqa: E402
 from twin.spec import load_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-CASES = {"cstr": "fouling", "four_tank": "leak"}
-"""The scenario each plant is timed on: an unmeasured disturbance, so the observer works."""
+CASES = {"cstr/fouling": 50, "four_tank/leak": 50, "four_tank/tracking": 120}
+"""The scenarios timed, with an unmeasured disturbance so that the observer works, and the
+decisions run on each (tracking: 20 minutes, the first setpoint change at minute 10)."""
 TARGET_MS_P95 = 60.0
 BEFORE = {"refine_gradient": "autograd", "refine_evaluations": 10**6}
 """The search before: autograd gradients and no cap on the refinement's evaluations (scipy's
@@ -142,6 +149,40 @@ def compare(
     }
 
 
+def shortcuts(ctl: PlanningController, recorded: list[Recorded], repeats: int) -> dict:
+    """Each recorded decision planned with the search's shortcuts off (baseline) and on,
+    alternately, `repeats` times: per-decision median CPU ms, their p50/p95 and ratios, and
+    how far the two decisions differ."""
+    on = ctl.config
+    off = replace(on, search_shortcuts=False)
+    cpu: dict[str, list[list[float]]] = {"off": [], "on": []}
+    du, dc = 0.0, 0.0
+    for rec in recorded:
+        model, z0, problem, _, *rest = rec.args
+        times: dict[str, list[float]] = {"off": [], "on": []}
+        plans = {}
+        for _ in range(repeats):
+            for name, cfg in (("off", off), ("on", on)):
+                cpu0 = time.thread_time()
+                plans[name] = plan(model, z0, problem, cfg, *rest, **rec.kwargs)  # type: ignore[arg-type]
+                times[name].append(1000.0 * (time.thread_time() - cpu0))
+        for name in cpu:
+            cpu[name].append(times[name])
+        span = np.maximum(problem.mv_hi - problem.mv_lo, 1e-12)
+        du = max(du, float(np.max(np.abs(plans["on"].u - plans["off"].u) / span)))
+        b, a = plans["off"].costs["total"], plans["on"].costs["total"]
+        dc = max(dc, abs(a - b) / max(abs(b), 1e-12))
+    med = {n: np.median(np.array(v), axis=1) for n, v in cpu.items()}
+    out: dict = {"decisions": len(recorded), "repeats": repeats}
+    for q in (50, 95):
+        for n in ("off", "on"):
+            out[f"plan_cpu_ms_p{q}_{n}"] = float(np.percentile(med[n], q))
+        out[f"ratio_p{q}"] = out[f"plan_cpu_ms_p{q}_on"] / out[f"plan_cpu_ms_p{q}_off"]
+    out["max_move_difference_of_span"] = du
+    out["max_relative_cost_difference"] = dc
+    return out
+
+
 def time_plant(plant: str, scenario: str, decisions: int, repeats: int) -> dict:
     """Latency of `decisions` planning decisions along a closed-loop run, repeated."""
     spec = load_spec(plant)
@@ -179,6 +220,7 @@ def time_plant(plant: str, scenario: str, decisions: int, repeats: int) -> dict:
         "target_ms_p95": TARGET_MS_P95,
         "observer_gains": tw.gains.source,
         "quality": compare(ctl, recorded, replace(ctl.config, **BEFORE)),  # type: ignore[arg-type]
+        "shortcuts": shortcuts(ctl, recorded, repeats),
     }
     return out
 
@@ -193,9 +235,9 @@ def _quantiles(cpu: list[float], wall: list[float]):  # type: ignore[no-untyped-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--decisions", type=int, default=50)
+    parser.add_argument("--decisions", type=int, help="decisions per case (default: CASES)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--plants", default=",".join(CASES), help="plants to time")
+    parser.add_argument("--cases", default=",".join(CASES), help="plant/scenario cases to time")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     console = Console(stderr=args.json, width=160)
@@ -203,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "torch_threads": torch.get_num_threads(),
         "planner": asdict(PlannerConfig()),
-        "plants": {},
+        "cases": {},
     }
-    for plant in args.plants.split(","):
-        results["plants"][plant] = time_plant(plant, CASES[plant], args.decisions, args.repeats)
+    for case in args.cases.split(","):
+        plant, _, scenario = case.partition("/")
+        decisions = args.decisions or CASES[case]
+        results["cases"][case] = time_plant(plant, scenario, decisions, args.repeats)
     results["machine_at_end"] = machine_info()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "plan.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
@@ -215,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = Table(title="planning time per decision (ms; medians over repeats)")
     for col in (
-        "plant",
+        "case",
         "horizon",
         "decisions",
         "CPU p50",
@@ -226,13 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         "cost vs before (mean / worst)",
         ">1 % worse",
         "violations",
+        "shortcuts: CPU p50 / p95 ratio",
+        "shortcuts: max move / cost change",
         "load",
     ):
-        table.add_column(col, justify="left" if col == "plant" else "right")
-    for plant, r in results["plants"].items():
-        q = r["quality"]
+        table.add_column(col, justify="left" if col == "case" else "right")
+    for case, r in results["cases"].items():
+        q, sc = r["quality"], r["shortcuts"]
         table.add_row(
-            plant,
+            case,
             str(r["horizon_intervals"]),
             f"{r['decisions']} x {r['repeats']}",
             f"{r['plan_cpu_ms_p50']:.1f}",
@@ -243,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * q['mean_relative_change']:+.2f} % / {100 * q['max_relative_change']:+.1f} %",
             f"{q['decisions_worse_by_over_1pct']} of {q['decisions']}",
             f"{q['limit_or_max_move_violations_after']}",
+            f"{sc['ratio_p50']:.2f} / {sc['ratio_p95']:.2f}",
+            f"{sc['max_move_difference_of_span']:.1e} / {sc['max_relative_cost_difference']:.1e}",
             f"{min(r['load_average_1min']):.1f}-{max(r['load_average_1min']):.1f}",
         )
     console.print(table)

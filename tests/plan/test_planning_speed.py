@@ -106,6 +106,43 @@ def test_plans_with_the_bounded_trust_ratio_are_the_plans_of_the_exact_one() -> 
     assert float(between.y[-1].max()) < 3.0
 
 
+def test_the_search_shortcuts_give_the_decisions_of_the_planner_without_them() -> None:
+    # The coarse first bound of the trust ratio and the refinement's reuse of its own
+    # evaluations (PlannerConfig.search_shortcuts) against the planner before them: every
+    # evaluation bounded on the 256-row subset only, every refined point predicted again.
+    gate = _gate()
+    model = GatedToy(gate)
+    base = PlannerConfig(population=32, refine_iterations=6, trust_slack=1.0)
+    assert TrustRatio(model, model.ood_threshold, 1.0).shortcut
+    for gradient in ("differences", "autograd"):
+        fast = replace(base, refine_gradient=gradient)
+        slow = replace(fast, search_shortcuts=False)
+        for target, z0 in ((4.0, 1.0), (8.5, 7.0), (0.5, 0.0)):  # between, in each region
+            problem = _problem({"y1": target, "y2": target})
+            z = torch.full((2,), z0)
+            a, b = plan(model, z, problem, fast), plan(model, z, problem, slow)
+            np.testing.assert_allclose(a.u, b.u, rtol=1e-5, atol=1e-5)
+            assert a.costs == pytest.approx(b.costs, rel=1e-5, abs=1e-9)
+            assert a.refined == b.refined and a.cem_cost == pytest.approx(b.cem_cost, rel=1e-6)
+            np.testing.assert_allclose(a.ood_ratio, b.ood_ratio, rtol=1e-4)
+    # Between the regions the trust region binds, so the exact score ran there too.
+    between = plan(model, torch.full((2,), 1.0), _problem({"y1": 4.0, "y2": 4.0}), base)
+    assert between.ood_ratio is not None and float(between.ood_ratio.max()) > 0.9
+
+
+def test_the_coarse_bound_settles_latents_near_the_bank_and_keeps_the_exact_cost() -> None:
+    model = GatedToy(_gate())
+    coarse = TrustRatio(model, model.ood_threshold, 1.5)
+    fine = TrustRatio(model, model.ood_threshold, 1.5, coarse=False)
+    gen = torch.Generator().manual_seed(3)
+    z = torch.cat(
+        [0.3 * torch.randn(300, 2, generator=gen), 4.0 + 4.0 * torch.randn(300, 2, generator=gen)]
+    )
+    exact = coarse.exact(z)
+    for trust in (coarse, fine):
+        assert torch.equal(torch.relu(trust.bounded(z) - 1.0), torch.relu(exact - 1.0))
+
+
 def test_the_refinement_keeps_to_its_evaluation_budget() -> None:
     model = _static_model()
     problem = _problem({"y1": 4.0, "y2": 2.5})

@@ -119,7 +119,9 @@ class NeighbourScored(Protocol):
 
 
 SUBSET_ROWS = 256
-"""Reference rows of the trust score's first passes (an evenly strided subset of the bank)."""
+"""Reference rows of the trust score's bounds (an evenly strided subset of the bank)."""
+COARSE_STEP = 8
+"""The first bound's rows: every COARSE_STEP-th row of the subset (32 of 256)."""
 BOUND_MARGIN = 1e-2
 """Relative margin under 1 within which the bounds leave a latent to the exact score (cdist
 rounds distances near 0 to about 1e-3; the exact score itself is only that exact)."""
@@ -146,6 +148,9 @@ class TrustRatio:
 
     - through a neighbour: for s in S, the mean distance from z to s's own k nearest bank rows,
       at most |z - s| + knn(s), bounds knn(z); the least over S costs one distance matrix;
+      it is taken first over every COARSE_STEP-th row of S (a smaller matrix; most predicted
+      latents of a plant in its known region are settled there), then over all of S for the
+      latents it left unsure;
     - the mean distance to the k nearest rows of S (a subset's k nearest are no nearer).
 
     Only latents that neither bound puts clearly below 1 are scored exactly (model.ood_score
@@ -157,9 +162,13 @@ class TrustRatio:
     every latent is scored exactly.
     """
 
-    def __init__(self, model: WorldModel, threshold: float, slack: float) -> None:
+    def __init__(
+        self, model: WorldModel, threshold: float, slack: float, coarse: bool = True
+    ) -> None:
         self.model = model
         self.threshold, self.slack = threshold, slack
+        self.coarse = coarse
+        """Whether the bound through a neighbour is taken on the coarse rows first."""
         self._ref: NeighbourReference | None = None
         self._subset = self._subset_knn = torch.zeros(0)
         if isinstance(model, NeighbourScored):
@@ -191,14 +200,22 @@ class TrustRatio:
         if ref is None:
             return self.exact(z)
         cut = 1.0 - BOUND_MARGIN
+        per = ref.scale * self.threshold * self.slack  # a raw distance over this is a ratio
         with torch.no_grad():
-            d = torch.cdist(z.detach() - ref.center, self._subset)  # (N, S)
-            via = (d + self._subset_knn).amin(1) / ref.scale  # (N,) through a neighbour
-            bound = via / self.threshold / self.slack
-            unsure = torch.nonzero(bound > cut).flatten()
+            zc = z.detach() - ref.center  # (N, D)
+            if self.coarse:
+                rows, rows_knn = self._subset[::COARSE_STEP], self._subset_knn[::COARSE_STEP]
+                d = torch.cdist(zc, rows)  # (N, S / COARSE_STEP)
+                bound = (d + rows_knn).amin(1) / per  # (N,) through a neighbour of the coarse rows
+                unsure = torch.nonzero(bound > cut).flatten()
+            else:
+                bound = torch.full((len(zc),), math.inf, dtype=zc.dtype)
+                unsure = torch.arange(len(zc))
             if len(unsure):
-                near = d[unsure].topk(ref.k, dim=1, largest=False).values.mean(1) / ref.scale
-                bound[unsure] = torch.minimum(bound[unsure], near / self.threshold / self.slack)
+                d = torch.cdist(zc[unsure], self._subset)  # (U, S)
+                via = (d + self._subset_knn).amin(1) / per  # through a neighbour of all of S
+                near = d.topk(ref.k, dim=1, largest=False).values.mean(1) / per
+                bound[unsure] = torch.minimum(bound[unsure], torch.minimum(via, near))
                 unsure = unsure[bound[unsure] > cut]
         if len(unsure) == 0:
             return bound

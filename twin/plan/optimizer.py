@@ -94,7 +94,7 @@ class PlanObjective:
         # The trust bound: the twin's threshold times a slack, because latents rolled out by the
         # predictor score higher than encoded ones even where the plant is well known.
         self.trust = (
-            TrustRatio(model, threshold, config.trust_slack)
+            TrustRatio(model, threshold, config.trust_slack, config.search_shortcuts)
             if math.isfinite(threshold) and threshold > 0
             else None
         )
@@ -121,12 +121,6 @@ class PlanObjective:
     def crossing(self, q: torch.Tensor) -> torch.Tensor:
         """Hard-limit crossing (B,) of uncorrected quantiles (B, H, n_cv, n_q); 0: feasible."""
         return self.limits.crossing(q[..., 0] + self.c.offset, q[..., -1] + self.c.offset)
-
-    def total(self, x: torch.Tensor) -> torch.Tensor:
-        """Decision variables (B, K, n_mv) -> total cost (B,) (the refinement's objective)."""
-        u = expand(decode(x, self.problem), self.config.blocks)  # (B, H, n_mv)
-        y, q, ratio = self.predict(u, exact=False)
-        return plan_cost(y, q, u, ratio, self.c, self.config)["total"]
 
     def terms(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Decision variables (B, K, n_mv) -> cost terms (each (B,)), MV values (B, H, n_mv) and
@@ -295,10 +289,13 @@ DIFFERENCE_STEP = 1e-3
 """Step of the refinement's central differences in decision units (1 = half an MV's range)."""
 
 
-def _differences(obj: PlanObjective, x: np.ndarray, shape: torch.Size) -> tuple[float, np.ndarray]:
-    """Cost and its gradient at decision variables x (K * n_mv,): the twin's predictions
-    differentiated by central differences (all 2 K n_mv + 1 plans in one batched evaluation; a
-    step is shortened at a bound of [-1, 1]), the cost by autograd on those predictions.
+def _differences(
+    obj: PlanObjective, x: np.ndarray, shape: torch.Size
+) -> tuple[float, np.ndarray, float]:
+    """Cost, its gradient and the hard-limit crossing at decision variables x (K * n_mv,): the
+    twin's predictions differentiated by central differences (all 2 K n_mv + 1 plans in one
+    batched evaluation; a step is shortened at a bound of [-1, 1]), the cost by autograd on
+    those predictions.
 
     The twin is smooth; the kinks are the cost's own (a limit or trust penalty that starts),
     which the chain rule through plan_cost takes exactly."""
@@ -313,6 +310,7 @@ def _differences(obj: PlanObjective, x: np.ndarray, shape: torch.Size) -> tuple[
         x_all = torch.as_tensor(xs.reshape(-1, *shape), dtype=obj.dtype)
         u = expand(decode(x_all, obj.problem), obj.config.blocks)  # (2n + 1, H, n_mv)
         y, q, ratio = obj.predict(u, exact=False)
+        crossing = float(obj.crossing(q[:1])[0])
     outputs = [t for t in (y, q, u.to(obj.dtype), ratio) if t is not None]
     centre = [t[:1].clone().requires_grad_(True) for t in outputs]  # leaves outside inference
     with torch.enable_grad():
@@ -325,7 +323,7 @@ def _differences(obj: PlanObjective, x: np.ndarray, shape: torch.Size) -> tuple[
             continue
         jac = (t[1::2] - t[2::2]) / step.reshape(-1, *[1] * (t.dim() - 1))  # (n, ...)
         g = g + (jac * dc).flatten(1).sum(1)
-    return float(total.detach()), g.double().numpy()
+    return float(total.detach()), g.double().numpy(), crossing
 
 
 class _Spent(Exception):
@@ -342,7 +340,8 @@ def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Te
     The refinement minimises the penalised cost; its result is kept only if it beats the
     sampled best on the hard limits first and the cost second (None otherwise). At most
     config.evaluation_budget cost evaluations (when they run out inside a line search, the
-    search stops there); of every point evaluated, the best is returned.
+    search stops there); of every point evaluated, the best is returned, ranked on the cost
+    and crossing found when it was evaluated (not predicted again).
     """
     if config.refine_iterations == 0:
         return None
@@ -355,24 +354,27 @@ def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Te
     # search runs on v = x * sqrt(L), which makes the curvature of every block alike.
     w = np.repeat(np.sqrt(np.asarray(config.blocks, dtype=float)), shape[1])  # (K * n_mv,)
     budget = config.evaluation_budget
-    seen: list[np.ndarray] = []  # every point evaluated (v)
+    seen: list[_Best] = []  # every point evaluated (x), its cost and crossing
 
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
         if len(seen) >= budget:
             raise _Spent
         if config.refine_gradient == "differences":
-            value, grad = _differences(obj, v / w, shape)
+            value, grad, crossing = _differences(obj, v / w, shape)
         else:
             x = torch.tensor((v / w).reshape(shape), dtype=obj.dtype, requires_grad=True)
             with torch.enable_grad():
-                total = obj.total(x[None])[0]
+                terms, _, crossed = obj.terms(x[None])
+                total = terms["total"][0]
                 (g_x,) = torch.autograd.grad(total, x)
             value, grad = float(total.detach()), g_x.double().numpy().ravel()
+            crossing = float(crossed[0].detach())
+        x_seen = torch.as_tensor(v / w, dtype=obj.dtype).reshape(shape)
+        seen.append(_Best(x_seen, _finite(value), _finite(crossing)))
         value *= scale
         g = grad * scale / w
         if not (math.isfinite(value) and np.all(np.isfinite(g))):
             value, g = math.inf, np.zeros_like(v)
-        seen.append(v.copy())
         return value, g
 
     try:
@@ -391,18 +393,24 @@ def _refine(obj: PlanObjective, start: _Best, config: PlannerConfig) -> torch.Te
         )
     except _Spent:
         pass
-    if not seen:
-        return None
-    # Every point evaluated, in one batch: the best on the hard limits first and the cost
-    # second (scipy's last iterate is one of them; one on a hard limit's edge may cross it by a
+    # Of every point evaluated, the best on the hard limits first and the cost second
+    # (scipy's last iterate is one of them; one on a hard limit's edge may cross it by a
     # rounding, where a point just inside does not).
-    xs = torch.as_tensor(np.stack(seen) / w, dtype=obj.dtype).reshape(-1, *shape)
-    with torch.inference_mode():
-        terms, _, crossing = obj.terms(xs)
-    total = torch.nan_to_num(terms["total"].double(), nan=math.inf)
-    crossing = torch.nan_to_num(crossing.double(), nan=math.inf)
+    if seen and not config.search_shortcuts:  # the planner before: all predicted again
+        xs = torch.stack([p.x for p in seen])
+        with torch.inference_mode():
+            terms, _, crossing = obj.terms(xs)
+        seen = [
+            _Best(x, _finite(float(t)), _finite(float(c)))
+            for x, t, c in zip(xs, terms["total"], crossing, strict=True)
+        ]
     best = start
-    for i in range(len(xs)):
-        if best.beaten_by(float(total[i]), float(crossing[i])):
-            best = _Best(xs[i], float(total[i]), float(crossing[i]))
+    for point in seen:
+        if best.beaten_by(point.cost, point.crossing):
+            best = point
     return None if best is start else best.x
+
+
+def _finite(value: float) -> float:
+    """NaN (a prediction that broke down) ranks last, as infinity."""
+    return math.inf if math.isnan(value) else value

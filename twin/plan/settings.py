@@ -41,6 +41,12 @@ class PlannerConfig:
     half the CPU time of a backward pass through a rollout on one thread, where the small
     model's ops cost their dispatch), or "autograd", backpropagation through the rollout (the
     planner before; benchmarks/plan.py compares the decisions of both)."""
+    search_shortcuts: bool = True
+    """Shortcuts that leave the search's decisions as they are (up to float rounding): the
+    trust ratio bounded on a coarse subset of the twin's bank first (twin.plan.gating
+    .TrustRatio), and the refinement's best point picked on the costs found when each point
+    was evaluated, where they were predicted again in one batch. False: the planner before
+    (benchmarks/plan.py times both; tests/plan/test_planning_speed.py compares their plans)."""
     cv_limit_weight: float = 1000.0
     """Penalty weight on a quantile crossing a CV operating limit (fraction of span, squared)."""
     cv_hard_weight: float = 100000.0
