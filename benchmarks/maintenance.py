@@ -721,11 +721,21 @@ def replay(run: Path, which: str, commit: str | None) -> dict[str, Any]:
         m = monitor.DriftMonitor(home, spec, view, _NoAlarms(), live)
         step = timedelta(seconds=spec.plant.control_interval_s)
         t, end, peak = proposals[0].data_ts, proposals[-1].data_ts + 6 * step, (0.0, None)
+        # Each test's own first firing (the event names only the first of them); the MV-level
+        # test exists only in code since it was added.
+        first: dict[str, float | None] = {"errors": None, "disturbance": None, "mv_level": None}
+        mv_peak = (0.0, None)
         while t <= end:
             live.t = view.t = t
             m.check("v001", None)
             if m.bias is not None and m.bias.level > peak[0]:
                 peak = (m.bias.level, minutes(t))
+            mv = getattr(m, "mv_level", None)
+            if mv is not None and mv.level > mv_peak[0]:
+                mv_peak = (mv.level, minutes(t))
+            for name, test in (("errors", m.state), ("disturbance", m.bias), ("mv_level", mv)):
+                if first[name] is None and getattr(test, "fired", False):
+                    first[name] = minutes(t)
             t += step
     events = [(e["kind"], e["what"]) for e in view.events]
     commissioned = [w for k, w in events if k == "drift_commissioned"]
@@ -742,6 +752,10 @@ def replay(run: Path, which: str, commit: str | None) -> dict[str, Any]:
         "trend_threshold": threshold,
         "trend_peak": peak[0],
         "trend_peak_min": peak[1],
+        "first_alarm_min": first,
+        "mv_level_threshold": getattr(getattr(m, "mv_level", None), "threshold", None),
+        "mv_level_peak": mv_peak[0],
+        "mv_level_peak_min": mv_peak[1],
     }
 
 
