@@ -830,7 +830,8 @@ def mv_level_alarm(frame, spec: PlantSpec, config=None) -> dict[str, Any]:  # ty
     peak, t = 0.0, START + step
     while t <= frame.index.max():
         since = (t - START).total_seconds()
-        mvs = {m.name: float(frame[m.name].loc[:t].iloc[-1]) for m in spec.mvs}
+        seen = {m.name: frame[m.name].loc[:t].dropna() for m in spec.mvs}
+        mvs = {mv: float(v.iloc[-1]) if len(v) else None for mv, v in seen.items()}
         if cfg.settle_s <= since < cfg.settle_s + cfg.mv_commission_s:
             comm.add(mvs)
         elif since >= cfg.settle_s + cfg.mv_commission_s:

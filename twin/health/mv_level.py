@@ -14,8 +14,8 @@ time after `settle_s`), the APC practice of judging a loop against its state at 
 a two-sided CUSUM (Page) per MV, one term per control interval of plant time. `spread` is the
 MV's standard deviation over the commissioning stretch, floored at `mv_floor` x its operating
 span (a quiet loop barely moves its MVs; a move of a few hundredths of the span is not drift).
-The decision level is set in plant time: a deviation of `mv_slack` + 1 spreads standing for
-`mv_persist_s` fires it (threshold = mv_persist_s / control interval), so the test means the
+The decision level is set in plant time: a deviation of `mv_slack` + 1 spreads (1.5) standing
+for `mv_persist_s` (600 s) fires it (threshold = mv_persist_s / control interval), so the test means the
 same on a 10 s and a 30 s loop; the cap keeps one excursion (a disturbance rejected, a spike)
 from firing it alone.
 
