@@ -340,6 +340,13 @@ def quiet_cost(frame, spec: PlantSpec, setup: Setup, end: datetime) -> dict[str,
     }
 
 
+def alarm_lead_min(row: dict[str, Any]) -> float | None:
+    """Plant minutes from the drift alarm to the cost's doubling (negative: the alarm came
+    after it; None: no alarm or no doubling)."""
+    a, d = row.get("alarm_min"), row.get("cost_doubled_min")
+    return None if a is None or d is None else float(d) - float(a)
+
+
 def alarm_before_doubling(row: dict[str, Any]) -> bool:
     """The verdict: when the alarm fired, the cost over the baseline-length window ending then
     was still under twice the cost right after deployment (cost_doubled_min is on the control
@@ -519,6 +526,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
         commissioning=commissioning(home, spec),
     )
     row["alarm_before_doubling"] = alarm_before_doubling(row)
+    row["alarm_lead_min"] = alarm_lead_min(row)
     try:
         if v2 is not None:  # 4. shadow, then the gate
             slog = run / "serve-shadow.log"
@@ -721,11 +729,21 @@ def replay(run: Path, which: str, commit: str | None) -> dict[str, Any]:
         m = monitor.DriftMonitor(home, spec, view, _NoAlarms(), live)
         step = timedelta(seconds=spec.plant.control_interval_s)
         t, end, peak = proposals[0].data_ts, proposals[-1].data_ts + 6 * step, (0.0, None)
+        # Each test's own first firing (the event names only the first of them); the MV-level
+        # test exists only in code since it was added.
+        first: dict[str, float | None] = {"errors": None, "disturbance": None, "mv_level": None}
+        mv_peak = (0.0, None)
         while t <= end:
             live.t = view.t = t
             m.check("v001", None)
             if m.bias is not None and m.bias.level > peak[0]:
                 peak = (m.bias.level, minutes(t))
+            mv = getattr(m, "mv_level", None)
+            if mv is not None and mv.level > mv_peak[0]:
+                mv_peak = (mv.level, minutes(t))
+            for name, test in (("errors", m.state), ("disturbance", m.bias), ("mv_level", mv)):
+                if first[name] is None and getattr(test, "fired", False):
+                    first[name] = minutes(t)
             t += step
     events = [(e["kind"], e["what"]) for e in view.events]
     commissioned = [w for k, w in events if k == "drift_commissioned"]
@@ -742,6 +760,10 @@ def replay(run: Path, which: str, commit: str | None) -> dict[str, Any]:
         "trend_threshold": threshold,
         "trend_peak": peak[0],
         "trend_peak_min": peak[1],
+        "first_alarm_min": first,
+        "mv_level_threshold": getattr(getattr(m, "mv_level", None), "threshold", None),
+        "mv_level_peak": mv_peak[0],
+        "mv_level_peak_min": mv_peak[1],
     }
 
 
@@ -770,6 +792,111 @@ def training(run: Path) -> dict[str, Any]:
     return out
 
 
+def pi_loop(plant: str, scenario: str | None, seed: int, run_min: float):  # type: ignore[no-untyped-def]
+    """The plant's simulator under decentralised PI control (twin.baselines.pid) holding the
+    spec's setpoints: its samples (wide frame on the plant clock from START), no twin at all.
+    What the MV-level test sees of a loop that compensates a drift."""
+    import pandas as pd
+
+    from plants.base import Simulation
+    from twin.baselines.pid import PidController
+
+    spec = load_spec(plant)
+    sim = Simulation(spec, seed=seed, scenario=scenario, start=START)
+    pid = PidController(spec, sim.model)
+    setpoints = dict(spec.objective.setpoints)
+    y, rows, stamps = sim.measure(), [], []
+    for _ in range(int(run_min * 60 / spec.plant.control_interval_s)):
+        sim.set_mvs(pid.decide(y, sim.mv, setpoints))
+        for _ in range(spec.plant.samples_per_interval):
+            y = sim.step()
+            rows.append(dict(y))
+            stamps.append(sim.time)
+    return pd.DataFrame(rows, index=pd.DatetimeIndex(stamps))
+
+
+def mv_level_alarm(frame, spec: PlantSpec, config=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The MV-level test (twin.health.mv_level) run over a loop's samples as the runtime runs
+    it: commissioned on plant minutes [settle, settle + mv_commission] from START, then one
+    term per control interval. Its first alarm (plant minute), onset and peak."""
+    from twin.health.drift_config import DriftConfig
+    from twin.health.mv_level import MVLevelCommissioning, MVLevelState
+
+    cfg = config or DriftConfig()
+    step = timedelta(seconds=spec.plant.control_interval_s)
+    spans = {t.name: t.operating_limits[1] - t.operating_limits[0] for t in spec.mvs}
+    comm, state = MVLevelCommissioning(), None
+    fired = onset = None
+    peak, t = 0.0, START + step
+    while t <= frame.index.max():
+        since = (t - START).total_seconds()
+        seen = {m.name: frame[m.name].loc[:t].dropna() for m in spec.mvs}
+        mvs = {mv: float(v.iloc[-1]) if len(v) else None for mv, v in seen.items()}
+        if cfg.settle_s <= since < cfg.settle_s + cfg.mv_commission_s:
+            comm.add(mvs)
+        elif since >= cfg.settle_s + cfg.mv_commission_s:
+            if state is None:
+                state = MVLevelState(comm.reference(spans, cfg), cfg, step.total_seconds())
+            if state.update(mvs) and fired is None:
+                fired = minutes(t)
+            onset = None if state.level <= 0 else (onset if onset is not None else minutes(t))
+            peak = max(peak, state.level)
+            if fired is not None:
+                break
+        t += step
+    return {
+        "alarm_min": fired,
+        "onset_min": onset if fired is not None else None,
+        "peak": peak,
+        "threshold": None if state is None else state.threshold,
+        "reference": None if state is None else state.reference.to_dict(),
+    }
+
+
+def pi_mv_level(plants: list[str], seeds: list[int], setup: Setup) -> list[dict[str, Any]]:
+    """The MV-level test on PI-controlled drift and quiet runs of each plant: alarm, lead over
+    the loop's own cost doubling, and alarms without drift."""
+    out = []
+    for plant in plants:
+        spec = load_spec(plant)
+        run_min = setup.drift_run_min or DRIFT_RUN_MIN[plant]
+        w0 = START + timedelta(minutes=setup.warmup_min)
+        for seed in seeds:
+            row: dict[str, Any] = {"plant": plant, "seed": seed, "controller": "pid"}
+            for key, scenario in (("drift", DRIFT[plant]), ("quiet", None)):
+                frame = pi_loop(plant, scenario, seed, run_min)
+                base = per_sample(frame, spec, w0, w0 + timedelta(minutes=setup.baseline_min))
+                end = frame.index.max().to_pydatetime()
+                doubled = first_doubling(frame, spec, base, setup, w0, end)
+                found = mv_level_alarm(frame, spec)
+                row[key] = {
+                    **found,
+                    "cost_doubled_min": None if doubled is None else minutes(doubled),
+                    "cost_end_ratio": per_sample(
+                        frame, spec, end - timedelta(minutes=setup.baseline_min), end
+                    )
+                    / base,
+                    "mv_start": {m.name: float(frame[m.name].iloc[0]) for m in spec.mvs},
+                    "mv_end": {m.name: float(frame[m.name].iloc[-1]) for m in spec.mvs},
+                }
+            row["drift"]["lead_min"] = alarm_lead_min(row["drift"])
+            print(
+                plant,
+                seed,
+                "drift alarm",
+                _fmt(row["drift"]["alarm_min"]),
+                "cost doubled",
+                _fmt(row["drift"]["cost_doubled_min"]),
+                "quiet alarm",
+                _fmt(row["quiet"]["alarm_min"]),
+                "quiet peak",
+                _fmt(row["quiet"]["peak"]),
+                flush=True,
+            )
+            out.append(row)
+    return out
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -787,6 +914,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "alarm_min",
         "fired_by",
         "cost_doubled_min",
+        "alarm_lead_min",
         "cost_at_alarm_ratio",
         "cost_drifted_ratio",
         "alarm_before_doubling",
@@ -827,7 +955,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=("supervised", "auto"),
         help="serve mode during shadow: the plant holds (supervised) or stays controlled (auto)",
     )
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "maintenance.json"))
+    p.add_argument(
+        "--pi-mv-level",
+        action="store_true",
+        help="only the MV-level test on PI-controlled drift and quiet runs (no twin, no"
+        " processes); writes --out (default results/maintenance_mv_level.json)",
+    )
+    p.add_argument("--out", default=None, help="default: results/maintenance.json")
     p.add_argument("--root", default=str(Path(tempfile.gettempdir()) / "twin-maintenance"))
     p.add_argument("--merge", nargs="*", help="Only merge these result files into --out.")
     p.add_argument(
@@ -846,13 +980,32 @@ def main(argv: list[str] | None = None) -> int:
         shadow_mode=args.shadow_mode,
     )
     rows: list[dict[str, Any]] = []
-    out = Path(args.out)
+    results = ROOT / "benchmarks" / "results"
+    if args.pi_mv_level:
+        out = Path(args.out or results / "maintenance_mv_level.json")
+        seeds = [int(s) for s in args.seeds.split(",")]
+        found = pi_mv_level(args.plants.split(","), seeds, setup)
+        out.write_text(
+            json.dumps(
+                {
+                    "setup": asdict(setup),
+                    "rows": found,
+                    "machine": machine_info(),
+                    "at": datetime.now(UTC).isoformat(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    out = Path(args.out or results / "maintenance.json")
     if args.merge:  # runs made apart (one plant each), saved as one result
         parts = [json.loads(Path(f).read_text()) for f in args.merge]
         rows = [r for part in parts for r in part["rows"]]
         for r in rows:  # the verdict by the one rule above (older runs used the grid time)
             if "cost_at_alarm_ratio" in r:
                 r["alarm_before_doubling"] = alarm_before_doubling(r)
+                r["alarm_lead_min"] = alarm_lead_min(r)
         for r in rows if args.replay is not None else []:
             run = Path(args.root) / f"{r['plant']}-s{r['seed']}"
             r["training"] = training(run)

@@ -109,6 +109,9 @@ def test_drift_alarm_retrain_shadow_and_gated_promotion(
     elif evidence["fired_by"] == "disturbance":
         test = evidence["disturbance"]
         assert max(*test["cusum_up"].values(), *test["cusum_down"].values()) >= test["threshold"]
+    elif evidence["fired_by"] == "mv_level":  # the loop moved Tc away to hold Ca
+        test = evidence["mv_level"]
+        assert max(*test["cusum_up"].values(), *test["cusum_down"].values()) >= test["threshold"]
     else:  # the tiny twin may drive the fouled reactor to ignition and abstain from then on
         assert evidence["fired_by"] == "ood", evidence
     assert evidence["retrain"].startswith(f"twin retrain {PLANT} --since ")

@@ -52,6 +52,22 @@ class DriftConfig:
     ood_persist: int = 10
     """Consecutive control intervals with the OOD ratio above 1 (the twin abstaining: the plant
     is where it has not been trained) after commissioning that fire the alarm."""
+    mv_commission_s: float = 900.0
+    """MV-level test (twin.health.mv_level): plant seconds after the settling over which each
+    MV's level and spread are taken (the loop right after deployment)."""
+    mv_slack: float = 0.5
+    """MV-level CUSUM: allowance, in spreads (a deviation under half a spread accrues nothing).
+    At 1.0 the live four_tank run (seed 0, linear-MPC fallback) fired 5 minutes after its cost
+    doubled; at 0.5 the PI-controlled quiet runs' CUSUMs peak at 0.4-0.7 (four_tank) and 5.3-7.2
+    (cstr) against thresholds 60 and 20 (benchmarks/maintenance.py --pi-mv-level)."""
+    mv_cap: float = 4.0
+    """Largest standardised MV deviation one interval adds (one excursion cannot fire it)."""
+    mv_floor: float = 0.02
+    """Floor of an MV's spread, as a fraction of its operating span (a quiet loop's MVs barely
+    move; a shift of a few hundredths of the span is not a drift)."""
+    mv_persist_s: float = 600.0
+    """Plant seconds a deviation of mv_slack + 1 spreads must stand to fire the MV-level test
+    (its threshold is this over the control interval)."""
 
     def __post_init__(self) -> None:
         if self.slack < 0 or self.threshold <= 0 or self.cap <= 1 + self.slack:
@@ -74,6 +90,19 @@ class DriftConfig:
                 " bias_slack > 0, bias_cap > bias_slack, 0 < bias_false_alarm < 1,"
                 " bias_window_s > 0, max_delay_factor >= 1 and innovation_floor >= 0"
             )
+        if (
+            self.mv_commission_s <= 0
+            or self.mv_slack < 0
+            or self.mv_cap <= self.mv_slack
+            or self.mv_floor < 0
+            or self.mv_persist_s <= 0
+        ):
+            raise ValueError(
+                f"drift settings mv_commission_s={self.mv_commission_s}, mv_slack="
+                f"{self.mv_slack}, mv_cap={self.mv_cap}, mv_floor={self.mv_floor}, "
+                f"mv_persist_s={self.mv_persist_s}: need mv_commission_s > 0, mv_slack >= 0,"
+                " mv_cap > mv_slack, mv_floor >= 0 and mv_persist_s > 0"
+            )
         if self.max_reference < 1 or self.min_commission < 3 or self.ood_persist < 1:
             raise ValueError(
                 f"drift settings max_reference={self.max_reference}, min_commission="
@@ -95,6 +124,8 @@ ENV_SETTINGS = {
     "TWIN_DRIFT_FALSE_ALARM": "bias_false_alarm",
     "TWIN_DRIFT_INNOVATION_FLOOR": "innovation_floor",
     "TWIN_DRIFT_MAX_DELAY_FACTOR": "max_delay_factor",
+    "TWIN_DRIFT_MV_COMMISSION_S": "mv_commission_s",
+    "TWIN_DRIFT_MV_PERSIST_S": "mv_persist_s",
 }
 """Environment variables that shorten the commissioning (accelerated simulations, tests) and
 make the trend test more sensitive than its stated false-alarm rate allows (the CI test's

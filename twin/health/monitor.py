@@ -26,11 +26,12 @@ from twin.health.drift import (
     normalised_errors,
 )
 from twin.health.drift_config import DriftConfig, config_from_env
+from twin.health.mv_level import MVLevelCommissioning, MVLevelState
 from twin.paths import Home
 from twin.serve.alarms import Alarms
 from twin.serve.config import ACTOR
 from twin.serve.live import LiveState
-from twin.spec import PlantSpec
+from twin.spec import PlantSpec, Tag
 from twin.state import Store
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,17 @@ class DriftMonitor:
         self._seen = 0
         self._pending: list[_Pending] = []
         self._started: datetime | None = None
-        self._onset: dict[str, datetime | None] = {"errors": None, "disturbance": None}
+        self._onset: dict[str, datetime | None] = {
+            "errors": None,
+            "disturbance": None,
+            "mv_level": None,
+        }
         self._fired = False
         self._abstaining = AbstentionRun()
+        self.mv_level: MVLevelState | None = None
+        """The MV-level test (twin.health.mv_level), once its commissioning stretch is over."""
+        self._mv_commissioning = MVLevelCommissioning()
+        self._mv_fed: datetime | None = None
         self.recommendation: dict[str, Any] | None = None
         """The evidence of the serving version's last "retrain recommended" event."""
         # CV values on the sample grid (grid index -> values), filled from the live buffer.
@@ -91,6 +100,7 @@ class DriftMonitor:
         if self._started is None:
             self._started = ts
         self._record(ts)
+        self._check_mv_level(ts)
         for r in sorted(self.store.list_proposals(self.spec.name, limit=5), key=lambda r: r.id):
             if r.id > self._seen and r.model_version == self.version:
                 self._pending.append(_Pending(r.id, r.data_ts, r.payload))
@@ -113,14 +123,47 @@ class DriftMonitor:
             self._fired = True
             self._fire(now, "ood")
 
+    def _check_mv_level(self, now: datetime) -> None:
+        """Feed the MV-level test one term per control interval of plant time since the last
+        check (a runtime that fell behind still gives it every interval it has values of)."""
+        assert self._started is not None
+        cfg, step = self.config, self._step
+        t = self._mv_fed + step if self._mv_fed is not None else self._started
+        while t <= now:
+            self._mv_fed = t
+            since = (t - self._started).total_seconds()
+            mvs = {m.name: self._at(t).get(m.name) for m in self.spec.mvs}
+            t += step
+            if since < cfg.settle_s:
+                continue
+            if since < cfg.settle_s + cfg.mv_commission_s:
+                self._mv_commissioning.add(mvs)
+                continue
+            if self.mv_level is None:
+                if self._mv_commissioning.count < 3:
+                    continue
+                spans = {m.name: _span(m) for m in self.spec.mvs}
+                ref = self._mv_commissioning.reference(spans, cfg)
+                self.mv_level = MVLevelState(ref, cfg, float(self.spec.plant.control_interval_s))
+                log.info("MV-level test of twin %s commissioned: %s", self.version, ref)
+            fired = self.mv_level.update(mvs)
+            if self.mv_level.level <= 0:
+                self._onset["mv_level"] = None
+            elif self._onset["mv_level"] is None:
+                self._onset["mv_level"] = self._mv_fed
+            if fired and not self._fired:
+                self._fired = True
+                self._fire(self._mv_fed, "mv_level")
+
     def _start(self, version: str | None) -> None:
         self.version, self.state = version, DriftState(self.config)
         self.bias, self.reference = None, None
         self._commissioning = Commissioning(self.config)
         self._pending, self._values, self._started = [], {}, None
-        self._onset = {"errors": None, "disturbance": None}
+        self._onset = {"errors": None, "disturbance": None, "mv_level": None}
         self._fired = False
         self._abstaining = AbstentionRun()
+        self.mv_level, self._mv_commissioning, self._mv_fed = None, MVLevelCommissioning(), None
         self.recommendation = None
         self.alarms.condition("model_drift", {})
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}
@@ -253,13 +296,13 @@ class DriftMonitor:
     def _fire(self, now: datetime, by: str) -> None:
         from twin.maintain.retrain import retrain_command
 
-        assert self.bias is not None
         onset = (self._abstaining.onset if by == "ood" else self._onset[by]) or now
         evidence = {
             "model_version": self.version,
             "fired_by": by,
             **self.state.evidence(),
-            "disturbance": self.bias.evidence(),
+            "disturbance": None if self.bias is None else self.bias.evidence(),
+            "mv_level": None if self.mv_level is None else self.mv_level.evidence(),
             "reference": None if self.reference is None else self.reference.to_dict(),
             "data_ts": now.isoformat(),
             "onset_ts": onset.isoformat(),
@@ -276,7 +319,11 @@ class DriftMonitor:
                 f"{self.state.one_step:.1f}, multi-step {self.state.multi_step:.1f}"
                 f" >= {self.config.threshold:g})"
             )
+        elif by == "mv_level":
+            assert self.mv_level is not None
+            what = self.mv_level.describe()
         else:
+            assert self.bias is not None
             what = (
                 f"the disturbance estimate of {self.bias.worst()} trends away from its "
                 f"commissioned level (innovation CUSUM {self.bias.level:.1f}"
@@ -297,6 +344,12 @@ class DriftMonitor:
             why=message,
         )
         self.recommendation = evidence
+
+
+def _span(tag: Tag) -> float:
+    """An MV's operating span (its engineering span where it has no operating limits)."""
+    lo, hi = tag.operating_limits
+    return float(hi) - float(lo)
 
 
 def expected_rmse(home: Home, spec: PlantSpec, version: str) -> dict[str, list[float]]:

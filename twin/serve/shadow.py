@@ -6,8 +6,11 @@ store's shadow_proposals table and nowhere else. When the active twin made no pr
 interval (it abstained: out of its known region, a band over a limit), the shadow asks the active
 version for its hold prediction on the same window (`active_hold`), and when the candidate makes
 none it records its own (`hold`), so that an interval is not lost to either twin's refusal.
-`score` later compares both twins' hold predictions on the matured intervals over which the MVs
-did not move, normalised as the drift test does (twin.health.drift)."""
+`score` later compares the two twins on the matured intervals, normalised as the drift test does
+(twin.health.drift): where the MVs did not move, their recorded hold predictions; where they moved
+(the active twin or its fallback controlling: `twin serve --mode auto`), both twins' predictions
+replayed under the MVs the plant really got (`replay`), so that neither is judged on moves that
+were never made."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from twin import api
 from twin.health.drift import normalised_errors
@@ -28,11 +32,13 @@ from twin.health.monitor import HORIZON, expected_rmse
 from twin.historian import Historian
 from twin.paths import Home
 from twin.plan.proposal import NoProposal, Proposal
+from twin.plan.world import WorldModel
 from twin.serve.alarms import Alarms
 from twin.serve.fallback import is_fallback
 from twin.serve.live import LiveState
 from twin.spec import PlantSpec
 from twin.state import Store
+from twin.window import lookback, window_rows
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +187,9 @@ class ShadowScore:
     active_fallback: int = 0
     """Scored intervals where the active twin abstained and its fallback (the linear MPC of
     the same version) proposed: its predictions stand for the active side there."""
+    replayed: int = 0
+    """Scored intervals over which the MVs moved (auto mode): both twins' predictions there are
+    replays under the MVs the plant got (`replay`), not their recorded hold predictions."""
 
     @property
     def improvement(self) -> float | None:
@@ -194,25 +203,50 @@ class ShadowScore:
         return {**asdict(self), "improvement": self.improvement}
 
 
-def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScore:
+def score(
+    home: Home, spec: PlantSpec, store: Store, version: str, replay_moved: bool = True
+) -> ShadowScore:
     """Score the candidate against the active twin of each interval it shadowed. Errors are
     divided by the active twin's held-out RMSE (the candidate's if the active has no card), so
-    both twins are measured on one scale; lower is better, about 1 is as good as the card. An
-    interval counts when both hold predictions are known and the MVs did not move over its
-    horizon (whatever was proposed, approved or refused: the plant is the judge)."""
+    both twins are measured on one scale; lower is better, about 1 is as good as the card.
+    Where the MVs did not move over an interval's horizon, both recorded hold predictions are
+    scored (whatever was proposed, approved or refused: the plant is the judge). Where they
+    moved, both twins are replayed under the moves the plant really got (`replay`), or, with
+    `replay_moved` False, the interval is left out (as before the replay)."""
     rows = store.list_shadow(spec.name, version)
     actives = sorted({r.active_version for r in rows if r.active_version})
     frame = _history(home, spec, rows)
     step = timedelta(seconds=float(spec.plant.control_interval_s))
     scales: dict[str, dict[str, list[float]]] = {}
+    twins = _Twins(home, spec)
     active_e: list[list[float]] = []
     cand_e: list[list[float]] = []
-    fallback = 0
+    fallback = replayed = 0
     for r in rows:
         if frame is None or r.data_ts + HORIZON * step > frame.index.max():
             continue  # not matured yet
         if not _held(frame, spec, r.data_ts, r.data_ts + HORIZON * step):
-            continue  # a move was written: hold predictions do not apply
+            if not replay_moved or not r.active_version:
+                continue  # a move was written: hold predictions do not apply
+            key = r.active_version
+            if key not in scales:
+                scales[key] = expected_rmse(home, spec, key) or expected_rmse(home, spec, version)
+            rmse = scales[key]
+            actual = {
+                cv: [_at(frame, cv, r.data_ts + (k + 1) * step) for k in range(HORIZON)]
+                for cv in rmse
+            }
+            a_pred = _replayed(twins.get(key), frame, spec, r.data_ts)
+            c_pred = _replayed(twins.get(version), frame, spec, r.data_ts)
+            if a_pred is None or c_pred is None:
+                continue  # an MV value is missing over the horizon: nothing to replay under
+            a = normalised_errors({c: a_pred[c] for c in rmse if c in a_pred}, actual, rmse)
+            c = normalised_errors({c: c_pred[c] for c in rmse if c in c_pred}, actual, rmse)
+            if len(a) == HORIZON and len(c) == HORIZON:
+                active_e.append(a)
+                cand_e.append(c)
+                replayed += 1
+            continue
         by_fallback = False
         if r.active_proposal_id is not None:
             active = store.get_proposal(r.active_proposal_id)
@@ -248,7 +282,67 @@ def score(home: Home, spec: PlantSpec, store: Store, version: str) -> ShadowScor
         candidate_one_step=_mean([e[0] for e in cand_e]),
         candidate_multi_step=_mean([sum(e) / len(e) for e in cand_e]),
         active_fallback=fallback,
+        replayed=replayed,
     )
+
+
+def replay(model: WorldModel, window: np.ndarray, applied: np.ndarray) -> dict[str, list[float]]:
+    """A twin's predicted CV means over `len(applied)` control intervals from `window` (W,
+    n_tags in `model.tag_names` order, NaN missing), under the MV values `applied` (H, n_mv in
+    `model.mv_names` order) that the plant really got. The prediction is anchored at the last
+    measurement (each CV's offset is its measured value minus the readout of the encoded
+    latent), the same rule for every twin, so that a candidate and the active twin are
+    compared on their dynamics, not on how long each one's observer has been running."""
+    x = np.array(window, dtype=float)
+    with torch.inference_mode():
+        xt = torch.as_tensor(x, dtype=torch.float32)[None]  # (1, W, n_tags)
+        z0 = model.encode(torch.nan_to_num(xt), torch.isfinite(xt))  # (1, D)
+        y0, _ = model.readout(z0)  # (1, n_cv)
+        u = torch.as_tensor(np.array(applied, dtype=float), dtype=z0.dtype)[None]  # (1, H, n_mv)
+        y, _ = model.readout(model.rollout(z0, u))  # (1, H, n_cv)
+    names = list(model.tag_names)
+    out = {}
+    for i, cv in enumerate(model.cv_names):
+        seen = x[:, names.index(cv)]
+        seen = seen[np.isfinite(seen)]
+        if not len(seen):
+            continue
+        offset = float(seen[-1]) - float(y0[0, i])
+        out[cv] = [float(v) + offset for v in y[0, :, i].double().numpy()]
+    return out
+
+
+class _Twins:
+    """Model versions loaded once per score (only when an interval needs a replay)."""
+
+    def __init__(self, home: Home, spec: PlantSpec) -> None:
+        self.home, self.spec = home, spec
+        self._loaded: dict[str, WorldModel] = {}
+
+    def get(self, version: str) -> WorldModel:
+        if version not in self._loaded:
+            from twin import registry
+
+            model = registry.load_version(self.home, self.spec, version)
+            model.eval()
+            self._loaded[version] = model
+        return self._loaded[version]
+
+
+def _replayed(
+    model: WorldModel, frame: pd.DataFrame, spec: PlantSpec, data_ts: datetime
+) -> dict[str, list[float]] | None:
+    """`replay` of one shadow interval: the twin's window up to `data_ts` and the MVs in force
+    over each of the next HORIZON control intervals (an interval's value is its last sample's,
+    as the observer reads a window), both from the historian. None: an MV value is missing."""
+    spi = spec.plant.samples_per_interval
+    step = timedelta(seconds=float(spec.plant.control_interval_s))
+    window = window_rows(frame, spec, list(model.tag_names), int(model.window), data_ts)
+    after = window_rows(frame, spec, list(model.mv_names), HORIZON * spi, data_ts + HORIZON * step)
+    applied = after[spi - 1 :: spi]  # (HORIZON, n_mv)
+    if applied.shape[0] != HORIZON or not np.isfinite(applied).all():
+        return None
+    return replay(model, window, applied)
 
 
 def _held(frame: pd.DataFrame, spec: PlantSpec, t0: datetime, t1: datetime) -> bool:
@@ -273,8 +367,11 @@ def _history(home: Home, spec: PlantSpec, rows: list[Any]) -> pd.DataFrame | Non
         span = h.time_range()
         if span is None:
             return None
-        start = min(r.data_ts for r in rows) - timedelta(minutes=10)
-        frame = h.read(start, span[1], tags=[t.name for t in (*spec.cvs, *spec.mvs)])
+        # A replay reads each twin's window before its interval (twin windows are a few
+        # control intervals long; 20 are read).
+        back = lookback(spec, 20 * spec.plant.samples_per_interval)
+        start = min(r.data_ts for r in rows) - max(timedelta(minutes=10), back)
+        frame = h.read(start, span[1], tags=list(spec.tag_names))
     return None if frame.empty else frame
 
 
