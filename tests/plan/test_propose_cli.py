@@ -165,3 +165,11 @@ def test_the_twin_is_saved_with_observer_gains_that_propose_and_serve_use(
     assert defaults.output.tolist() == [planner.observer_output_gain]
     proposer.refresh()
     assert proposer.version == "v002" and proposer.observer_gains.source == "planner settings"
+
+
+def test_bench_passes_further_options_to_the_script(capfd) -> None:  # type: ignore[no-untyped-def]
+    # The script's own argument parser sees them: this one refuses an option it does not have.
+    assert main(["bench", "tep_control", "--no-such-option", "3"]) == 1
+    err = capfd.readouterr().err
+    assert "unrecognized arguments: --no-such-option 3" in err
+    assert "benchmark 'tep_control' failed with exit code 2" in err

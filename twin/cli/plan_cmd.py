@@ -27,7 +27,9 @@ console = Console()
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the `twin` app."""
     app.command("propose")(propose_cmd)
-    app.command("bench")(bench_cmd)
+    # Options after NAME that `twin bench` does not know go to the script itself.
+    extra = {"allow_extra_args": True, "ignore_unknown_options": True}
+    app.command("bench", context_settings=extra)(bench_cmd)
 
 
 def propose_cmd(
@@ -89,17 +91,23 @@ def _print_proposal(p: Proposal) -> None:
 
 
 def bench_cmd(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help=f"Which benchmark: {', '.join(BENCH_NAMES)}.")],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the saved results as JSON (the table to stderr).")
     ] = False,
 ) -> None:
-    """Run benchmarks/NAME.py with this Python and print its table (results in benchmarks/results/)."""
+    """Run benchmarks/NAME.py with this Python and print its table (results in benchmarks/results/).
+
+    Further options go to the script, e.g. `twin bench tep_control --scenarios idv6 --hours 16`
+    (the Tennessee Eastman closed loop) or `twin bench control --only cstr/fouling`."""
     if name not in BENCH_NAMES:
         raise BadInput(f"unknown benchmark {name!r} (choose from {', '.join(BENCH_NAMES)})")
     script = BENCHMARKS / f"{name}.py"
     # With --json, stdout carries the JSON alone: the script's table goes to stderr.
-    code = subprocess.call([sys.executable, str(script)], stdout=sys.stderr if as_json else None)
+    code = subprocess.call(
+        [sys.executable, str(script), *ctx.args], stdout=sys.stderr if as_json else None
+    )
     if code != 0:
         raise TwinError(f"benchmark {name!r} failed with exit code {code}")
     if as_json:
