@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from twin.health.arl import bias_threshold, exact_threshold, false_alarm
+from twin.health.cusum import TwoSidedCusum
 from twin.health.drift_config import DriftConfig
 
 
@@ -187,8 +188,6 @@ class BiasState:
     threshold: float = 0.0
     """Decision level (set from the config's stated false-alarm rate: `bias_threshold`, at
     most `max_delay_factor` x the level for exactly known means)."""
-    up: dict[str, float] = field(default_factory=dict)
-    down: dict[str, float] = field(default_factory=dict)
     total: dict[str, float] = field(default_factory=dict)
     n: int = 0
     fired: bool = False
@@ -199,6 +198,7 @@ class BiasState:
 
     def __post_init__(self) -> None:
         cfg = self.config
+        self.cusum = TwoSidedCusum(cfg.bias_slack, cfg.bias_cap)
         ses = [self.mean_se.get(cv, 0.0) for cv in self.std]
         # A commissioning that ended at its longest with imprecise means: the detection delay
         # is bounded (max_delay_factor) and the false-alarm probability that gives is recorded.
@@ -210,16 +210,12 @@ class BiasState:
 
     def update(self, innovation: Mapping[str, float]) -> bool:
         """Add one matured prediction's signed one-step errors; True when it fires now."""
-        cfg = self.config
         seen = False
         for cv, e in innovation.items():
             if cv not in self.std or not math.isfinite(e):
                 continue
             seen = True
-            z = (e - self.mean[cv]) / self.std[cv]
-            z = min(max(z, -cfg.bias_cap), cfg.bias_cap)
-            self.up[cv] = max(0.0, self.up.get(cv, 0.0) + z - cfg.bias_slack)
-            self.down[cv] = max(0.0, self.down.get(cv, 0.0) - z - cfg.bias_slack)
+            z = self.cusum.add(cv, (e - self.mean[cv]) / self.std[cv])
             self.total[cv] = self.total.get(cv, 0.0) + (e - self.mean[cv])
             self.recent[cv] = [*self.recent.get(cv, []), z][-20:]
         if not seen:
@@ -232,12 +228,11 @@ class BiasState:
 
     @property
     def level(self) -> float:
-        return max([*self.up.values(), *self.down.values(), 0.0])
+        return self.cusum.level
 
     def worst(self) -> str | None:
         """The CV whose CUSUM stands highest."""
-        both = {cv: max(self.up.get(cv, 0.0), self.down.get(cv, 0.0)) for cv in self.std}
-        return max(both, key=lambda cv: both[cv]) if both else None
+        return self.cusum.worst()
 
     def evidence(self) -> dict[str, object]:
         return {
@@ -246,8 +241,7 @@ class BiasState:
             "threshold": self.threshold,
             "false_alarm": self.false_alarm,
             "false_alarm_window_s": self.config.bias_window_s,
-            "cusum_up": dict(self.up),
-            "cusum_down": dict(self.down),
+            **self.cusum.evidence(),
             "worst_cv": self.worst(),
             "innovation_sum_since_commissioning": dict(self.total),
             "recent_mean_z": {cv: _mean(zs) for cv, zs in self.recent.items()},

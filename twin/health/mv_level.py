@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import fmean
 
+from twin.health.cusum import TwoSidedCusum
 from twin.health.drift_config import DriftConfig
 
 
@@ -87,11 +88,12 @@ class MVLevelState:
     config: DriftConfig = field(default_factory=DriftConfig)
     interval_s: float = 30.0
     """Plant seconds per term (the control interval): the threshold is set in plant time."""
-    up: dict[str, float] = field(default_factory=dict)
-    down: dict[str, float] = field(default_factory=dict)
     n: int = 0
     fired: bool = False
     recent: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.cusum = TwoSidedCusum(self.config.mv_slack, self.config.mv_cap)
 
     @property
     def threshold(self) -> float:
@@ -100,15 +102,12 @@ class MVLevelState:
 
     def update(self, mvs: Mapping[str, float | None]) -> bool:
         """Add one control interval's MV values; True when the test fires now (once)."""
-        cfg, ref, seen = self.config, self.reference, False
+        ref, seen = self.reference, False
         for mv, v in mvs.items():
             if mv not in ref.spread or v is None or not math.isfinite(v):
                 continue
             seen = True
-            z = (float(v) - ref.level[mv]) / ref.spread[mv]
-            z = min(max(z, -cfg.mv_cap), cfg.mv_cap)
-            self.up[mv] = max(0.0, self.up.get(mv, 0.0) + z - cfg.mv_slack)
-            self.down[mv] = max(0.0, self.down.get(mv, 0.0) - z - cfg.mv_slack)
+            self.cusum.add(mv, (float(v) - ref.level[mv]) / ref.spread[mv])
             self.recent[mv] = [*self.recent.get(mv, []), float(v)][-20:]
         if not seen:
             return False
@@ -120,12 +119,11 @@ class MVLevelState:
 
     @property
     def level(self) -> float:
-        return max([*self.up.values(), *self.down.values(), 0.0])
+        return self.cusum.level
 
     def worst(self) -> str | None:
         """The MV whose CUSUM stands highest."""
-        both = {mv: max(self.up.get(mv, 0.0), self.down.get(mv, 0.0)) for mv in self.up}
-        return max(both, key=lambda mv: both[mv]) if both else None
+        return self.cusum.worst()
 
     def describe(self) -> str:
         """The alarm's reason in words."""
@@ -147,8 +145,7 @@ class MVLevelState:
             "slack": self.config.mv_slack,
             "threshold": self.threshold,
             "persist_s": self.config.mv_persist_s,
-            "cusum_up": dict(self.up),
-            "cusum_down": dict(self.down),
+            **self.cusum.evidence(),
             "worst_mv": self.worst(),
             "recent_level": {mv: fmean(xs) for mv, xs in self.recent.items() if xs},
             "reference": self.reference.to_dict(),
