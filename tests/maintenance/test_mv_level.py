@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from plants.base import Simulation
-from tests.support.tiny import TINY_MODEL, tiny_training
+from tests.support.tiny import train_tiny_twin
 from twin import audit
 from twin.baselines.pid import PidController
 from twin.health.drift_config import DriftConfig
@@ -102,18 +102,7 @@ def test_the_threshold_is_set_in_plant_time_and_a_spike_cannot_fire_it() -> None
 
 def _tiny_four_tank(home: Home) -> str:
     """A deliberately small four_tank twin (seconds to train): the monitor needs its card."""
-    from twin.data import DataConfig
-    from twin.generate import generate_into
-    from twin.historian import Historian
-    from twin.train import train_plant
-
-    spec = load_spec("four_tank")
-    generate_into(home, spec, hours=1.0, seed=0, progress=False)
-    with Historian(home.historian_dir(spec.name)) as h:
-        start, end = h.time_range()
-        frame = h.read(start, end + (end - start) / 100)
-    train = tiny_training(epochs=1, steps_per_epoch=5, batch_size=16, max_seconds=10)
-    return train_plant(home, spec, TINY_MODEL, DataConfig(horizon=5), train, frame=frame)
+    return train_tiny_twin(home, "four_tank", 1.0, epochs=1, max_seconds=10)
 
 
 @pytest.mark.slow

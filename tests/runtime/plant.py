@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import struct
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 from tests.support.procs import start_logged, twin_cmd, wait_for
 from tests.support.procs import stop as stop  # re-exported for the runtime tests
 from tests.support.specs import ports, sim_cmd, spec_copy
-from tests.support.tiny import TINY_MODEL, tiny_training
+from tests.support.tiny import train_tiny_twin
 from twin.paths import Home
 from twin.spec import PlantSpec, load_spec
 
@@ -28,22 +27,11 @@ def write_spec(
 
 
 def train_tiny(home: Home) -> str:
-    """A deliberately small twin (seconds to train): enough for the runtime to propose with."""
-    from twin.data import DataConfig
-    from twin.generate import generate_into
-    from twin.historian import Historian
-    from twin.train import train_plant
-
-    spec = load_spec("cstr")
-    generate_into(home, spec, hours=2.0, seed=0, progress=False)
-    with Historian(home.historian_dir(spec.name)) as h:
-        start, end = h.time_range()
-        frame = h.read(start, end + (end - start) / 100)
-    shutil.rmtree(home.historian_dir(spec.name))  # the runtime's history starts empty
-    train = tiny_training(
-        epochs=2, steps_per_epoch=5, batch_size=16, max_seconds=10, obs_max_seconds=3
+    """A deliberately small cstr twin (seconds to train): enough for the runtime to propose
+    with; the runtime's history starts empty."""
+    return train_tiny_twin(
+        home, "cstr", 2.0, keep_history=False, epochs=2, max_seconds=10, obs_max_seconds=3
     )
-    return train_plant(home, spec, TINY_MODEL, DataConfig(horizon=5), train, frame=frame)
 
 
 def start_sim(spec: PlantSpec, log: Path, speed: float = 20.0) -> subprocess.Popen[bytes]:
