@@ -19,7 +19,9 @@ from twin.plan.observer import (
     DisturbanceObserver,
     ObserverGains,
     fit_gains,
+    horizon_amplification,
     kalman_gain,
+    latent_floor,
     settling_gain,
 )
 from twin.plan.proposal import NoProposal, Proposal
@@ -31,7 +33,10 @@ FAST = PlannerConfig(population=32, elites=4, cem_iterations=2)
 
 
 def _closed_loop(
-    gains: ObserverGains, decisions: int = 30, refused: Callable[[int], bool] = lambda k: False
+    gains: ObserverGains,
+    decisions: int = 30,
+    refused: Callable[[int], bool] = lambda k: False,
+    controllers: list[PlanningController] | None = None,
 ) -> list[float]:
     """Plant y+ = 0.8 y + 2u + 1 under a planner whose model lacks the +1; y after each interval.
     At the decisions `refused` names, the twin's OOD gate refuses and the MV is held."""
@@ -42,6 +47,8 @@ def _closed_loop(
     )
     model = ToyLinearModel(np.array([[A]]), np.array([[B]]), np.zeros(1), ["y"], ["u"], radius=1e9)
     ctl = PlanningController(model, spec, FAST, observer_gains=gains)
+    if controllers is not None:
+        controllers.append(ctl)
     y, u, ys = 0.0, 0.0, []
     for k in range(decisions):
         model.radius = 1e-9 if refused(k) else 1e9  # every state is out of distribution
@@ -193,3 +200,40 @@ def test_the_state_filter_plans_from_the_prediction_moved_toward_the_measurement
     plain.update(model, torch.tensor([[4.0]]), np.array([4.0]), np.array([1.0]), TS)
     est = plain.update(model, torch.tensor([[11.0]]), np.array([11.0]), np.array([1.0]), later)
     assert est.z0 is None
+
+
+def test_the_latent_floor_is_the_settling_gain_capped_by_the_horizons_amplification() -> None:
+    # On z+ = a z + b u + d a latent disturbance d moves y by 1 one interval ahead and by
+    # 1 + a + ... + a^(H-1) at the horizon: exactly the amplification.
+    z, u, horizon = torch.tensor([[3.0]]), np.array([0.5]), 20
+    for a in (0.0, 0.8, 0.95, 1.0):
+        model = ToyLinearModel(np.array([[a]]), np.array([[B]]), np.zeros(1), ["y"], ["u"])
+        amp = horizon_amplification(model, z, u, horizon, np.array([7.0]))
+        assert amp == pytest.approx(sum(a**j for j in range(horizon)), rel=1e-3)
+    # A slow plant (a = 0.95: 12.8x) is capped below the settling gain, a fast one is not.
+    assert latent_floor(20, 12.83) == pytest.approx(1 / 12.83)
+    assert latent_floor(20, 4.94) == pytest.approx(settling_gain(20))
+    assert latent_floor(10, 0.5) == pytest.approx(settling_gain(10))
+    g = ObserverGains(np.array([0.05, 0.0, 0.5]), np.array([0.3]), "fitted").latent_at_least(0.2)
+    assert g.latent.tolist() == [0.2, 0.0, 0.5] and g.output.tolist() == [0.3]
+    assert "latent gains raised to 0.2" in g.source
+
+
+def test_the_planner_floors_the_fitted_latent_gain_and_the_loop_still_settles() -> None:
+    # Fitted on data without an unmeasured disturbance, the latent gain sits at 0.05; the
+    # planner raises it at its first decision (toy: a = 0.8, H = 20, amplification 4.94, so the
+    # settling gain 0.139 binds) and the loop removes the unmeasured +1 without an offset.
+    # Without the floor (latent 0.05) the same loop was still 0.44 above the setpoint after
+    # 9 intervals and overshot by 0.85; with it 0.07 and 0.56.
+    made: list[PlanningController] = []
+    ys = _closed_loop(ObserverGains(np.array([0.05]), np.array([0.05]), "f"), 50, controllers=made)
+    ctl = made[0]
+    assert ctl.config.horizon == 20
+    assert ctl.latent_floor == pytest.approx(settling_gain(20), rel=1e-3)
+    assert ctl.observer.gains.latent.tolist() == [pytest.approx(settling_gain(20), rel=1e-3)]
+    assert abs(ys[8] - SP) < 0.15 and max(ys) - SP < 0.7
+    assert max(abs(y - SP) for y in ys[-5:]) < 1e-2
+    # A latent state switched off (gain 0, as the linear MPC's) stays off.
+    off: list[PlanningController] = []
+    _closed_loop(ObserverGains(np.array([0.0]), np.array([0.5]), "off"), 2, controllers=off)
+    assert off[0].observer.gains.latent.tolist() == [0.0]
