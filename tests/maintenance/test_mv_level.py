@@ -140,3 +140,54 @@ def test_the_runtime_monitor_raises_the_alarm_as_mv_level(tmp_path: Path) -> Non
     onset = (datetime.fromisoformat(what["onset_ts"]) - start).total_seconds() / 60
     assert 30.0 < onset < alarm < 90.0, (onset, alarm)
     assert what["retrain"].startswith("twin retrain four_tank --since ")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_new_operator_limits_start_the_mv_level_test_again(tmp_path: Path) -> None:
+    """At minute 30 of a quiet PI loop the h1 target drops 2 cm, as an engineer would after
+    tightening its operator limits: the pumps settle at a new level. With the limit change in
+    the store the MV-level test commissions again on that level and stays quiet; the same move
+    without one is what the test is for, and fires it."""
+    home = Home.at(tmp_path / "home")
+    version = _tiny_four_tank(home)
+    spec = load_spec("four_tank")
+    per_minute = 60 / spec.plant.control_interval_s
+    fired, references = {}, {}
+    for recorded in (True, False):
+        sim = Simulation(spec, seed=0, start=datetime(2026, 1, 1, tzinfo=UTC))
+        pid = PidController(spec, sim.model)
+        targets = dict(spec.objective.setpoints)
+        with Store.open(Home.at(tmp_path / str(recorded))) as store:
+            live = LiveState(spec, keep_s=600.0)
+            monitor = DriftMonitor(home, spec, store, Alarms(store, spec.name), live)
+            y = sim.measure()
+            for k in range(int(80 * per_minute)):
+                if k == int(30 * per_minute):
+                    assert monitor.mv_level is not None  # commissioned on the first level
+                    references["first"] = monitor.mv_level.reference.level
+                    targets["h1"] -= 2.0
+                    if recorded:
+                        h1 = spec.tag("h1").operating_limits
+                        store.add_operator_limits(
+                            spec.name,
+                            "h1",
+                            h1[0],
+                            h1[1] - 4.0,
+                            user="erin",
+                            reason="tighter h1",
+                            before=(h1[0], h1[1]),
+                        )
+                sim.set_mvs(pid.decide(y, sim.mv, targets))
+                for _ in range(spec.plant.samples_per_interval):
+                    y = sim.step()
+                    live.on_batch([Sample(sim.time, tag, float(v)) for tag, v in y.items()])
+                monitor.check(version, None)
+            fired[recorded] = audit.entries(store, plant=spec.name, kind="retrain_recommended")
+            if recorded:
+                assert monitor.mv_level is not None  # commissioned again, on the new level
+                references["second"] = monitor.mv_level.reference.level
+    assert fired[True] == []
+    assert [e["what"]["fired_by"] for e in fired[False]] == ["mv_level"]
+    moved = {mv: references["second"][mv] - references["first"][mv] for mv in ("v1", "v2")}
+    assert max(abs(d) for d in moved.values()) > 0.05, moved

@@ -81,6 +81,10 @@ class DriftMonitor:
         """The MV-level test (twin.health.mv_level), once its commissioning stretch is over."""
         self._mv_commissioning = MVLevelCommissioning()
         self._mv_fed: datetime | None = None
+        self._mv_started: datetime | None = None
+        """Where the MV-level test's clock starts: the version's start, or the last change of
+        the operator limits (which moves the MVs as a drift would)."""
+        self._mv_limits: dict[str, tuple[float, float]] | None = None
         self.recommendation: dict[str, Any] | None = None
         """The evidence of the serving version's last "retrain recommended" event."""
         # CV values on the sample grid (grid index -> values), filled from the live buffer.
@@ -100,6 +104,7 @@ class DriftMonitor:
         if self._started is None:
             self._started = ts
         self._record(ts)
+        self._recommission_mv_level_on_new_limits(ts)
         self._check_mv_level(ts)
         for r in sorted(self.store.list_proposals(self.spec.name, limit=5), key=lambda r: r.id):
             if r.id > self._seen and r.model_version == self.version:
@@ -123,15 +128,27 @@ class DriftMonitor:
             self._fired = True
             self._fire(now, "ood")
 
+    def _recommission_mv_level_on_new_limits(self, now: datetime) -> None:
+        """An engineer's new operator limits move the MVs to a new level on purpose: the
+        MV-level test starts again (settling, then commissioning) from that moment."""
+        limits = self.store.operator_limits(self.spec.name)
+        if self._mv_started is None:
+            self._mv_started, self._mv_limits = self._started, limits
+        elif limits != self._mv_limits:
+            log.info("operator limits changed: the MV-level test of %s starts again", self.version)
+            self._mv_started, self._mv_limits = now, limits
+            self.mv_level, self._mv_commissioning = None, MVLevelCommissioning()
+            self._onset["mv_level"] = None
+
     def _check_mv_level(self, now: datetime) -> None:
         """Feed the MV-level test one term per control interval of plant time since the last
         check (a runtime that fell behind still gives it every interval it has values of)."""
-        assert self._started is not None
+        assert self._mv_started is not None
         cfg, step = self.config, self._step
-        t = self._mv_fed + step if self._mv_fed is not None else self._started
+        t = self._mv_fed + step if self._mv_fed is not None else self._mv_started
         while t <= now:
             self._mv_fed = t
-            since = (t - self._started).total_seconds()
+            since = (t - self._mv_started).total_seconds()
             mvs = {m.name: self._at(t).get(m.name) for m in self.spec.mvs}
             t += step
             if since < cfg.settle_s:
@@ -164,6 +181,7 @@ class DriftMonitor:
         self._fired = False
         self._abstaining = AbstentionRun()
         self.mv_level, self._mv_commissioning, self._mv_fed = None, MVLevelCommissioning(), None
+        self._mv_started, self._mv_limits = None, None
         self.recommendation = None
         self.alarms.condition("model_drift", {})
         self._rmse = expected_rmse(self.home, self.spec, version) if version else {}

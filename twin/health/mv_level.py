@@ -20,8 +20,9 @@ same on a 10 s and a 30 s loop; the cap keeps one excursion (a disturbance rejec
 from firing it alone.
 
 The test sees every MV the plant got, whoever moved it (the twin, its fallback, an operator's
-write). It assumes the targets and operating limits stay as they were at commissioning: a new
-setpoint moves the MVs as much as a drift does (the runtime restarts the test with each version).
+write). A new setpoint or operator limit moves the MVs as much as a drift does, so the drift
+monitor starts the test again on each change of the operator limits and with each version (the
+targets come from the spec: they change only with a restart).
 """
 
 from __future__ import annotations
