@@ -931,6 +931,17 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(" | ".join(_fmt(r.get(c)) for c in cols))
 
 
+def save(out: Path, setup: Any, rows: list[dict[str, Any]]) -> None:
+    """One run's result file: its setup, rows, machine and time."""
+    result = {
+        "setup": asdict(setup),
+        "rows": rows,
+        "machine": machine_info(),
+        "at": datetime.now(UTC).isoformat(),
+    }
+    out.write_text(json.dumps(result, indent=2, default=str))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--plants", default="cstr,four_tank")
@@ -985,18 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out or results / "maintenance_mv_level.json")
         seeds = [int(s) for s in args.seeds.split(",")]
         found = pi_mv_level(args.plants.split(","), seeds, setup)
-        out.write_text(
-            json.dumps(
-                {
-                    "setup": asdict(setup),
-                    "rows": found,
-                    "machine": machine_info(),
-                    "at": datetime.now(UTC).isoformat(),
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        save(out, setup, found)
         return 0
     out = Path(args.out or results / "maintenance.json")
     if args.merge:  # runs made apart (one plant each), saved as one result
@@ -1042,18 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(chain(plant, seed, setup, Path(args.root)))
             except Exception as exc:  # a failed chain is a row too
                 rows.append({"plant": plant, "seed": seed, "error": repr(exc)[-2000:]})
-            out.write_text(
-                json.dumps(
-                    {
-                        "setup": asdict(setup),
-                        "rows": rows,
-                        "machine": machine_info(),
-                        "at": datetime.now(UTC).isoformat(),
-                    },
-                    indent=2,
-                    default=str,
-                )
-            )
+            save(out, setup, rows)
             print_table(rows)
     return 0
 

@@ -1,4 +1,5 @@
-"""The two-sided CUSUM (Page) the drift tests share, one per key (a CV, an MV).
+"""What the drift tests share: the count of terms and the fire-once rule (`SequentialTest`),
+and the two-sided CUSUM (Page), one per key (a CV, an MV).
 
 On standardised scores z, capped at +-cap so that one outlier cannot fire it alone:
 
@@ -10,6 +11,23 @@ Its level is the highest of them; each test sets its own decision level against 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+@dataclass(kw_only=True)
+class SequentialTest:
+    """The terms a drift test has scored, and whether it has fired: once per version (the
+    alarm stands until a new version serves)."""
+
+    n: int = 0
+    fired: bool = False
+
+    def count_term(self, level: float, threshold: float) -> bool:
+        """Count one scored term; True the first time `level` reaches `threshold`."""
+        self.n += 1
+        if self.fired or level < threshold:
+            return False
+        self.fired = True
+        return True
 
 
 @dataclass

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from twin.health.arl import bias_threshold, exact_threshold, false_alarm
-from twin.health.cusum import TwoSidedCusum
+from twin.health.cusum import SequentialTest, TwoSidedCusum
 from twin.health.drift_config import DriftConfig
 
 
@@ -109,7 +109,7 @@ def _mean(xs: Sequence[float]) -> float | None:
 
 
 @dataclass
-class DriftState:
+class DriftState(SequentialTest):
     """The prediction-error test of one model version: one CUSUM on one-step errors and one on
     the mean over the multi-step horizon (each divided by its reference level), plus the OOD
     score's recent history."""
@@ -120,8 +120,6 @@ class DriftState:
     reference_multi: float = 1.0
     one_step: float = 0.0
     multi_step: float = 0.0
-    n: int = 0
-    fired: bool = False
     recent_one: list[float] = field(default_factory=list)
     recent_multi: list[float] = field(default_factory=list)
     ood: list[float] = field(default_factory=list)
@@ -141,11 +139,7 @@ class DriftState:
         self.multi_step = max(0.0, self.multi_step + multi_x - 1.0 - cfg.slack)
         self.recent_one = [*self.recent_one, errors[0]][-20:]
         self.recent_multi = [*self.recent_multi, multi][-20:]
-        self.n += 1
-        if self.fired or max(self.one_step, self.multi_step) < cfg.threshold:
-            return False
-        self.fired = True
-        return True
+        return self.count_term(max(self.one_step, self.multi_step), cfg.threshold)
 
     @property
     def level(self) -> float:
@@ -170,7 +164,7 @@ class DriftState:
 
 
 @dataclass
-class BiasState:
+class BiasState(SequentialTest):
     """The disturbance-trend test: per CV, a two-sided CUSUM on the standardised one-step
     innovation z = (e - commissioning mean) / long-run std, and the innovations' running sum
     (the observer's output estimate has moved by its gain times that sum)."""
@@ -189,8 +183,6 @@ class BiasState:
     """Decision level (set from the config's stated false-alarm rate: `bias_threshold`, at
     most `max_delay_factor` x the level for exactly known means)."""
     total: dict[str, float] = field(default_factory=dict)
-    n: int = 0
-    fired: bool = False
     recent: dict[str, list[float]] = field(default_factory=dict)
 
     false_alarm: float = 0.0
@@ -218,13 +210,7 @@ class BiasState:
             z = self.cusum.add(cv, (e - self.mean[cv]) / self.std[cv])
             self.total[cv] = self.total.get(cv, 0.0) + (e - self.mean[cv])
             self.recent[cv] = [*self.recent.get(cv, []), z][-20:]
-        if not seen:
-            return False
-        self.n += 1
-        if self.fired or self.level < self.threshold:
-            return False
-        self.fired = True
-        return True
+        return seen and self.count_term(self.level, self.threshold)
 
     @property
     def level(self) -> float:

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from statistics import fmean
 
-from twin.health.cusum import TwoSidedCusum
+from twin.health.cusum import SequentialTest, TwoSidedCusum
 from twin.health.drift_config import DriftConfig
 
 
@@ -82,15 +82,13 @@ class MVLevelCommissioning:
 
 
 @dataclass
-class MVLevelState:
+class MVLevelState(SequentialTest):
     """The two-sided CUSUM of each MV's standardised deviation from its commissioned level."""
 
     reference: MVLevelReference
     config: DriftConfig = field(default_factory=DriftConfig)
     interval_s: float = 30.0
     """Plant seconds per term (the control interval): the threshold is set in plant time."""
-    n: int = 0
-    fired: bool = False
     recent: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,13 +108,7 @@ class MVLevelState:
             seen = True
             self.cusum.add(mv, (float(v) - ref.level[mv]) / ref.spread[mv])
             self.recent[mv] = [*self.recent.get(mv, []), float(v)][-20:]
-        if not seen:
-            return False
-        self.n += 1
-        if self.fired or self.level < self.threshold:
-            return False
-        self.fired = True
-        return True
+        return seen and self.count_term(self.level, self.threshold)
 
     @property
     def level(self) -> float:
