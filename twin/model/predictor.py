@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -54,7 +56,7 @@ class Predictor(nn.Module):
 
     def _tensors(self) -> tuple[torch.Tensor, ...]:
         """The step's weights and biases, in `_step`'s order."""
-        first, second, last = self.net[0], self.net[2], self.net[4]
+        first, second, last = (cast(nn.Linear, self.net[i]) for i in (0, 2, 4))
         return (
             self.linear.weight,
             first.weight,
