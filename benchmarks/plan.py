@@ -21,7 +21,10 @@ The search's shortcuts (PlannerConfig.search_shortcuts: the trust ratio bounded 
 the bank's subset first, the refinement's best point picked on the costs it found when it
 evaluated each): every recorded decision is planned with them off (the baseline) and on,
 alternately in the same run, and the table gives the ratios of their p50 and p95 CPU times and
-the largest difference of the moves and costs they decide.
+the largest difference of the moves and costs they decide. The predictor's step function
+(twin.model.predictor._step: one step on the layers' tensors, not through their modules) is
+compared the same way against the step with the layers called as modules (`layers_as_modules`,
+the same arithmetic): its decisions must be the same bits.
 
     python benchmarks/plan.py [--json] [--decisions N] [--repeats R] [--cases K,...]
 """
@@ -32,6 +35,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -49,6 +54,7 @@ from control import START, BenchConfig, prepare_twin  # noqa: E402
 
 import twin.plan.controller as controller_module  # noqa: E402
 from plants.base import Simulation  # noqa: E402
+from twin.model.predictor import Predictor  # noqa: E402
 from twin.plan.controller import PlanningController  # noqa: E402
 from twin.plan.moves import violations  # noqa: E402
 from twin.plan.optimizer import plan  # noqa: E402
@@ -149,12 +155,44 @@ def compare(
     }
 
 
-def shortcuts(ctl: PlanningController, recorded: list[Recorded], repeats: int) -> dict:
-    """Each recorded decision planned with the search's shortcuts off (baseline) and on,
-    alternately, `repeats` times: per-decision median CPU ms, their p50/p95 and ratios, and
-    how far the two decisions differ."""
-    on = ctl.config
-    off = replace(on, search_shortcuts=False)
+@contextmanager
+def layers_as_modules() -> Iterator[None]:
+    """The baseline of the step function: the predictor's step with its layers called as
+    modules, as it was before twin.model.predictor._step (the same arithmetic)."""
+
+    def forward(self: Predictor, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        za = torch.cat([z, a], dim=-1)
+        return z + self.linear(za) + self.net(za)
+
+    def rollout(
+        self: Predictor, z: torch.Tensor, a: torch.Tensor, drift: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = []
+        for k in range(a.shape[1]):
+            z = self(z, a[:, k])
+            if drift is not None:
+                z = z + drift
+            out.append(z)
+        return torch.stack(out, dim=1)
+
+    saved = Predictor.forward, Predictor.rollout
+    Predictor.forward, Predictor.rollout = forward, rollout  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Predictor.forward, Predictor.rollout = saved  # type: ignore[method-assign]
+
+
+def paired(
+    ctl: PlanningController,
+    recorded: list[Recorded],
+    repeats: int,
+    baseline_config: PlannerConfig,
+    baseline: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> dict:
+    """Each recorded decision planned the baseline's way ("off": `baseline_config` inside
+    `baseline()`) and as shipped ("on"), alternately, `repeats` times: per-decision median CPU
+    ms, their p50/p95 and ratios, and how far the two decisions differ."""
     cpu: dict[str, list[list[float]]] = {"off": [], "on": []}
     du, dc = 0.0, 0.0
     for rec in recorded:
@@ -162,10 +200,14 @@ def shortcuts(ctl: PlanningController, recorded: list[Recorded], repeats: int) -
         times: dict[str, list[float]] = {"off": [], "on": []}
         plans = {}
         for _ in range(repeats):
-            for name, cfg in (("off", off), ("on", on)):
-                cpu0 = time.thread_time()
-                plans[name] = plan(model, z0, problem, cfg, *rest, **rec.kwargs)  # type: ignore[arg-type]
-                times[name].append(1000.0 * (time.thread_time() - cpu0))
+            for name, cfg, context in (
+                ("off", baseline_config, baseline),
+                ("on", ctl.config, nullcontext),
+            ):
+                with context():
+                    cpu0 = time.thread_time()
+                    plans[name] = plan(model, z0, problem, cfg, *rest, **rec.kwargs)  # type: ignore[arg-type]
+                    times[name].append(1000.0 * (time.thread_time() - cpu0))
         for name in cpu:
             cpu[name].append(times[name])
         span = np.maximum(problem.mv_hi - problem.mv_lo, 1e-12)
@@ -220,7 +262,8 @@ def time_plant(plant: str, scenario: str, decisions: int, repeats: int) -> dict:
         "target_ms_p95": TARGET_MS_P95,
         "observer_gains": tw.gains.source,
         "quality": compare(ctl, recorded, replace(ctl.config, **BEFORE)),  # type: ignore[arg-type]
-        "shortcuts": shortcuts(ctl, recorded, repeats),
+        "shortcuts": paired(ctl, recorded, repeats, replace(ctl.config, search_shortcuts=False)),
+        "step_function": paired(ctl, recorded, repeats, ctl.config, layers_as_modules),
     }
     return out
 
@@ -272,11 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         "violations",
         "shortcuts: CPU p50 / p95 ratio",
         "shortcuts: max move / cost change",
+        "step function: CPU p50 / p95 ratio",
+        "step function: max move / cost change",
         "load",
     ):
         table.add_column(col, justify="left" if col == "case" else "right")
     for case, r in results["cases"].items():
-        q, sc = r["quality"], r["shortcuts"]
+        q, sc, sf = r["quality"], r["shortcuts"], r["step_function"]
         table.add_row(
             case,
             str(r["horizon_intervals"]),
@@ -291,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{q['limit_or_max_move_violations_after']}",
             f"{sc['ratio_p50']:.2f} / {sc['ratio_p95']:.2f}",
             f"{sc['max_move_difference_of_span']:.1e} / {sc['max_relative_cost_difference']:.1e}",
+            f"{sf['ratio_p50']:.2f} / {sf['ratio_p95']:.2f}",
+            f"{sf['max_move_difference_of_span']:.1e} / {sf['max_relative_cost_difference']:.1e}",
             f"{min(r['load_average_1min']):.1f}-{max(r['load_average_1min']):.1f}",
         )
     console.print(table)
