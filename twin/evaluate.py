@@ -21,6 +21,7 @@ from twin.arx import ArxModel
 from twin.data import PlantSeries
 from twin.model import faults
 from twin.model.obs_model import ObservationModel
+from twin.model.ood import FALSE_ALARM_LIMIT
 from twin.model.sigreg import correlated_gaussian_level, gaussian_floor, sigreg
 from twin.model.twin_model import TwinModel
 
@@ -146,11 +147,13 @@ def gate_false_alarms(tw: TwinModel, series: PlantSeries, block: str = "test") -
 
 
 def ood_quality(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
-    """False-alarm rate of the OOD gate on a block's windows, and its detection of synthetic
-    sensor faults (twin.model.faults) within DETECT_INTERVALS decision instants of onset."""
+    """False-alarm rate of the OOD gate on a block's windows (false_alarm_target: the rate it
+    was calibrated for; false_alarm_limit: the rate promised, twin.model.ood), and its
+    detection of synthetic sensor faults (twin.model.faults) within DETECT_INTERVALS decision instants of onset."""
     out: dict = {
         "latent_threshold": float(tw.ood_threshold),
         "false_alarm_target": float(tw.ood_false_alarm),
+        "false_alarm_limit": FALSE_ALARM_LIMIT,
         **gate_false_alarms(tw, series, block),
         "faults": faults.describe(),
         "detection": {},
