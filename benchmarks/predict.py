@@ -487,7 +487,8 @@ def gate_per_seed(plant: str, runs: list[dict]) -> None:
         before = f"{was['false_alarm']:.2%} -> " if was else ""
         print(
             f"{plant} seed {r['seed']}: false alarms {before}{o['false_alarm']:.2%} of "
-            f"{o['windows']} (target {o['false_alarm_target']:.2%}), held still "
+            f"{o['windows']} in {o['false_alarm_episodes']} runs (target "
+            f"{o['false_alarm_target']:.2%}), held still "
             f"{o['held_still_false_alarm']:.2%} of {o['held_still_windows']}, detection "
             + ", ".join(f"{k.removesuffix('_detection')} {v:.0%}" for k, v in dets.items())
         )

@@ -125,7 +125,8 @@ def band_quality(
 
 def gate_false_alarms(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
     """False alarms of the whole OOD gate on a block's windows (the union of the latent, window
-    and innovation checks) and of each check on its own."""
+    and innovation checks) and of each check on its own; false_alarm_episodes counts runs of
+    consecutive refused windows (alarms come in runs: the spread twin.model.ood allows for)."""
     x = windows_of(series, block)
     with torch.no_grad():
         z = tw.net.encode(x)
@@ -137,8 +138,11 @@ def gate_false_alarms(tw: TwinModel, series: PlantSeries, block: str = "test") -
     def rate(flags: torch.Tensor) -> float | None:
         return float(flags.float().sum() / n) if len(x) else None
 
+    refused = latent | check | innovation
+    starts = refused & ~torch.cat([refused.new_zeros(1), refused[:-1]])
     return {
-        "false_alarm": rate(latent | check | innovation),
+        "false_alarm": rate(refused),
+        "false_alarm_episodes": int(starts.sum()),
         "false_alarm_latent": rate(latent),
         "false_alarm_window_checks": rate(check),
         "false_alarm_innovation": rate(innovation),

@@ -115,6 +115,8 @@ def test_cli_train_evaluate_models(tmp_path, capsys):
     ood = report["ood"]
     parts = ("false_alarm_latent", "false_alarm_window_checks", "false_alarm_innovation")
     assert max(ood[k] for k in parts) <= ood["false_alarm"] <= sum(ood[k] for k in parts)
+    refused = round(ood["false_alarm"] * ood["windows"])
+    assert (refused > 0) <= ood["false_alarm_episodes"] <= refused
     assert set(report["ood"]["detection"]) == {"stuck", "drift", "bias"}
     assert main(["evaluate", str(spec_path), *base]) == 0
     text = capsys.readouterr().out
