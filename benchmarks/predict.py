@@ -54,6 +54,7 @@ from twin.model.calibration import fit_bands
 from twin.model.comparisons import ablation_report
 from twin.model.config import ABLATIONS, ModelConfig
 from twin.model.net import JepaNet
+from twin.model.ood import FALSE_ALARM_LIMIT
 from twin.model.twin_model import TwinModel
 from twin.paths import Home
 from twin.plan.gating import ood_ratio
@@ -196,7 +197,8 @@ def make_series(spec, seed: int, hours: float) -> PlantSeries:
 
 def remeasure_gates(result: dict, cache: Path, hours: float) -> None:
     """Refit and re-measure the OOD gate and the band calibration of every cached full twin
-    (same data, same weights): both are fitted after training, so they need no retraining."""
+    (same data, same weights): both are fitted after training, so they need no retraining.
+    The figures the file had are kept under ood_previous (a before/after on the same twins)."""
     for plant, s in result["plants"].items():
         spec = load_spec(plant)
         for r in s["runs"]:
@@ -219,6 +221,7 @@ def remeasure_gates(result: dict, cache: Path, hours: float) -> None:
                 net, series.normalizer, roles, series.window, series.spi, series.config
             )
             cfg = TrainConfig()
+            r["ood_previous"] = r["ood"]  # the gate as this result file had it: a before/after
             with torch_threads(1):
                 fit_bands(fresh, series, "val")
                 r["bands"] = evaluate(fresh, series)["bands"]
@@ -445,29 +448,50 @@ def summarise(runs: list[dict]) -> dict:
     pinball = {
         h: interval([r["bands"]["pinball_mean"][h] for r in runs]) for h in map(str, HORIZONS)
     }
-    ood = {
-        k: interval([r["ood"][k] for r in runs])
-        for k in (
-            "false_alarm",
-            "held_still_false_alarm",
-            "unexcited_region_detection",
-            "unmeasured_disturbance_detection",
-        )
-    } | {
-        f"{k}_detection": interval([r["ood"]["detection"][k] for r in runs])
-        for k in runs[0]["ood"]["detection"]
-    }
+    ood = gate_summary([r["ood"] for r in runs])
     secs = [r["train_seconds"] for r in runs]
     totals = [r["total_seconds"] for r in runs]
+    previous = [r["ood_previous"] for r in runs if "ood_previous" in r]
     return {
         "nrmse": table,
         "monitors": mon,
         "coverage_5_95": coverage,
         "pinball": pinball,
         "ood": ood,
+        **({"ood_previous": gate_summary(previous)} if len(previous) == len(runs) else {}),
         "train_seconds": {"mean": float(np.mean(secs)), "max": float(np.max(secs)), "seeds": secs},
         "total_train_seconds": {"max": float(np.max(totals)), "seeds": totals},
     }
+
+
+def gate_summary(oods: list[dict]) -> dict:
+    """The OOD gate's rates over seeds (one ood dict per seed), mean and 95 % interval."""
+    keys = (
+        "false_alarm",
+        "held_still_false_alarm",
+        "unexcited_region_detection",
+        "unmeasured_disturbance_detection",
+    )
+    return {k: interval([o[k] for o in oods]) for k in keys} | {
+        f"{k}_detection": interval([o["detection"][k] for o in oods]) for k in oods[0]["detection"]
+    }
+
+
+def gate_per_seed(plant: str, runs: list[dict]) -> None:
+    """One line per seed: false alarms (before -> now when the file kept the earlier gate),
+    refusals held still, the worst detection of any fault."""
+    for r in runs:
+        o = r["ood"]
+        dets = {k: v for k, v in o.items() if k.endswith("_detection")} | o["detection"]
+        was = r.get("ood_previous")
+        before = f"{was['false_alarm']:.2%} -> " if was else ""
+        print(
+            f"{plant} seed {r['seed']}: false alarms {before}{o['false_alarm']:.2%} of "
+            f"{o['windows']} in {o['false_alarm_episodes']} runs (target "
+            f"{o['false_alarm_target']:.2%}), held still "
+            f"{o['held_still_false_alarm']:.2%} of {o['held_still_windows']}, detection "
+            + ", ".join(f"{k.removesuffix('_detection')} {v:.0%}" for k, v in dets.items())
+        )
 
 
 def targets(plant: str, s: dict) -> dict:
@@ -496,7 +520,10 @@ def targets(plant: str, s: dict) -> dict:
                 n["jepa"][h] / n["ablation:latent_losses_off"][h]
             )
         out[f"5-95 coverage h{h} in [0.85, 0.95]"] = s["coverage_5_95"][h]["mean"]
-    out["ood false alarm (held-out) <= 0.02"] = s["ood"]["false_alarm"]["mean"]
+    out[f"ood false alarm (held-out) <= {FALSE_ALARM_LIMIT}"] = s["ood"]["false_alarm"]["mean"]
+    out[f"ood false alarm (held-out, worst seed) <= {FALSE_ALARM_LIMIT}"] = max(
+        s["ood"]["false_alarm"]["seeds"]
+    )
     out["ood false alarm (held still 1 h) == 0"] = s["ood"]["held_still_false_alarm"]["mean"]
     for k, v in s["ood"].items():
         if k.endswith("detection"):
@@ -597,6 +624,7 @@ def main() -> None:
         result["remeasured_machine"] = machine_info()
         for plant, s in result["plants"].items():
             print_plant(plant, s, s["targets"])
+            gate_per_seed(plant, s["runs"])
         args.out.write_text(json.dumps(result, indent=2))
         print(f"\nwrote {args.out}")
         return

@@ -211,7 +211,8 @@ def _ood_markdown(ev: dict[str, Any]) -> list[str]:
         "## Out-of-distribution gate",
         "",
         f"False alarms on the held-out block: {ood['false_alarm']:.2%} of {ood['windows']} "
-        f"windows (calibrated for {ood['false_alarm_target']:.0%}).",
+        f"windows (calibrated for {ood['false_alarm_target']:.0%}, limit "
+        f"{ood['false_alarm_limit']:.0%}).",
         "",
         "| synthetic fault | size | detected within 5 intervals |",
         "| --- | --- | --- |",

@@ -34,6 +34,7 @@ from twin.model.config import ModelConfig
 from twin.model.losses import jepa_losses
 from twin.model.net import JepaNet
 from twin.model.obs_model import ObservationModel
+from twin.model.ood import DESIGN_FALSE_ALARM
 from twin.model.twin_model import TwinModel
 from twin.paths import Home
 from twin.spec import PlantSpec
@@ -75,9 +76,10 @@ class TrainConfig:
     ablations: tuple[str, ...] = ()
     """JEPA ablations (twin.model.config.ABLATIONS) trained beside the twin with the same data
     and rules; their held-out figures go into the model card. Each costs one more JEPA fit."""
-    ood_false_alarm: float = 0.02
+    ood_false_alarm: float = DESIGN_FALSE_ALARM
     """False-alarm rate the OOD gate is calibrated for (conformal, on the validation block and
-    the training block cross-fitted); the issue-11 ceiling on held-out normal operation."""
+    the training block cross-fitted): twin.model.ood.DESIGN_FALSE_ALARM, half the issue-11
+    limit on held-out normal operation (FALSE_ALARM_LIMIT), which says why."""
     seed: int = 0
     """Seeds torch, numpy and SIGReg's projections: the same seed and data give the same model."""
     device: str = "cpu"

@@ -8,6 +8,7 @@ import torch
 from twin.data import DataConfig, Normalizer
 from twin.model.config import ModelConfig
 from twin.model.net import JepaNet
+from twin.model.ood import DESIGN_FALSE_ALARM, FALSE_ALARM_LIMIT
 from twin.model.twin_model import TwinModel
 
 from .conftest import linear_spec
@@ -94,7 +95,7 @@ def test_checkpoint_round_trip_reproduces_outputs():
     _, q_back = back.readout(back.rollout(back.encode(window), torch.zeros(4, 3, 1)))
     assert torch.allclose(q, q_back)
     assert back.ood_threshold == tw.ood_threshold and back.version == "v001"
-    assert back.ood_false_alarm == tw.ood_false_alarm == 0.02
+    assert back.ood_false_alarm == tw.ood_false_alarm == DESIGN_FALSE_ALARM < FALSE_ALARM_LIMIT
     assert back.normalizer.tags == tw.normalizer.tags
 
 

@@ -12,6 +12,7 @@ from twin import registry
 from twin.cli import main
 from twin.data import PlantSeries
 from twin.historian import Historian
+from twin.model.ood import DESIGN_FALSE_ALARM, FALSE_ALARM_LIMIT
 from twin.paths import Home
 from twin.spec import load_spec
 from twin.train import train_series
@@ -109,10 +110,13 @@ def test_cli_train_evaluate_models(tmp_path, capsys):
         assert set(report["bands"]["coverage"][h]) == {"y1", "y2"}
         assert 0.0 <= report["bands"]["coverage_mean"][h] <= 1.0
         assert report["bands"]["pinball_mean"][h] > 0
-    assert report["ood"]["false_alarm_target"] == 0.02
+    assert report["ood"]["false_alarm_target"] == DESIGN_FALSE_ALARM
+    assert report["ood"]["false_alarm_limit"] == FALSE_ALARM_LIMIT
     ood = report["ood"]
     parts = ("false_alarm_latent", "false_alarm_window_checks", "false_alarm_innovation")
     assert max(ood[k] for k in parts) <= ood["false_alarm"] <= sum(ood[k] for k in parts)
+    refused = round(ood["false_alarm"] * ood["windows"])
+    assert (refused > 0) <= ood["false_alarm_episodes"] <= refused
     assert set(report["ood"]["detection"]) == {"stuck", "drift", "bias"}
     assert main(["evaluate", str(spec_path), *base]) == 0
     text = capsys.readouterr().out

@@ -56,7 +56,8 @@ def train_cmd(
             "--ood-false-alarm",
             min=0.001,
             max=0.5,
-            help="False-alarm rate the OOD gate is calibrated for (default 0.02).",
+            help="False-alarm rate the OOD gate is calibrated for (default: "
+            "twin.model.ood.DESIGN_FALSE_ALARM, half the rate promised on held-out data).",
         ),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help=QUICK_HELP)] = False,

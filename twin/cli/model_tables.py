@@ -54,7 +54,7 @@ def bands_table(report: dict) -> Table:
 def ood_table(ood: dict) -> Table:
     table = Table(
         title=f"OOD gate: {ood['false_alarm']:.2%} false alarms on held-out windows "
-        f"(calibrated for {ood['false_alarm_target']:.0%})",
+        f"(calibrated for {ood['false_alarm_target']:.0%}, limit {ood['false_alarm_limit']:.0%})",
         box=box.SIMPLE_HEAD,
     )
     table.add_column("synthetic fault")

@@ -28,6 +28,39 @@ log = logging.getLogger(__name__)
 FOLDS = 5
 """Contiguous folds of the training latents scored out-of-fold for calibration."""
 
+FALSE_ALARM_LIMIT = 0.02
+"""The promise (issue 11): at most this fraction of held-out normal windows refused, on every
+held-out block, not on average over blocks."""
+
+DESIGN_FALSE_ALARM = FALSE_ALARM_LIMIT / 2
+"""The rate the whole gate is calibrated for (TrainConfig.ood_false_alarm, `twin train
+--ood-false-alarm`): half the limit, so that a single held-out block stays under the limit.
+
+The conformal threshold bounds the *expected* rate on windows exchangeable with the
+calibration windows; the limit is on the *realised* rate of one held-out block. Three things
+spread the realised rate around the design rate:
+
+- autocorrelation: windows overlap (consecutive windows share all but one interval), so
+  alarms come in runs of L windows, and both the threshold (an order statistic of n
+  calibration scores) and the held-out count behave as if drawn from n / L independent
+  windows; the spread of a clustered count is about sqrt(alpha L / n), comparable to alpha
+  itself when n / L is a few hundred and alpha a few per cent;
+- the calibration windows are finite (the validation block and FOLDS out-of-fold training
+  stretches), and fewer still in independent runs;
+- the held-out block is the plant's later life, not exchangeable with the training block.
+
+The union of the three checks (shares in TwinModel.set_ood_reference) adds up to at most the
+design rate and lands below it when they overlap. Before this margin (calibrated to the limit
+itself, benchmarks/results/predict.json, 6 plant-seed blocks) the realised rate was 1.36 % on
+average and 2.44 % at worst: the worst block 1.8x the mean, with a spread across blocks (sd
+0.8 %) of the order of the mean, as clustered counts give. With the clusters unchanged the
+realised rate scales with the design rate, so half the limit leaves a factor 2 for a worst
+block that was 1.8x the mean. The price is a threshold further out in the tail (the 99th
+instead of the 98th percentile of the calibration scores); the synthetic faults scored far
+above the old thresholds (every one detected within 5 intervals on all 6 blocks), and a
+plant held still only gains from a higher threshold. The factor was chosen from that earlier
+run, before the one that measures it (benchmarks/results/predict_gate.json)."""
+
 
 class LatentGate(nn.Module):
     center: torch.Tensor

@@ -28,7 +28,7 @@ from twin.model.calibration import BandCalibration
 from twin.model.config import ModelConfig
 from twin.model.innovation import InnovationCheck
 from twin.model.net import JepaNet
-from twin.model.ood import LatentGate
+from twin.model.ood import DESIGN_FALSE_ALARM, LatentGate
 from twin.model.window_check import WindowCheck
 
 log = logging.getLogger(__name__)
@@ -201,10 +201,14 @@ class TwinModel(nn.Module):
     # ---- calibration and persistence ---------------------------------------------------
 
     def set_ood_reference(
-        self, x_train: torch.Tensor, x_val: torch.Tensor, false_alarm: float = 0.02
+        self,
+        x_train: torch.Tensor,
+        x_val: torch.Tensor,
+        false_alarm: float = DESIGN_FALSE_ALARM,
     ) -> None:
         """Fit the gate on normalised training windows (N, W, 2n) and calibrate it on validation
-        windows: a third of the false-alarm budget to the latent gate, a twentieth to the
+        windows for `false_alarm` in all (twin.model.ood.DESIGN_FALSE_ALARM: why it is half the
+        promised limit): a third of the false-alarm budget to the latent gate, a twentieth to the
         innovation check (the disturbances it is there for score 1.8-4x its threshold by the
         second interval, so it can afford a high one: at a tenth of the budget a four_tank
         seed refused a window of the hour held still), the rest to the window checks."""
