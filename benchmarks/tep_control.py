@@ -31,8 +31,10 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -88,22 +90,48 @@ def load_twins(seeds: list[int]) -> tuple[Path, list[Twin]]:
     return home, twins
 
 
+class Decides(Protocol):
+    """A controller behind one call: measured rows -> the MV values it wants (control.py)."""
+
+    def decide(self, rows: list[dict[str, float]], run: Run) -> dict[str, float]: ...
+
+
 def run_case(
     spec: PlantSpec, scenario: str, seed: int, hours: float, controller: str, twin: Twin | None
 ) -> dict:
     """One closed-loop run: the controller decides every control interval."""
+    run, trip_s = simulate(
+        spec,
+        scenario,
+        seed,
+        hours,
+        lambda sim: _Decider(controller, spec, sim, twin),
+        int(twin.model.window) if twin is not None else 30,  # type: ignore[attr-defined]
+    )
+    return summarise_run(spec, run, trip_s)
+
+
+def simulate(
+    spec: PlantSpec,
+    scenario: str,
+    seed: int,
+    hours: float,
+    decider: Callable[[Simulation], Decides],
+    warmup: int = 30,
+) -> tuple[Run, float]:
+    """Run the scenario with the decider made for its simulation deciding every control
+    interval, after a pre-roll of `warmup` samples at the base-case setpoints (a full window;
+    the same for every controller). Returns the scored run and the trip time (s; NaN: none)."""
     sim = Simulation(spec, seed=seed, scenario=scenario, start=START)
-    decider = _Decider(controller, spec, sim, twin)
+    decides = decider(sim)
     spi = spec.plant.samples_per_interval
     cvs = [t.name for t in spec.cvs]
     run = Run(y={n: [] for n in cvs}, sp={n: [] for n in cvs}, u={n: [] for n in sim.mv})
-    # The same pre-roll at the base-case setpoints for every controller (a full window).
-    warmup = int(twin.model.window) if twin is not None else 30  # type: ignore[attr-defined]
     rows = [sim.measure()] + [sim.step() for _ in range(warmup)]
     trip_s = math.nan
     for k in range(round(hours * HOUR_S / spec.plant.sample_period_s)):
         if k % spi == 0:
-            decide_and_apply(decider, sim, rows, run)
+            decide_and_apply(decides, sim, rows, run)  # type: ignore[arg-type]
         rows.append(sim.step())
         del rows[:-400]
         trip = sim.model.trip  # type: ignore[attr-defined]
@@ -111,7 +139,7 @@ def run_case(
             trip_s = trip.time_s
             break
         record_sample(sim, run, cvs)
-    return summarise_run(spec, run, trip_s)
+    return run, trip_s
 
 
 def summarise_run(spec: PlantSpec, run: Run, trip_s: float) -> dict:
