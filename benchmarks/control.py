@@ -69,7 +69,7 @@ from twin.model.config import ModelConfig  # noqa: E402
 from twin.paths import Home  # noqa: E402
 from twin.plan.controller import PlanningController  # noqa: E402
 from twin.plan.observer import MIN_GAIN, ObserverGains, settling_gain  # noqa: E402
-from twin.plan.proposal import Proposal  # noqa: E402
+from twin.plan.proposal import NoProposal, Proposal  # noqa: E402
 from twin.plan.settings import PlannerConfig  # noqa: E402
 from twin.serve.fallback import ABSTAINS  # noqa: E402
 from twin.spec import PlantSpec, load_spec  # noqa: E402
@@ -302,8 +302,18 @@ def _regate(model, spec: PlantSpec, config: BenchConfig, frames: dict) -> str:  
 class _Decider:
     """A controller behind one call: measured window and true plant state -> MV values."""
 
-    def __init__(self, name: str, spec: PlantSpec, sim: Simulation, twin: Twin | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: PlantSpec,
+        sim: Simulation,
+        twin: Twin | None,
+        trace: list[Proposal | NoProposal] | None = None,
+    ) -> None:
         self.name = name
+        self.trace = trace
+        """When given, every decision of the planner (the twin's, not the fallback's) is
+        appended to it (benchmarks/control_trace.py)."""
         self.spec = spec
         self.sim = sim
         self.planner: PlanningController | None = None
@@ -337,6 +347,8 @@ class _Decider:
         names = self.planner.tag_names
         window = np.array([[r[n] for n in names] for r in rows[-self.window :]])
         out = self.planner.decide(window, sim.time, setpoints=sim.setpoints)
+        if self.trace is not None:
+            self.trace.append(out)
         if not isinstance(out, Proposal):
             run.no_proposal[out.code] = run.no_proposal.get(out.code, 0) + 1
             if self.fallback is None or out.code not in ABSTAINS:
@@ -386,10 +398,16 @@ def decide_and_apply(decider: _Decider, sim: Simulation, rows: list, run: Run) -
     run.moves.append({**{f"prev.{n}": v for n, v in before.items()}, **applied})
 
 
-def run_scenario(case: BenchScenario, spec: PlantSpec, controller: str, twin: Twin | None) -> Run:
-    """Drive the simulator through the scenario with one controller."""
+def run_scenario(
+    case: BenchScenario,
+    spec: PlantSpec,
+    controller: str,
+    twin: Twin | None,
+    trace: list[Proposal | NoProposal] | None = None,
+) -> Run:
+    """Drive the simulator through the scenario with one controller (`trace`: see _Decider)."""
     sim = Simulation(spec, seed=case.seed, scenario=case.scenario, start=START)
-    decider = _Decider(controller, spec, sim, twin)
+    decider = _Decider(controller, spec, sim, twin, trace)
     spi = spec.plant.samples_per_interval
     cvs = [t.name for t in spec.cvs]
     run = Run(y={n: [] for n in cvs}, sp={n: [] for n in cvs}, u={n: [] for n in sim.mv})

@@ -143,3 +143,46 @@ def test_oracle_on_the_hard_scenario_keeps_every_limit() -> None:
     assert s["decisions"] == 18
     ca = np.array(run.y["Ca"])
     assert ca[-1] < ca[len(ca) // 2] - 0.02  # it does move toward the 0.6 mol/L target
+
+
+def test_the_trace_lines_each_prediction_up_with_the_plants_value_that_many_intervals_later() -> (
+    None
+):
+    from datetime import UTC, datetime
+
+    from twin.plan.proposal import Band, NoProposal, Proposal
+
+    path = _PATH.with_name("control_trace.py")
+    found = importlib.util.spec_from_file_location("bench_control_trace", path)
+    assert found is not None and found.loader is not None
+    trace_mod = importlib.util.module_from_spec(found)
+    found.loader.exec_module(trace_mod)
+    ts = datetime(2026, 1, 1, tzinfo=UTC)
+    plan = Band(mean=[1.0, 2.0, 3.0, 4.0, 5.0], lo=[0.0] * 5, hi=[9.0] * 5)
+    hold = Band(mean=[-1.0, -2.0, -3.0, -4.0, -5.0], lo=[0.0] * 5, hi=[0.0] * 5)
+    kwargs = {"plant": "p", "model_version": "v", "created_at": ts, "data_ts": ts}
+    proposal = Proposal(
+        **kwargs,
+        expires_at=ts,
+        current={"u": 0.0},
+        proposed={"u": 1.0},
+        mv_plan={"u": [1.0] * 5},
+        interval_s=30.0,
+        setpoints={},
+        predicted={"y": plan},
+        hold={"y": hold},
+        quantile_levels=(0.1, 0.9),
+        cost={},
+        hold_cost={},
+        margins={},
+        ood_score=0.4,
+    )
+    # Two samples per interval; the plant's true y is its sample index.
+    y = {"y": [float(k) for k in range(20)]}
+    rows = trace_mod.trace_rows([proposal, NoProposal("p", "ood", "unseen"), proposal], y, 2, 0.5)
+    assert [r["minute"] for r in rows] == [0.0, 0.5, 1.0]
+    assert rows[1]["abstained"] == "ood"
+    # Decision 2 is made at sample 4: one interval later is sample 5, four later 11, five 13.
+    assert rows[2]["y.h1"] == {"plan": 1.0, "plan_hi": 9.0, "hold": -1.0, "true": 5.0}
+    assert rows[2]["y.h4"]["true"] == 11.0 and rows[2]["y.h5"]["plan"] == 5.0
+    assert rows[2]["y.h5"]["true"] == 13.0 and rows[0]["ood"] == 0.4
