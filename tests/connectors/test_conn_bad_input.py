@@ -132,7 +132,13 @@ async def test_nan_inf_and_out_of_range_are_flagged_never_good(
                 await asyncio.sleep(0.5)
                 await server.opcua.publish(ts, 100, bad)
                 server.modbus.publish(ts.timestamp(), 100, bad)
-                await asyncio.sleep(1.5)
+                # Until all six samples are stored (a loaded machine delivers late), 30 s at most.
+                deadline = asyncio.get_running_loop().time() + 30.0
+                while asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.25)
+                    historian.flush()
+                    if len(historian.read_long(ts, ts + timedelta(seconds=1))) >= len(bad):
+                        break
                 stop.set()
                 await task
             long = historian.read_long(ts, ts + timedelta(seconds=1))
