@@ -126,13 +126,18 @@ def band_quality(
 def gate_false_alarms(tw: TwinModel, series: PlantSeries, block: str = "test") -> dict:
     """False alarms of the whole OOD gate on a block's windows (the union of the latent, window
     and innovation checks) and of each check on its own; false_alarm_episodes counts runs of
-    consecutive refused windows (alarms come in runs: the spread twin.model.ood allows for)."""
+    consecutive refused windows (alarms come in runs: the spread twin.model.ood allows for);
+    false_alarm_inside_range is the rate among the windows whose every sample lies inside the
+    training block's range (windows_outside_range of them do not: the held-out block reached
+    levels the twin never saw, where a refusal is the gate doing its job; the promise of
+    twin.model.ood.FALSE_ALARM_LIMIT is on false_alarm, all windows)."""
     x = windows_of(series, block)
     with torch.no_grad():
         z = tw.net.encode(x)
         latent = tw.ood_score(z) > tw.ood_threshold
         check = tw.window_check(x) > 1
         innovation = tw.innovation(tw.net, x, z) > 1
+        inside = tw.window_check.inside_training_range(x)
     n = max(len(x), 1)
 
     def rate(flags: torch.Tensor) -> float | None:
@@ -146,6 +151,8 @@ def gate_false_alarms(tw: TwinModel, series: PlantSeries, block: str = "test") -
         "false_alarm_latent": rate(latent),
         "false_alarm_window_checks": rate(check),
         "false_alarm_innovation": rate(innovation),
+        "false_alarm_inside_range": float((refused & inside).sum() / inside.sum().clamp_min(1)),
+        "windows_outside_range": int((~inside).sum()),
         "windows": int(len(x)),
     }
 

@@ -70,6 +70,23 @@ def test_window_check_loads_a_checkpoint_from_before_second_order_terms():
     assert loaded(torch.randn(5, 12, 8)).shape == (5,)
 
 
+def test_window_inside_the_training_range_means_every_measured_sample_of_it():
+    torch.manual_seed(0)
+    check = WindowCheck(12, 4, 4, [0, 1], [3])
+    vals = torch.randn(200, 12, 4)
+    x = torch.cat([vals, torch.ones_like(vals)], -1)  # (B, W, 2n): values, all measured
+    check.fit(x[:150], x[150:], 0.01)
+    inside = x[150:155].clone()
+    early = inside.clone()
+    early[0, 0, 2] = float(vals[..., 2].max()) + 1.0  # the window's first sample, tag 2
+    unmeasured = early[:1].clone()
+    unmeasured[0, 0, 4 + 2] = 0.0  # the same sample, flagged missing
+    assert check.inside_training_range(x[:150]).all()
+    assert check.inside_training_range(inside).all()
+    assert check.inside_training_range(early).tolist() == [False, True, True, True, True]
+    assert check.inside_training_range(unmeasured).tolist() == [True]
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("plant", "train_hours", "hold_hours"),

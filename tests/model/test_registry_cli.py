@@ -117,6 +117,8 @@ def test_cli_train_evaluate_models(tmp_path, capsys):
     assert max(ood[k] for k in parts) <= ood["false_alarm"] <= sum(ood[k] for k in parts)
     refused = round(ood["false_alarm"] * ood["windows"])
     assert (refused > 0) <= ood["false_alarm_episodes"] <= refused
+    assert 0 <= ood["windows_outside_range"] <= ood["windows"]
+    assert 0 <= ood["false_alarm_inside_range"] <= 1
     assert set(report["ood"]["detection"]) == {"stuck", "drift", "bias"}
     assert main(["evaluate", str(spec_path), *base]) == 0
     text = capsys.readouterr().out

@@ -121,6 +121,14 @@ class WindowCheck(nn.Module):
         out = torch.maximum(self.lo - v, v - self.hi).clamp_min(0) * seen  # (B, spi, n)
         return out.amax(1)
 
+    def inside_training_range(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B,) bool: every measured sample of the whole window lies inside the
+        range the training block covered (for reporting false alarms on windows the twin's
+        data spans; the range check itself looks at the last interval, over a threshold)."""
+        v, seen = x[..., : self.n_tags], x[..., self.n_tags :] > 0
+        out = ((v < self.lo) | (v > self.hi)) & seen  # (B, W, n)
+        return ~out.flatten(1).any(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, W, 2n) -> (B,) max of the three scores over their thresholds (> 1: unusual)."""
         scores = torch.stack([self.consistency(x), self.flatness(x), self.excess(x)], 1)
