@@ -19,7 +19,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from room_plant import PASSWORDS, LivePlant, start_live_plant, wait_for
 
-from tests.support.browser import ARTIFACTS, launch, require_chromium
+from tests.support.browser import ARTIFACTS, choose, launch, require_chromium
 from twin.state import Store
 from twin.state.alarms import AlarmRecord
 
@@ -159,8 +159,7 @@ def test_viewer_sees_alarms_but_cannot_act(outage: Outage, as_user) -> None:
 
 
 def pick(page, alarm_id: int) -> None:
-    page.locator('[data-testid="stSelectbox"]:visible').filter(has_text="Alarm").click()
-    page.get_by_role("option", name=re.compile(rf"^#{alarm_id} ")).click()
+    choose(page, "Alarm", re.compile(rf"^#{alarm_id} "))
 
 
 def test_operator_acknowledges_and_shelves(outage: Outage, as_user, store: Store) -> None:

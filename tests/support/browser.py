@@ -4,6 +4,7 @@ the test: CI installs it, so a skip would be a test not run."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,22 @@ def require_chromium() -> None:
 def launch(pw: Any) -> Any:
     """A headless chromium from a running `sync_playwright()`."""
     return pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+def choose(page: Any, box: str, option: str | re.Pattern[str], tries: int = 6) -> None:
+    """Open the visible selectbox whose label holds `box` and pick `option` (a name, matched
+    exactly, or a pattern). A page that redraws itself (the Overview refreshes every few
+    seconds) can close the list while it opens, so the list is opened again, up to `tries`
+    times with 15 s each."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    select = page.locator('[data-testid="stSelectbox"]:visible').filter(has_text=box)
+    wanted = page.get_by_role("option", name=option, exact=isinstance(option, str))
+    for _ in range(tries):
+        select.click()
+        try:
+            wanted.click(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"no option {option!r} in the selectbox {box!r} after {tries} tries")

@@ -108,7 +108,7 @@ def _overview_of_unit(url: str, password: str, unit: str, charts_expected: int) 
     (once it shows `charts_expected` trend charts, or after a minute)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.support.browser import ARTIFACTS, launch, require_chromium
+    from tests.support.browser import ARTIFACTS, choose, launch, require_chromium
 
     require_chromium()
     with sync_playwright() as pw:
@@ -120,8 +120,7 @@ def _overview_of_unit(url: str, password: str, unit: str, charts_expected: int) 
         page.get_by_role("textbox", name="Password").fill(password)
         page.get_by_role("button", name="Log in").click()
         page.get_by_role("heading", name="Overview: tep").wait_for()
-        page.locator('[data-testid="stSelectbox"]').filter(has_text="Unit").click()
-        page.get_by_role("option", name=unit, exact=True).click()
+        choose(page, "Unit", unit)
         tiles = page.locator('[data-testid="stMetricLabel"]')
         page.get_by_text("separator_level [%] (cv)").wait_for()
         # Every refresh redraws the charts and keeps the old ones, marked stale, until the new
