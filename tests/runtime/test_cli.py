@@ -70,3 +70,16 @@ def test_users_and_audit_commands(tmp_path, monkeypatch, capsys) -> None:
     raw.close()
     assert main(["audit", "verify", "--home", home]) == 1
     assert "BROKEN at entry 3" in capsys.readouterr().err
+
+
+def test_usage_errors_print_the_usage_and_exit_2_without_a_traceback(tmp_path, capsys) -> None:
+    home = str(tmp_path / "home")
+    assert main(["health-report", "cstr", "--home", home]) == 2
+    err = capsys.readouterr().err
+    assert "--since" in err and "twin health-report" in err and "Traceback" not in err
+    assert main(["no-such-command"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-command" in err and "Traceback" not in err
+    assert main(["plants", "--no-such-option"]) == 2
+    assert "--no-such-option" in capsys.readouterr().err
+    assert main(["--help"]) == 0

@@ -10,11 +10,13 @@ import importlib
 import logging
 import os
 import sys
+from typing import Protocol, runtime_checkable
 
 import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from twin.errors import BadInput, TwinError
 from twin.paths import STATE_URL_ENV
@@ -67,18 +69,31 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+@runtime_checkable
+class _Shows(Protocol):
+    """A command-line error that prints itself with the usage line (click's own errors)."""
+
+    def show(self) -> None: ...
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="twin", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err_console.print("aborted")
         return 130
     except click.ClickException as exc:
         exc.show()
+        return exc.exit_code
+    except TyperException as exc:  # typer >= 0.26 raises its own copy of click's usage errors
+        if isinstance(exc, _Shows):
+            exc.show()  # the usage line, "Try 'twin ... --help'", and the error
+        else:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return exc.exit_code
     except BadInput as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
