@@ -4,22 +4,16 @@ whose answers are known, and a short oracle run on cstr/hard is scored end to en
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.bench import load
 from twin.spec import load_spec
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "control.py"
-_spec = importlib.util.spec_from_file_location("bench_control", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_control"] = bench
-_spec.loader.exec_module(bench)
+bench = load("control")
 
 
 def _run(ca: list[float], temp: list[float], tc: list[tuple[float, float]]) -> bench.Run:
@@ -152,11 +146,7 @@ def test_the_trace_lines_each_prediction_up_with_the_plants_value_that_many_inte
 
     from twin.plan.proposal import Band, NoProposal, Proposal
 
-    path = _PATH.with_name("control_trace.py")
-    found = importlib.util.spec_from_file_location("bench_control_trace", path)
-    assert found is not None and found.loader is not None
-    trace_mod = importlib.util.module_from_spec(found)
-    found.loader.exec_module(trace_mod)
+    trace_mod = load("control_trace")
     ts = datetime(2026, 1, 1, tzinfo=UTC)
     plan = Band(mean=[1.0, 2.0, 3.0, 4.0, 5.0], lo=[0.0] * 5, hi=[9.0] * 5)
     hold = Band(mean=[-1.0, -2.0, -3.0, -4.0, -5.0], lo=[0.0] * 5, hi=[0.0] * 5)

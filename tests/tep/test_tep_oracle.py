@@ -4,22 +4,15 @@ objective ranks any trip behind every run that keeps going, an early trip behind
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.bench import load
 from twin.spec import load_spec
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "tep_oracle.py"
-_spec = importlib.util.spec_from_file_location("bench_tep_oracle", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_tep_oracle"] = bench
-_spec.loader.exec_module(bench)
+bench = load("tep_oracle")
 
 
 @pytest.fixture(scope="module")
