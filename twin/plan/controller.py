@@ -66,7 +66,7 @@ class PlanningController:
         # before this floor (at 0.05) get it here (twin.plan.observer.settling_gain). The
         # latent gains stay as fitted: raised to the same floor they took cstr/fouling from
         # 4.3x to 1.75-1.9x the oracle (trained twin, gate off), but left a four_tank twin
-        # 0.092 cm off on leak_small (tests/control/test_offset_free.py; docs/control.md);
+        # 0.092 cm off on leak_small (tests/plan/test_offset_free.py; docs/control.md);
         # they get a floor capped by the horizon's amplification at the first decision
         # (_floor_latent_gain).
         gains = gains.output_at_least(settling_gain(self.config.horizon))

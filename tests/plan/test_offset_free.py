@@ -20,18 +20,16 @@ per control interval on the measured window.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from plants import load_plant_model
+from tests.support.bench import load
 from twin import registry
 from twin.data import DataConfig
 from twin.model.config import ModelConfig
@@ -41,13 +39,7 @@ from twin.plan.settings import PlannerConfig
 from twin.spec import PlantSpec, load_spec
 from twin.train import TrainConfig, train_plant
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "control.py"
-_spec = importlib.util.spec_from_file_location("bench_control", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = sys.modules.get("bench_control") or importlib.util.module_from_spec(_spec)
-if "bench_control" not in sys.modules:
-    sys.modules["bench_control"] = bench
-    _spec.loader.exec_module(bench)
+bench = load("control")
 
 SMALL = ModelConfig(
     latent_dim=16,
