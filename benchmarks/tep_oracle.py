@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _control_report import Run, mean_ci  # noqa: E402
 from _machine import machine_info  # noqa: E402
 from tep_control import RESULTS as CONTROL_RESULTS  # noqa: E402
-from tep_control import simulate, summarise_run  # noqa: E402
+from tep_control import aggregate, simulate, summarise_run  # noqa: E402
 
 from plants.base import Simulation  # noqa: E402
 from twin.plan.cost import CostTensors, plan_cost  # noqa: E402
@@ -105,8 +105,9 @@ class Oracle:
         self.max_move = {
             t.name: math.inf if t.max_move is None else float(t.max_move) for t in spec.mvs
         }
-        base = Simulation(spec, seed=SEARCH_SEED, scenario=scenario).mv
-        self.problem = PlanProblem.from_spec(spec, base)
+        self.base = Simulation(spec, seed=SEARCH_SEED, scenario=scenario).mv
+        """The base-case setpoints (what held means)."""
+        self.problem = PlanProblem.from_spec(spec, self.base)
         self.costs = CostTensors.of(
             self.problem, torch.zeros(self.problem.n_cv), dtype=torch.float64
         )
@@ -191,10 +192,10 @@ def search(oracle: Oracle, starts: dict[str, dict[str, float]], budget: int) -> 
     return best
 
 
-def starts_for(scenario: str, spec: PlantSpec, stored: dict) -> dict[str, dict[str, float]]:
+def starts_for(oracle: Oracle, stored: dict) -> dict[str, dict[str, float]]:
     """The base-case setpoints and every stored run's final setpoints on the search seed."""
-    out = {"base case": Simulation(spec, seed=SEARCH_SEED, scenario=scenario).mv}
-    for key in STORED[scenario]:
+    out = {"base case": oracle.base}
+    for key in STORED[oracle.scenario]:
         for ctl, agg in stored.get(key, {}).items():
             for r in agg["runs"]:
                 if ctl != "hold" and r["scenario_seed"] == SEARCH_SEED and r["final_setpoints"]:
@@ -206,30 +207,13 @@ def score_runs(oracle: Oracle, targets: dict[str, float], seeds: list[int], hour
     """The held setpoints and the oracle's targets on each seed, with paired ratios."""
     held, ours = [], []
     for seed in seeds:
-        base = Simulation(oracle.spec, seed=seed, scenario=oracle.scenario).mv
-        h = summarise_run(oracle.spec, *oracle.run(base, seed, hours))
+        h = summarise_run(oracle.spec, *oracle.run(oracle.base, seed, hours))
         o = summarise_run(oracle.spec, *oracle.run(targets, seed, hours))
         o["cost_ratio_to_hold"] = o["cost_per_h"] / h["cost_per_h"]
         o["cost_per_m3_ratio_to_hold"] = o["cost_per_m3"] / h["cost_per_m3"]
         held.append({"scenario_seed": seed, **h})
         ours.append({"scenario_seed": seed, **o})
     return {"hours": hours, "hold": aggregate(held), "oracle": aggregate(ours)}
-
-
-def aggregate(rows: list[dict]) -> dict:
-    out: dict = {"runs": rows}
-    for k in ("cost_per_h", "cost_ratio_to_hold", "cost_per_m3_ratio_to_hold", "product_g_mad"):
-        vals = [r[k] for r in rows if r.get(k) is not None]
-        if vals:
-            m, h = mean_ci(vals)
-            out[k] = {"mean": m, "ci95": h}
-    for k in ("product_flow",):
-        out[k] = {"mean": float(np.mean([r[k] for r in rows]))}
-    out["shutdowns"] = int(sum(r["shutdown"] for r in rows))
-    out["engineering_limit_crossings_total"] = int(
-        sum(r["engineering_limit_crossings"] for r in rows)
-    )
-    return out
 
 
 def compared(scenario: str, oracle_rows: list[dict], stored: dict, suffix: str = "") -> dict:
@@ -279,7 +263,7 @@ def main() -> int:
     for scenario in args.scenarios:
         started = time.perf_counter()
         oracle = Oracle(spec, scenario, HOURS[scenario])
-        best = search(oracle, starts_for(scenario, spec, stored), args.evaluations)
+        best = search(oracle, starts_for(oracle, stored), args.evaluations)
         targets = oracle.targets(best)
         entry: dict = {
             "search_seed": SEARCH_SEED,

@@ -114,20 +114,21 @@ class WindowCheck(nn.Module):
         training range, in training standard deviations over the tag's own threshold."""
         return (self._tag_excess(x) / self.range_scale).amax(1)
 
+    def _outside(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 2n) -> (B, T, n) each measured sample's distance outside the training range
+        (0 inside it, and where nothing was measured)."""
+        v, seen = x[..., : self.n_tags], x[..., self.n_tags :] > 0
+        return torch.maximum(self.lo - v, v - self.hi).clamp_min(0) * seen
+
     def _tag_excess(self, x: torch.Tensor) -> torch.Tensor:
         """(B, W, 2n) -> (B, n) per-tag distance outside the training range (last interval)."""
-        last = x[:, -self.spi :]
-        v, seen = last[..., : self.n_tags], last[..., self.n_tags :] > 0
-        out = torch.maximum(self.lo - v, v - self.hi).clamp_min(0) * seen  # (B, spi, n)
-        return out.amax(1)
+        return self._outside(x[:, -self.spi :]).amax(1)
 
     def inside_training_range(self, x: torch.Tensor) -> torch.Tensor:
         """(B, W, 2n) -> (B,) bool: every measured sample of the whole window lies inside the
         range the training block covered (for reporting false alarms on windows the twin's
         data spans; the range check itself looks at the last interval, over a threshold)."""
-        v, seen = x[..., : self.n_tags], x[..., self.n_tags :] > 0
-        out = ((v < self.lo) | (v > self.hi)) & seen  # (B, W, n)
-        return ~out.flatten(1).any(1)
+        return self._outside(x).flatten(1).amax(1) == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, W, 2n) -> (B,) max of the three scores over their thresholds (> 1: unusual)."""
