@@ -256,6 +256,23 @@ def per_sample(frame, spec: PlantSpec, t0: datetime, t1: datetime) -> float:  # 
     return c["cost"] / max(c["samples"], 1.0)
 
 
+def baseline_cost(frame, spec: PlantSpec, setup: Setup, why: str = "") -> float:  # type: ignore[no-untyped-def]
+    """The cost per sample right after deployment (plant minutes [warmup, warmup + baseline]),
+    the level every ratio is taken against. A window without samples has no level: the run
+    never got there, and `why` (the run's own error, if it had one) says why."""
+    w0 = START + timedelta(minutes=setup.warmup_min)
+    w1 = w0 + timedelta(minutes=setup.baseline_min)
+    c = tracking_cost(frame, spec, w0, w1)
+    if c["samples"] == 0 or c["cost"] <= 0:
+        reached = "no samples" if frame.empty else f"samples up to {frame.index.max()}"
+        raise RuntimeError(
+            f"{spec.name}: no cost to compare against: the historian holds no scored samples in "
+            f"the baseline window {w0.isoformat()} .. {w1.isoformat()} ({reached})"
+            + (f"; the run's error: {why}" if why else "")
+        )
+    return c["cost"] / c["samples"]
+
+
 def drift_events(home: Home, spec: PlantSpec) -> tuple[list[dict[str, Any]], int]:
     """retrain_recommended events and the number of model_drift alarms raised."""
     from twin import audit
@@ -326,7 +343,7 @@ def quiet_cost(frame, spec: PlantSpec, setup: Setup, end: datetime) -> dict[str,
     floor doubles without any drift; a twin that loses the plant does so without drift too.
     `frame` is the quiet run's history."""
     w0 = START + timedelta(minutes=setup.warmup_min)
-    base = per_sample(frame, spec, w0, w0 + timedelta(minutes=setup.baseline_min))
+    base = baseline_cost(frame, spec, setup)
     doubled = first_doubling(frame, spec, base, setup, w0, end)
     width, step = timedelta(minutes=setup.baseline_min), timedelta(minutes=1)
     t, worst = w0 + width, 0.0
@@ -501,7 +518,7 @@ def chain(plant: str, seed: int, setup: Setup, root: Path, log=print) -> dict[st
     frame = history(home, spec)
     events, alarms = drift_events(home, spec)
     w0 = START + timedelta(minutes=setup.warmup_min)
-    base = per_sample(frame, spec, w0, w0 + timedelta(minutes=setup.baseline_min))
+    base = baseline_cost(frame, spec, setup, row.get("error", ""))
     drift_end = end
     doubled = first_doubling(frame, spec, base, setup, w0, drift_end)
     alarm_ts = datetime.fromisoformat(events[0]["what"]["data_ts"]) if events else None
@@ -865,7 +882,7 @@ def pi_mv_level(plants: list[str], seeds: list[int], setup: Setup) -> list[dict[
             row: dict[str, Any] = {"plant": plant, "seed": seed, "controller": "pid"}
             for key, scenario in (("drift", DRIFT[plant]), ("quiet", None)):
                 frame = pi_loop(plant, scenario, seed, run_min)
-                base = per_sample(frame, spec, w0, w0 + timedelta(minutes=setup.baseline_min))
+                base = baseline_cost(frame, spec, setup)
                 end = frame.index.max().to_pydatetime()
                 doubled = first_doubling(frame, spec, base, setup, w0, end)
                 found = mv_level_alarm(frame, spec)

@@ -13,36 +13,19 @@ be nothing to score in the shadow run; the test asserts that the gate decided on
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.support.bench import load
 from twin import audit, registry
 from twin.paths import Home
 from twin.serve.shadow import gate
 from twin.spec import load_spec
 from twin.state import Store
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench() -> ModuleType:
-    """benchmarks/maintenance.py (by path: this test folder is a package of the same name)."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_maintenance", ROOT / "benchmarks" / "maintenance.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-maintenance = _bench()
+maintenance = load("maintenance")
 
 pytestmark = [pytest.mark.slow]
 
@@ -147,3 +130,24 @@ def test_drift_alarm_retrain_shadow_and_gated_promotion(
     )
     active = registry.active_version(home, spec)
     assert active == (row["v2"] if row["promoted"] else row["v1"])
+
+
+def test_an_empty_baseline_window_is_refused_with_the_runs_error() -> None:
+    """A run that never reached the baseline window has no cost level to take ratios against:
+    the benchmark says so, with the window and the run's own error, instead of dividing by 0."""
+    import pandas as pd
+
+    spec = load_spec(PLANT)
+    setup = maintenance.Setup(quick=True)
+    cv = spec.cvs[0].name
+    early = pd.DataFrame(
+        {cv: [1.0, 2.0]},
+        index=pd.DatetimeIndex(
+            [maintenance.START + timedelta(minutes=m) for m in (1, 2)], tz="UTC"
+        ),
+    )
+    with pytest.raises(RuntimeError, match="baseline window .*twin serve exited"):
+        maintenance.baseline_cost(early, spec, setup, "twin serve exited (1)")
+    inside = early.copy()
+    inside.index = inside.index + timedelta(minutes=setup.warmup_min + 1)
+    assert maintenance.baseline_cost(inside, spec, setup) > 0
