@@ -232,11 +232,13 @@ def time_plant(plant: str, scenario: str, decisions: int, repeats: int) -> dict:
     assert tw is not None
     twin = tw.model
     ctl = PlanningController(twin, spec, observer_gains=tw.gains)  # type: ignore[arg-type]
-    runs, loads = [], []
+    runs, loads, references = [], [], []
     recorded: list[Recorded] = []
     for _ in range(repeats):
         cpu, wall, recorded = closed_loop(ctl, plant, scenario, decisions)
-        loads.append(machine_info()["load_average_1m"])
+        machine = machine_info()
+        loads.append(machine["load_average_1m"])
+        references.append(machine["reference_loop_ms"])
         runs.append({q: float(np.percentile(v, p)) for q, v, p in _quantiles(cpu, wall)})
     horizon = ctl.config.horizon
     with torch.inference_mode():
@@ -258,6 +260,7 @@ def time_plant(plant: str, scenario: str, decisions: int, repeats: int) -> dict:
     out |= {
         "per_repeat": runs,
         "load_average_1min": loads,
+        "reference_loop_ms": references,
         "batched_rollout_ms_p50": float(np.median(rollout_ms)),
         "target_ms_p95": TARGET_MS_P95,
         "observer_gains": tw.gains.source,
@@ -341,6 +344,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{min(r['load_average_1min']):.1f}-{max(r['load_average_1min']):.1f}",
         )
     console.print(table)
+    references = [x for r in results["cases"].values() for x in r["reference_loop_ms"]]
+    console.print(
+        f"this host's reference loop (_machine.reference_loop_ms): "
+        f"{min(references):.0f}-{max(references):.0f} ms CPU; absolute times from another "
+        "host compare only beside its own"
+    )
     console.print(f"saved {RESULTS / 'plan.json'}")
     return 0
 
