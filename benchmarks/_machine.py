@@ -33,9 +33,10 @@ def reference_loop_ms(repeats: int = 3) -> float:
     """CPU milliseconds of a fixed pure-Python loop (REFERENCE_LOOP additions), the median of
     `repeats` runs: how fast this host runs interpreted code right now.
 
-    Cloud hosts of the same nominal size differ by 2-3x in this figure, and a planning decision
-    is mostly interpreter and small-tensor dispatch, so absolute timings from two runs compare
-    only beside it (ratios measured within one run need no such help)."""
+    Hosts of the same nominal size differ in speed (plan.py's decisions took 1.8x the CPU time
+    on one 2-core host that they took on another), and a planning decision is mostly
+    interpreter and small-tensor dispatch, so absolute timings from two runs compare only beside
+    this figure (ratios measured within one run need no such help)."""
     runs = []
     for _ in range(repeats):
         start = time.process_time()

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     references = [x for r in results["cases"].values() for x in r["reference_loop_ms"]]
     console.print(
-        f"this host's reference loop (_machine.reference_loop_ms): "
+        "this host's reference loop (_machine.reference_loop_ms): "
         f"{min(references):.0f}-{max(references):.0f} ms CPU; absolute times from another "
         "host compare only beside its own"
     )
