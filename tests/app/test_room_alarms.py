@@ -19,7 +19,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from room_plant import PASSWORDS, LivePlant, start_live_plant, wait_for
 
-from tests.support.browser import ARTIFACTS, choose, launch, require_chromium
+from tests.support.browser import ARTIFACTS, choose, go_to, launch, require_chromium
 from twin.state import Store
 from twin.state.alarms import AlarmRecord
 
@@ -86,11 +86,6 @@ def store(plant: LivePlant) -> Iterator[Store]:
     s.close()
 
 
-def go(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=re.compile(f"^{title}")).first.wait_for()
-
-
 def connection_alarm(store: Store, plant: str):
     return next((a for a in store.standing_alarms(plant) if a.kind == "connection_lost"), None)
 
@@ -111,7 +106,7 @@ def outage(plant: LivePlant, as_user, store: Store) -> Outage:
     this fixture, so each runs alone too), timing the banner on olga's Alarms page."""
     name = plant.spec.name
     page = as_user("olga")
-    go(page, "Alarms")
+    go_to(page, "Alarms")
     # The runtime must be hearing the plant before the fault is injected.
     wait_for(
         lambda: (s := store.get_status(name)) is not None and s.connected,
@@ -149,7 +144,7 @@ def test_stopped_plant_server_is_one_alarm_on_the_banner_within_5_s(
 
 def test_viewer_sees_alarms_but_cannot_act(outage: Outage, as_user) -> None:
     page = as_user("vic")
-    go(page, "Alarms")
+    go_to(page, "Alarms")
     page.get_by_text("Standing alarms").first.wait_for()
     page.get_by_text(re.compile(r"ALARM BANNER: .*connection_lost")).wait_for()
     page.get_by_text("Your role (viewer) may view alarms").wait_for()
@@ -167,8 +162,8 @@ def test_operator_acknowledges_and_shelves(outage: Outage, as_user, store: Store
     page = as_user("olga")
     # This page has sat on Alarms since before the alarm was raised (only the banner
     # refreshes by itself): going to another page and back runs it afresh, with the alarm.
-    go(page, "Overview")
-    go(page, "Alarms")
+    go_to(page, "Overview")
+    go_to(page, "Alarms")
     pick(page, alarm.id)
     page.get_by_role("textbox", name=re.compile("Note or reason")).fill("plant server down")
     act(
@@ -181,8 +176,8 @@ def test_operator_acknowledges_and_shelves(outage: Outage, as_user, store: Store
     assert acked.acked_by == "olga" and acked.ack_note == "plant server down"
     # The page afresh, as above (CI at 41d3ac7: after the acknowledgement's rerun the alarm
     # picker stayed hidden for 60 s).
-    go(page, "Overview")
-    go(page, "Alarms")
+    go_to(page, "Overview")
+    go_to(page, "Alarms")
     pick(page, alarm.id)
     page.get_by_role("textbox", name=re.compile("Note or reason")).fill("server maintenance")
     act(
@@ -216,7 +211,7 @@ def act(page, button: str, shown: str, done: Callable[[], bool], attempts: int =
 def test_shift_log_round_trip(plant: LivePlant, outage: Outage, as_user, store: Store) -> None:
     name = plant.spec.name
     page = as_user("olga")
-    go(page, "Shift log")
+    go_to(page, "Shift log")
     page.get_by_role("textbox", name="Handover notes").fill("Plant server down for maintenance")
     page.get_by_role("button", name="Write handover").click()
     page.get_by_text(re.compile(r"Shift log \d+ written")).wait_for()
@@ -224,7 +219,7 @@ def test_shift_log_round_trip(plant: LivePlant, outage: Outage, as_user, store: 
     assert entry.author == "olga" and entry.notes == "Plant server down for maintenance"
     assert any(a["kind"] == "connection_lost" for a in entry.standing)
     page = as_user("erin")
-    go(page, "Shift log")
+    go_to(page, "Shift log")
     page.get_by_text("Waiting to be taken over").wait_for()
     page.get_by_role("textbox", name="Note on taking over").fill("read and understood")
     page.get_by_role("button", name="Acknowledge handover").click()

@@ -15,7 +15,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from room_plant import PASSWORDS, LivePlant, read_opcua, start_live_plant, wait_for
 
-from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, go_to, require_chromium
 from twin import api
 from twin.auth import PermissionDenied
 from twin.state import Store
@@ -85,11 +85,6 @@ def as_user(page, url: str, name: str) -> None:
     log_in(page, url, name)
 
 
-def go(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=re.compile(f"^{title}")).first.wait_for()
-
-
 def metric(page, label: str) -> str:
     box = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
     return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
@@ -118,7 +113,7 @@ def test_log_in_and_overview_shows_live_values(plant: LivePlant, browser_page) -
 def test_engineer_retrains_and_sees_audit_and_limits(plant: LivePlant, browser_page) -> None:
     page = browser_page
     as_user(page, plant.url, "erin")
-    go(page, "Twin")
+    go_to(page, "Twin")
     page.get_by_text("Versions").first.wait_for()
     quick = page.get_by_role("checkbox", name=re.compile("Quick"))
     page.locator('[data-testid="stCheckbox"]').filter(has_text="Quick").locator("label").click()
@@ -132,10 +127,10 @@ def test_engineer_retrains_and_sees_audit_and_limits(plant: LivePlant, browser_p
     shot(page, "twin-training")
     page.get_by_role("button", name="Stop training").click()
     page.get_by_text(re.compile(r"by erin: stopped")).wait_for(timeout=30_000)
-    go(page, "Audit")
+    go_to(page, "Audit")
     page.get_by_text(re.compile(r"audit chain OK: \d+ entries verified")).wait_for()
     shot(page, "audit")
-    go(page, "Limits")
+    go_to(page, "Limits")
     page.get_by_role("button", name="Save operator limits").wait_for()
     shot(page, "limits")
 
@@ -143,7 +138,7 @@ def test_engineer_retrains_and_sees_audit_and_limits(plant: LivePlant, browser_p
 def test_approved_proposal_is_written_to_the_opcua_server(plant: LivePlant, browser_page) -> None:
     page = browser_page
     as_user(page, plant.url, "olga")
-    go(page, "Proposals")
+    go_to(page, "Proposals")
     store = Store.open(plant.home)
     try:
         decision = None
@@ -194,7 +189,7 @@ def _closed(store: Store, pid: int) -> str | None:
 def test_modification_outside_limits_is_refused(plant: LivePlant, browser_page) -> None:
     page = browser_page
     as_user(page, plant.url, "olga")
-    go(page, "Proposals")
+    go_to(page, "Proposals")
 
     def refused():
         tab = page.get_by_role("tab", name="Modify")
@@ -234,7 +229,7 @@ def test_replay_shows_a_past_window_with_predictions_and_markers(
 ) -> None:
     page = browser_page
     as_user(page, plant.url, "olga")
-    go(page, "Replay")
+    go_to(page, "Replay")
     caption = page.get_by_text(re.compile(r"\d+ proposals with predictions")).first
     caption.wait_for()
     n_pred = int(re.search(r"(\d+) proposals with predictions", caption.inner_text()).group(1))
@@ -252,7 +247,7 @@ def test_incident_is_marked_and_its_report_exports(
 ) -> None:
     page = browser_page
     as_user(page, plant.url, "olga")
-    go(page, "Replay")
+    go_to(page, "Replay")
     page.get_by_label("Title").fill("Browser-test incident")
     page.get_by_label("Notes").fill("Tc stepped during the approval test")
     page.get_by_role("button", name="Mark this window as an incident").click()
@@ -282,7 +277,7 @@ def test_incident_is_marked_and_its_report_exports(
 def test_viewer_sees_no_approve_button_and_the_api_refuses(plant: LivePlant, browser_page) -> None:
     page = browser_page
     as_user(page, plant.url, "vic")
-    go(page, "Proposals")
+    go_to(page, "Proposals")
     page.get_by_text(re.compile(r"may view proposals|No proposal is pending")).first.wait_for()
     assert page.get_by_role("button", name="Approve", exact=True).count() == 0
     assert page.get_by_role("button", name="Reject").count() == 0

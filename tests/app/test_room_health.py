@@ -17,7 +17,7 @@ from room_homes import PASSWORD, BuiltHome
 from room_plant import free_port, healthy, wait_for
 
 from app.logic import health
-from tests.support.browser import launch, require_chromium
+from tests.support.browser import go_to, launch, require_chromium
 from twin import audit
 from twin.health.drift_config import DriftConfig
 from twin.health.monitor import DriftMonitor
@@ -144,9 +144,7 @@ def test_health_page_shows_the_homes_figures(built: BuiltHome, tmp_path: Path) -
             page.get_by_role("textbox", name="Password").fill(PASSWORD)
             page.get_by_role("button", name="Log in").click()
             page.get_by_text("Signed in as operator").wait_for(timeout=120_000)
-            nav = page.locator('[data-testid="stSidebarNav"]')
-            nav.get_by_role("link", name="Health").click()
-            page.get_by_role("heading", name=re.compile(f"^Health: {name}")).wait_for()
+            go_to(page, "Health", page.get_by_role("heading", name=re.compile(f"^Health: {name}")))
             page.get_by_text("Drift evidence and model maintenance").wait_for()
             assert metric(page, "Twin proposals") == str(len(proposals))
             assert metric(page, "Interventions") == str(rejected)

@@ -24,7 +24,7 @@ from tests.faults.fault_plant import FaultPlant, PlantThread
 from tests.faults.procs import train_tiny
 from tests.runtime.plant import start_serve, twin_cmd
 from tests.state.backends import fresh_schema_url, postgres_url
-from tests.support.browser import launch, require_chromium
+from tests.support.browser import go_to, launch, require_chromium
 from tests.support.procs import free_port, stop, wait_for
 from tests.support.specs import ports, spec_copy
 from twin import api, audit
@@ -82,11 +82,10 @@ def sign_in_and_see_cstr(rooms: dict[str, str], shot: Path) -> int | str:
             page.get_by_text("Signed in as olga").wait_for()
             pages[name] = page
         page = pages["four_tank"]
-        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Proposals").click()
         try:
             heading = page.get_by_role("heading", name="Proposals: cstr")
             failed = page.get_by_text("cannot load the spec")
-            heading.or_(failed).first.wait_for()
+            go_to(page, "Proposals", heading.or_(failed))
             if failed.count():
                 return " ".join(failed.first.inner_text().split())
             shown = page.locator('[data-testid="stMetric"]').filter(has_text="Proposal").first

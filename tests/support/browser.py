@@ -51,3 +51,26 @@ def choose(page: Any, box: str, option: str | re.Pattern[str], tries: int = 6) -
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
     raise AssertionError(f"no option {option!r} in the selectbox {box!r} after {tries} tries")
+
+
+def go_to(page: Any, link: str, shown: Any = None, tries: int = 3) -> None:
+    """Open the sidebar page `link` and wait until `shown` (a locator; by default a heading
+    that starts with the link's text) is visible. A click that lands while the page is still
+    rerunning (just after signing in, or while a fragment refreshes) can be dropped by
+    Streamlit, so the link is clicked again, up to `tries` times with 30 s each; the last try
+    keeps the page's own default timeout, so a page that is merely slow gets its full time."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    nav = page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link)
+    if shown is None:
+        shown = page.get_by_role("heading", name=re.compile(f"^{re.escape(link)}"))
+    for attempt in range(tries):
+        nav.click()
+        if attempt == tries - 1:
+            shown.first.wait_for()
+            return
+        try:
+            shown.first.wait_for(timeout=30_000)
+            return
+        except PlaywrightTimeout:
+            continue
