@@ -398,6 +398,7 @@ def outside(seeds: list[int], hours: float, out: Path, combine: list[Path] | Non
         "seeds": seeds,
         "recipe": "twin train defaults (twin.train_presets.train_configs), progress bars off",
         "machine": "2 CPU cores shared with other work, torch with 1 thread",
+        "machine_info": machine_info(),
         "nrmse": table,
         "targets": checks,
         "runs": runs,
