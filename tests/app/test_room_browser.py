@@ -15,7 +15,14 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from room_plant import PASSWORDS, LivePlant, read_opcua, start_live_plant, wait_for
 
-from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, go_to, require_chromium
+from tests.support.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    click_until,
+    go_to,
+    require_chromium,
+)
 from twin import api
 from twin.auth import PermissionDenied
 from twin.state import Store
@@ -80,18 +87,8 @@ def as_user(page, url: str, name: str) -> None:
     if page.get_by_text(f"Signed in as {name}").count():
         return
     log_out = page.get_by_role("button", name="Log out")
-    # A click that lands while the page reruns can be dropped (the page then stays signed in):
-    # click again, up to 3 times with 20 s each.
-    for attempt in range(3):
-        if not log_out.count():
-            break
-        log_out.click()
-        try:
-            page.get_by_role("button", name="Log in").wait_for(timeout=20_000)
-            break
-        except PlaywrightTimeout:
-            if attempt == 2:
-                raise
+    if log_out.count():
+        click_until(log_out, page.get_by_role("button", name="Log in"))
     log_in(page, url, name)
 
 

@@ -53,24 +53,32 @@ def choose(page: Any, box: str, option: str | re.Pattern[str], tries: int = 6) -
     raise AssertionError(f"no option {option!r} in the selectbox {box!r} after {tries} tries")
 
 
-def go_to(page: Any, link: str, shown: Any = None, tries: int = 3) -> None:
-    """Open the sidebar page `link` and wait until `shown` (a locator; by default a heading
-    that starts with the link's text) is visible. A click that lands while the page is still
-    rerunning (just after signing in, or while a fragment refreshes) can be dropped by
-    Streamlit, so the link is clicked again, up to `tries` times with 30 s each; the last try
-    keeps the page's own default timeout, so a page that is merely slow gets its full time."""
+def click_until(target: Any, shown: Any, tries: int = 3, wait_ms: float = 30_000) -> None:
+    """Click `target` until `shown` (a locator) is visible. A click that lands while Streamlit
+    is still rerunning the page (just after signing in, or while a fragment refreshes) can be
+    dropped, so it is made again, up to `tries` times with `wait_ms` each; the last try keeps
+    the page's own default timeout, so a page that is merely slow gets its full time. Once
+    `target` is gone an earlier click was taken, and only its result is waited for."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    nav = page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link)
-    if shown is None:
-        shown = page.get_by_role("heading", name=re.compile(f"^{re.escape(link)}"))
     for attempt in range(tries):
-        nav.click()
-        if attempt == tries - 1:
+        last = attempt == tries - 1
+        if attempt and not target.count():
             shown.first.wait_for()
             return
+        target.click()
         try:
-            shown.first.wait_for(timeout=30_000)
+            shown.first.wait_for(timeout=None if last else wait_ms)
             return
         except PlaywrightTimeout:
-            continue
+            if last:
+                raise
+
+
+def go_to(page: Any, link: str, shown: Any = None) -> None:
+    """Open the sidebar page `link` and wait until `shown` (a locator; by default a heading
+    that starts with the link's text) is visible, clicking again if a click is dropped."""
+    if shown is None:
+        shown = page.get_by_role("heading", name=re.compile(f"^{re.escape(link)}"))
+    nav = page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link)
+    click_until(nav, shown)
