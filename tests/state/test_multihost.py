@@ -17,7 +17,7 @@ from tests.state.backends import Raw, new_target, reopen
 from twin import audit
 from twin.errors import TwinError
 from twin.paths import Home
-from twin.state import SCHEMA_VERSION, Store
+from twin.state import SCHEMA_VERSION, Store, WriteSettlement
 
 backend = backends.backend
 store = backends.store
@@ -115,6 +115,45 @@ def test_a_decision_taken_by_one_runtime_is_not_refused_by_another(store: Store)
     assert [w.status for w in store.writes_for(decision_id=decision_id)] == ["intent"]
     assert store.get_decision(proposal_id).applied == "writing"
     assert not audit.entries(store, kind="write_refused")
+
+
+def test_an_interrupted_move_closes_with_its_writes_in_one_transaction(store: Store) -> None:
+    decision_id, proposal_id = _approved(store)
+    ids = store.record_intent(
+        plant="cstr",
+        actor="runtime",
+        values={"Tc": 301.0},
+        prior={"Tc": 300.0},
+        decision_id=decision_id,
+        proposal_id=proposal_id,
+    )
+    settled = WriteSettlement(
+        write_id=ids["Tc"],
+        tag="Tc",
+        requested=301.0,
+        live=300.0,
+        applied=False,
+        reason="settled from the plant's value 300",
+    )
+    store.settle_move(
+        plant="cstr",
+        actor="runtime",
+        decision_id=decision_id,
+        proposal_id=proposal_id,
+        outcome="failed",
+        why="no MV of the move was applied",
+        writes=[settled],
+    )
+    (w,) = store.writes_for(decision_id=decision_id)
+    assert (w.status, w.read_back, w.reason) == ("failed", 300.0, settled.reason)
+    assert store.open_write_intents("cstr") == []
+    assert store.get_decision(proposal_id).applied == "failed"
+    assert store.get_proposal(proposal_id).status == "failed"
+    assert store.decisions_left_writing("cstr") == []
+    # Both audit entries, one after the other: written by the one transaction.
+    kinds = [e["kind"] for e in audit.entries(store)][-2:]
+    assert kinds == ["write_reconciled", "move_reconciled"]
+    assert audit.verify(store).ok
 
 
 def _open_and_log(target: str, home: str, k: int, go: Any) -> None:

@@ -20,7 +20,7 @@ from twin.serve.alarms import Alarms
 from twin.serve.config import ACTOR
 from twin.serve.live import LiveState
 from twin.spec import PlantSpec
-from twin.state import Store, WriteRecord
+from twin.state import Store, WriteRecord, WriteSettlement
 
 
 @dataclass
@@ -137,25 +137,29 @@ class Settling:
     async def _settle_move(self, move: Move, live: dict[str, float], now: datetime | None) -> None:
         applied = {t: self._applied(live[t], v) for t, v in move.requested.items()}
         open_ids = {w.id for w in self.path.store.open_write_intents(self.path.spec.name)}
-        for tag, wid in move.ids.items():
-            if wid in open_ids:
-                self.path.store.settle_write(
-                    wid,
-                    plant=self.path.spec.name,
-                    tag=tag,
-                    requested=move.requested.get(tag),
-                    live=live[tag],
-                    applied=applied[tag],
-                    reason=f"settled from the plant's value {live[tag]:g}",
-                    actor=ACTOR,
-                )
+        settled = [
+            WriteSettlement(
+                write_id=wid,
+                tag=tag,
+                requested=move.requested.get(tag),
+                live=live[tag],
+                applied=applied[tag],
+                reason=f"settled from the plant's value {live[tag]:g}",
+            )
+            for tag, wid in move.ids.items()
+            if wid in open_ids
+        ]
         n = sum(applied.values())
         if n == len(applied):
             outcome, why = "written", "every MV of the move holds its requested value"
         elif n == 0:
             outcome, why = "failed", "no MV of the move was applied"
-        else:
+        else:  # the writes are settled before the repair writes anew
+            for s in settled:
+                self.path.store.settle_write(s, plant=self.path.spec.name, actor=ACTOR)
+            settled = []
             outcome, why = await self._repair(move, live, applied, now)
+        # The move's decision closes in the same transaction that settles its writes.
         self.path.store.settle_move(
             plant=self.path.spec.name,
             actor=ACTOR,
@@ -163,6 +167,7 @@ class Settling:
             proposal_id=move.proposal_id,
             outcome=outcome,
             why=why,
+            writes=settled,
         )
 
     async def _repair(

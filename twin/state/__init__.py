@@ -24,7 +24,7 @@ from twin.state.records import (
 from twin.state.schema import SCHEMA_VERSION
 from twin.state.store import Store
 from twin.state.users import UserExists
-from twin.state.writes import DecisionTaken
+from twin.state.writes import DecisionTaken, WriteSettlement
 
 __all__ = [
     "PROPOSAL_OPEN",
@@ -45,6 +45,7 @@ __all__ = [
     "UserExists",
     "UserRecord",
     "WriteRecord",
+    "WriteSettlement",
     "inserted_id",
     "iso",
     "now_utc",

@@ -9,17 +9,30 @@ connection) is settled later by reading the plant back, never by re-sending.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from twin.errors import TwinError
 from twin.state.base import inserted_id, iso, now_utc, select
 from twin.state.core import StoreCore
+from twin.state.db import Db
 from twin.state.records import WriteRecord, write_row
 
 # Outcomes of one write: done (written and read back), mismatch (read back differs),
 # failed (not written), uncertain (the write was sent but its outcome is unknown), refused,
 # restored (written, then put back to its prior value because its move could not complete).
 WRITE_OUTCOMES = ("done", "mismatch", "failed", "uncertain", "refused", "restored")
+
+
+class WriteSettlement(NamedTuple):
+    """An open intent settled from the value the plant holds now."""
+
+    write_id: int
+    tag: str
+    requested: float | None
+    live: float
+    applied: bool
+    reason: str
 
 
 class DecisionTaken(TwinError):
@@ -191,39 +204,26 @@ class WritesMixin(StoreCore):
             )
         return True
 
-    def settle_write(
-        self,
-        write_id: int,
-        *,
-        plant: str,
-        tag: str,
-        requested: float | None,
-        live: float,
-        applied: bool,
-        reason: str,
-        actor: str,
-    ) -> None:
+    def settle_write(self, settled: WriteSettlement, *, plant: str, actor: str) -> None:
         """Settle an intent whose outcome was unknown, from the value the plant holds now."""
         with self.write() as c:
-            c.execute(
-                "UPDATE writes SET status = ?, read_back = ?, reason = ?, completed_at = ? "
-                "WHERE id = ?",
-                ("done" if applied else "failed", live, reason, iso(now_utc()), write_id),
-            )
-            self.audit(
-                c,
-                user=actor,
-                kind="write_reconciled",
-                plant=plant,
-                subject=f"write:{write_id}",
-                what={
-                    "tag": tag,
-                    "requested": requested,
-                    "live": live,
-                    "applied": applied,
-                },
-                why=reason,
-            )
+            self._settle_write(c, settled, plant=plant, actor=actor)
+
+    def _settle_write(self, c: Db, s: WriteSettlement, *, plant: str, actor: str) -> None:
+        c.execute(
+            "UPDATE writes SET status = ?, read_back = ?, reason = ?, completed_at = ? "
+            "WHERE id = ?",
+            ("done" if s.applied else "failed", s.live, s.reason, iso(now_utc()), s.write_id),
+        )
+        self.audit(
+            c,
+            user=actor,
+            kind="write_reconciled",
+            plant=plant,
+            subject=f"write:{s.write_id}",
+            what={"tag": s.tag, "requested": s.requested, "live": s.live, "applied": s.applied},
+            why=s.reason,
+        )
 
     def settle_move(
         self,
@@ -234,9 +234,14 @@ class WritesMixin(StoreCore):
         proposal_id: int | None,
         outcome: str,
         why: str,
+        writes: Sequence[WriteSettlement] = (),
     ) -> None:
-        """An interrupted approval's move was reconciled: its decision and proposal close."""
+        """An interrupted approval's move was reconciled: its decision and proposal close, in
+        the same transaction as the settling of `writes` (no reader sees them settled and the
+        decision still open)."""
         with self.write() as c:
+            for settled in writes:
+                self._settle_write(c, settled, plant=plant, actor=actor)
             if decision_id is not None:
                 c.execute("UPDATE decisions SET applied = ? WHERE id = ?", (outcome, decision_id))
             if proposal_id is not None:
