@@ -150,16 +150,15 @@ class Settling:
             if wid in open_ids
         ]
         n = sum(applied.values())
-        if n == len(applied):
-            outcome, why = "written", "every MV of the move holds its requested value"
-        elif n == 0:
-            outcome, why = "failed", "no MV of the move was applied"
-        else:  # the writes are settled before the repair writes anew
-            for s in settled:
-                self.path.store.settle_write(s, plant=self.path.spec.name, actor=ACTOR)
-            settled = []
+        partial = 0 < n < len(applied)
+        if partial:  # its writes are settled before the repair writes anew
+            self.path.store.settle_writes(settled, plant=self.path.spec.name, actor=ACTOR)
             outcome, why = await self._repair(move, live, applied, now)
-        # The move's decision closes in the same transaction that settles its writes.
+        elif n == len(applied):
+            outcome, why = "written", "every MV of the move holds its requested value"
+        else:
+            outcome, why = "failed", "no MV of the move was applied"
+        # Otherwise the move closes in the same transaction that settles its writes.
         self.path.store.settle_move(
             plant=self.path.spec.name,
             actor=ACTOR,
@@ -167,7 +166,7 @@ class Settling:
             proposal_id=move.proposal_id,
             outcome=outcome,
             why=why,
-            writes=settled,
+            writes=() if partial else settled,
         )
 
     async def _repair(

@@ -204,10 +204,12 @@ class WritesMixin(StoreCore):
             )
         return True
 
-    def settle_write(self, settled: WriteSettlement, *, plant: str, actor: str) -> None:
-        """Settle an intent whose outcome was unknown, from the value the plant holds now."""
+    def settle_writes(self, writes: Sequence[WriteSettlement], *, plant: str, actor: str) -> None:
+        """Settle intents whose outcome was unknown, from the values the plant holds now (one
+        transaction; `settle_move` does it together with closing the move)."""
         with self.write() as c:
-            self._settle_write(c, settled, plant=plant, actor=actor)
+            for settled in writes:
+                self._settle_write(c, settled, plant=plant, actor=actor)
 
     def _settle_write(self, c: Db, s: WriteSettlement, *, plant: str, actor: str) -> None:
         c.execute(
