@@ -195,10 +195,17 @@ def make_series(spec, seed: int, hours: float) -> PlantSeries:
     return PlantSeries(wide, spec, DataConfig())
 
 
-def remeasure_gates(result: dict, cache: Path, hours: float, rates: tuple[float, ...] = ()) -> None:
+def remeasure_gates(
+    result: dict,
+    cache: Path,
+    hours: float,
+    rates: tuple[float, ...] = (),
+    previous_gate: bool = False,
+) -> None:
     """Refit and re-measure the OOD gate and the band calibration of every cached full twin
     (same data, same weights): both are fitted after training, so they need no retraining.
-    The figures the file had are kept under ood_previous (a before/after on the same twins);
+    The figures the file had are kept under ood_previous (a before/after on the same twins;
+    `previous_gate`: the gate with one global consistency scale there instead);
     `rates`: held-out false alarms of the gate refit at each of these design rates too
     (false_alarm_at_rate: how the realised rate follows the design rate)."""
     for plant, s in result["plants"].items():
@@ -223,8 +230,14 @@ def remeasure_gates(result: dict, cache: Path, hours: float, rates: tuple[float,
                 net, series.normalizer, roles, series.window, series.spi, series.config
             )
             cfg = TrainConfig()
-            r["ood_previous"] = r["ood"]  # the gate as this result file had it: a before/after
             with torch_threads(1):
+                # The gate as this result file had it, or (previous_gate) with one global
+                # consistency scale: a before/after on the same twins.
+                r["ood_previous"] = (
+                    gate_report(fresh, spec, r["seed"], series, cfg.ood_false_alarm, False)
+                    if previous_gate
+                    else r["ood"]
+                )
                 fit_bands(fresh, series, "val")
                 r["bands"] = evaluate(fresh, series)["bands"]
                 x_train, x_val = windows_of(series, "train"), windows_of(series, "val")
@@ -232,15 +245,30 @@ def remeasure_gates(result: dict, cache: Path, hours: float, rates: tuple[float,
                 for rate in rates:
                     fresh.set_ood_reference(x_train, x_val, rate)
                     r["false_alarm_at_rate"][str(rate)] = gate_false_alarms(fresh, series)
-                fresh.set_ood_reference(x_train, x_val, cfg.ood_false_alarm)
-                r["ood"] = (
-                    ood_quality(fresh, series, "test")
-                    | gate_false_alarms(fresh, series)
-                    | plant_faults(fresh, spec, r["seed"], series)
-                )
+                r["ood"] = gate_report(fresh, spec, r["seed"], series, cfg.ood_false_alarm)
             print(f"{plant} seed {r['seed']}: gate {r['ood']}", flush=True)
         s.update(summarise(s["runs"]))
         s["targets"] = targets(plant, s)
+
+
+def gate_report(
+    tw: TwinModel,
+    spec,
+    seed: int,
+    series: PlantSeries,
+    false_alarm: float,
+    local_consistency: bool = True,
+) -> dict:
+    """Refit the twin's OOD gate (same weights, same data) and measure it: held-out false
+    alarms, and detection of the plant's synthetic faults."""
+    tw.set_ood_reference(
+        windows_of(series, "train"), windows_of(series, "val"), false_alarm, local_consistency
+    )
+    return (
+        ood_quality(tw, series, "test")
+        | gate_false_alarms(tw, series)
+        | plant_faults(tw, spec, seed, series)
+    )
 
 
 def run_one(
@@ -250,7 +278,10 @@ def run_one(
     ablations: list[str],
     epochs: int | None = None,
     cache: Path | None = None,
+    previous_gate: bool = False,
 ) -> dict:
+    """`previous_gate`: also measure the gate as it was before the window consistency check's
+    local residual scale (one global scale), on the same twin, under ood_previous."""
     spec = load_spec(plant)
     series = make_series(spec, seed, hours)
     cfg = TrainConfig(seed=seed, progress=False)
@@ -266,7 +297,21 @@ def run_one(
     floor = floor_nrmse(spec, series, grid, states)
     with torch_threads(1):
         abl = {name: ablation_report(series, ModelConfig(), cfg, name) for name in ablations}
-        faults = plant_faults(out.twin, spec, seed, series)
+        ood = (
+            out.report["ood"]
+            | gate_false_alarms(out.twin, series)
+            | plant_faults(out.twin, spec, seed, series)
+        )
+        # Measured last: it refits the twin's gate (the twin is not used after it).
+        previous = (
+            {
+                "ood_previous": gate_report(
+                    out.twin, spec, seed, series, cfg.ood_false_alarm, local_consistency=False
+                )
+            }
+            if previous_gate
+            else {}
+        )
     return {
         "seed": seed,
         "nrmse": {m: r["nrmse"] for m, r in out.report["models"].items()}
@@ -275,7 +320,7 @@ def run_one(
         "ablations": abl,
         "monitors": out.report["monitors"],
         "bands": out.report["bands"],
-        "ood": out.report["ood"] | gate_false_alarms(out.twin, series) | faults,
+        "ood": ood,
         "train_seconds": out.train_info["seconds"],
         "obs_model_seconds": out.train_info["obs_model_seconds"],
         "total_seconds": round(wall, 1),
@@ -286,7 +331,7 @@ def run_one(
         "arx_orders": [out.arx.config.na, out.arx.config.nb],
         "anchors": out.report["anchors"],
         "load_1m": os.getloadavg()[0],
-    }
+    } | previous
 
 
 def add_ablations(
@@ -629,6 +674,11 @@ def main() -> None:
         "rules) and add them to its runs; writes --out. The full twins are not retrained.",
     )
     ap.add_argument(
+        "--previous-gate",
+        action="store_true",
+        help="Also measure each twin's gate with one global consistency scale (ood_previous).",
+    )
+    ap.add_argument(
         "--outside",
         action="store_true",
         help="The plant defined outside the repository (12 h of CSV, default recipe).",
@@ -640,7 +690,9 @@ def main() -> None:
         return
     if args.regate:
         result = json.loads(args.regate.read_text())
-        remeasure_gates(result, args.cache, result["hours"], tuple(args.gate_rates))
+        remeasure_gates(
+            result, args.cache, result["hours"], tuple(args.gate_rates), args.previous_gate
+        )
         result["remeasured"] = (
             f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: OOD gate and band calibration refit on the "
             "cached twins of this file (same weights, same data); NRMSE and timings unchanged"
@@ -685,7 +737,15 @@ def main() -> None:
     for plant in args.plants:
         runs = []
         for seed in args.seeds:
-            r = run_one(plant, seed, args.hours, args.ablations, args.epochs, args.cache)
+            r = run_one(
+                plant,
+                seed,
+                args.hours,
+                args.ablations,
+                args.epochs,
+                args.cache,
+                args.previous_gate,
+            )
             print(
                 f"{plant} seed {seed}: jepa {r['nrmse']['jepa']}, train {r['train_seconds']} s "
                 f"({r['stopped']})",

@@ -87,6 +87,64 @@ def test_window_inside_the_training_range_means_every_measured_sample_of_it():
     assert check.inside_training_range(unmeasured).tolist() == [True]
 
 
+def _two_noise_regions(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Windows (n, 12, 8) of a plant with 4 tags (CVs 0 and 1, a DV 2 that says the region,
+    an MV 3), spi 4: the CVs of the last interval follow the MV, with noise 0.05 in the quiet
+    region (70 % of windows) and 1.0 in the rough one."""
+    v = torch.randn(n, 12, 4, generator=gen)
+    quiet = torch.rand(n, generator=gen) < 0.7
+    v[..., 2] = torch.where(quiet, -2.0, 2.0)[:, None] + 0.1 * v[..., 2]
+    sigma = torch.where(quiet, 0.05, 1.0)[:, None, None]
+    v[:, 8:, :2] = 0.5 * v[:, 8:, 3:] + sigma * torch.randn(n, 4, 2, generator=gen)
+    return torch.cat([v, torch.ones_like(v)], -1)
+
+
+def test_window_consistency_scales_residuals_by_the_region_the_plant_is_in():
+    """A bias of 10x the quiet region's noise is caught there by the local residual scale;
+    one global scale (the check before it) sets its threshold by the rough region and misses
+    it. Fresh normal windows of both regions stay at about the design rate."""
+    gen = torch.Generator().manual_seed(0)
+    x_train, x_cal = _two_noise_regions(3000, gen), _two_noise_regions(1000, gen)
+    fresh = _two_noise_regions(3000, gen)
+    quiet = fresh[fresh[:, -1, 2] < 0][:500]
+    biased = quiet.clone()
+    biased[:, 8:, 0] += 0.5
+    caught = {}
+    for local in (True, False):
+        check = WindowCheck(12, 4, 4, [0, 1], [3])
+        check.fit(x_train, x_cal, 0.01, local=local)
+        with torch.no_grad():
+            assert float((check(fresh) > 1).float().mean()) <= 0.02
+            assert float((check(quiet) > 1).float().mean()) <= 0.02
+            caught[local] = float((check(biased) > 1).float().mean())
+    assert caught[True] >= 0.95, caught
+    assert caught[False] <= 0.2, caught
+
+
+def test_window_check_saved_without_a_residual_bank_loads_with_one_global_scale():
+    gen = torch.Generator().manual_seed(1)
+    x_train, x_cal = _two_noise_regions(800, gen), _two_noise_regions(300, gen)
+    local = WindowCheck(12, 4, 4, [0, 1], [3])
+    local.fit(x_train, x_cal, 0.01)
+    state = local.state_dict()
+    assert len(state["bank_state"]) > 0 and len(state["bank_err"]) == len(state["bank_state"])
+    restored = WindowCheck(12, 4, 4, [0, 1], [3])
+    restored.load_state_dict(state)
+    old = {k: v for k, v in state.items() if not k.startswith("bank_")}
+    before = WindowCheck(12, 4, 4, [0, 1], [3])
+    before.load_state_dict(old)
+    probe = _two_noise_regions(50, gen)
+    with torch.no_grad():
+        assert torch.allclose(restored.consistency(probe), local.consistency(probe), atol=1e-5)
+        # Without the bank every window's residual is over the median, the local scale's
+        # floor: never a smaller score, and a larger one in the rough region.
+        with_bank, without = restored.consistency(probe), before.consistency(probe)
+    assert len(before.bank_state) == 0
+    assert (without >= with_bank - 1e-6).all()
+    rough = probe[:, -1, 2] > 0
+    assert (without[rough] > 3 * with_bank[rough]).all()
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(
     ("plant", "train_hours", "hold_hours"),

@@ -35,10 +35,14 @@ from typing import Protocol
 import torch
 from torch import nn
 
-K = 10
-"""Neighbours whose innovations set the local scale."""
-BANK = 2048
-"""Most training windows kept as reference (evenly spaced in time)."""
+from twin.model.ood import (
+    FOLDS,
+    LOCAL_BANK,
+    LOCAL_K,
+    conformal_quantile,
+    local_rms,
+    outside_fold,
+)
 
 
 class OneStep(Protocol):
@@ -97,18 +101,10 @@ class InnovationCheck(nn.Module):
         ok = x[:, -1, [n + j for j in self.cv_idx]]
         return (y - y_hat) * ok, net.encode(x) if z is None else z
 
-    def local_scale(
-        self, z: torch.Tensor, bank_z: torch.Tensor, bank_err: torch.Tensor
-    ) -> torch.Tensor:
-        """(B, D) latents -> (B, n_cv) RMS innovation of the K nearest bank windows, floored."""
-        k = min(K, len(bank_z))
-        idx = torch.cdist(z, bank_z).topk(k, dim=1, largest=False).indices  # (B, k)
-        return bank_err[idx].mean(1).sqrt().maximum(self.floor)
-
     def raw(self, net: OneStep, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """(B, W, 2n) -> (B,) largest per-CV |innovation| over its local scale."""
         e, z = self.innovation(net, x, z)
-        return (e.abs() / self.local_scale(z, self.bank_z, self.bank_err)).amax(1)
+        return (e.abs() / local_rms(z, self.bank_z, self.bank_err, self.floor)).amax(1)
 
     def forward(self, net: OneStep, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """(B, W, 2n) -> (B,) score over its threshold (> 1: the plant is not doing what the
@@ -122,7 +118,6 @@ class InnovationCheck(nn.Module):
     ) -> None:
         """Bank from training windows (N, W, 2n, in time order); floor and threshold from the
         calibration windows and the training windows scored out of fold."""
-        from twin.model.ood import FOLDS, conformal_quantile
 
         if x_train.shape[1] <= self.spi:
             return  # a one-interval window leaves nothing to predict the interval from: off
@@ -130,14 +125,14 @@ class InnovationCheck(nn.Module):
             e_tr, z_tr = self.innovation(net, x_train)
             e_cal, z_cal = self.innovation(net, x_cal)
             self.floor = torch.cat([e_tr, e_cal]).abs().median(0).values.clamp_min(1e-6)
-            idx = torch.linspace(0, len(x_train) - 1, min(BANK, len(x_train))).long()
+            idx = torch.linspace(0, len(x_train) - 1, min(LOCAL_BANK, len(x_train))).long()
             self.bank_z, self.bank_err = z_tr[idx].clone(), e_tr[idx].pow(2)
-            scores = [(e_cal.abs() / self.local_scale(z_cal, self.bank_z, self.bank_err)).amax(1)]
+            local = local_rms(z_cal, self.bank_z, self.bank_err, self.floor)
+            scores = [(e_cal.abs() / local).amax(1)]
             for fold in torch.arange(len(x_train)).chunk(FOLDS):
-                lo, hi = int(fold[0]), int(fold[-1])
-                keep = (idx < lo) | (idx > hi)
-                if keep.sum() < K:
+                keep = outside_fold(idx, fold)
+                if keep.sum() < LOCAL_K:
                     continue
-                local = self.local_scale(z_tr[fold], self.bank_z[keep], self.bank_err[keep])
+                local = local_rms(z_tr[fold], self.bank_z[keep], self.bank_err[keep], self.floor)
                 scores.append((e_tr[fold].abs() / local).amax(1))
             self.scale = torch.tensor(conformal_quantile(torch.cat(scores), 1 - false_alarm))

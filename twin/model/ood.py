@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 FOLDS = 5
 """Contiguous folds of the training latents scored out-of-fold for calibration."""
 
+LOCAL_K = 10
+"""Neighbours whose errors set a check's local scale (twin.model.innovation, the window
+consistency check in twin.model.window_check)."""
+LOCAL_BANK = 2048
+"""Most training windows a local scale keeps as reference (evenly spaced in time)."""
+
 FALSE_ALARM_LIMIT = 0.02
 """The promise (issue 11): at most this fraction of held-out normal windows refused, on every
 held-out block, not on average over blocks."""
@@ -126,8 +132,7 @@ class LatentGate(nn.Module):
         full, k = self.bank, self.k
         out = []
         for fold in torch.arange(len(zc)).chunk(FOLDS):
-            lo, hi = int(fold[0]), int(fold[-1])
-            keep = (idx < lo) | (idx > hi)
+            keep = outside_fold(idx, fold)
             if keep.sum() < k:
                 continue
             d = torch.cdist(zc[fold], full[keep])  # (n_fold, n_bank)
@@ -160,3 +165,25 @@ def conformal_quantile(scores: torch.Tensor, level: float) -> float:
         )
         rank = n
     return float(scores.sort().values[rank - 1])
+
+
+def local_rms(
+    query: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, floor: torch.Tensor
+) -> torch.Tensor:
+    """A check's error scale where the plant is now: query (B, D) points -> (B, C) RMS of the
+    squared errors bank_sq (N, C) of the LOCAL_K bank points (N, D) nearest each, never below
+    floor (C,). Used by the checks whose normal error differs across the state space (the
+    cstr predicts its runaways far worse than its ordinary operation), so that one global
+    scale neither hides a fault where the plant is quiet nor flags the plant where it is not."""
+    k = min(LOCAL_K, len(bank))
+    out = []
+    for chunk in query.split(4096):  # bounds the (chunk, N) distance matrix of big batches
+        idx = torch.cdist(chunk, bank).topk(k, dim=1, largest=False).indices  # (b, k)
+        out.append(bank_sq[idx].mean(1).sqrt())
+    return torch.cat(out).maximum(floor)
+
+
+def outside_fold(idx: torch.Tensor, fold: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: which bank entries (training-window indices idx, in time order) lie outside
+    the contiguous fold, so that the fold is scored against references it did not provide."""
+    return (idx < int(fold[0])) | (idx > int(fold[-1]))

@@ -9,8 +9,13 @@ windows through. Two checks on the normalised window itself fill that gap:
   interval and second-order terms (products of the last earlier sample of every tag and the
   interval's mean MVs: a nonlinear plant's ridge residual on normal windows is otherwise so
   large that its threshold hides drifts and biases); the score is the largest per-CV RMS
-  residual over its median on the validation block (a bias, a drift or an unmeasured
-  disturbance breaks the learned relation);
+  residual over its local scale (a bias, a drift or an unmeasured disturbance breaks the
+  learned relation). Local scale: the RMS out-of-fold residual of the LOCAL_K training
+  windows nearest in state (the last earlier sample of every tag and the interval's mean
+  MVs), never below the median residual. One global scale (the median, the check before it)
+  let the cstr's runaways, where the ridge is 10-20x worse than in ordinary operation, set the
+  threshold and still refused 8-16 % of held-out cstr windows; checkpoints from before it
+  load with the global scale;
 - range: how far (in training standard deviations) any tag of the last interval lies outside
   the range the training block covered, over an out-of-fold threshold: a region never
   excited, an MV pushed past the campaign's band. Each MV has its own threshold (an MV never
@@ -32,6 +37,15 @@ import math
 import torch
 from torch import nn
 
+from twin.model.ood import (
+    FOLDS,
+    LOCAL_BANK,
+    LOCAL_K,
+    conformal_quantile,
+    local_rms,
+    outside_fold,
+)
+
 RIDGE = 1e-2
 """Ridge penalty of the consistency regression (inputs are normalised, about unit scale)."""
 FLAT_EPS = 1e-7
@@ -45,7 +59,12 @@ class WindowCheck(nn.Module):
     coef: torch.Tensor
     """(F + 1, spi * n_cv) ridge coefficients (last row: intercept)."""
     resid_scale: torch.Tensor
-    """(n_cv,) median RMS residual per CV on the validation block."""
+    """(n_cv,) median RMS residual per CV (validation and out-of-fold training windows): the
+    floor of the local scale, and the whole scale when bank_state is empty."""
+    bank_state: torch.Tensor
+    """(N, m) states of reference training windows (_state; empty: one global scale)."""
+    bank_err: torch.Tensor
+    """(N, n_cv) their squared out-of-fold RMS residuals."""
     flat_ref: torch.Tensor
     """(n_cv,) 5th percentile of the log first-difference std per CV on the training block."""
     lo: torch.Tensor
@@ -66,6 +85,8 @@ class WindowCheck(nn.Module):
         n_feat = (window - spi) * n_tags + spi * len(self.mv_idx) + self._n_quad()
         self.register_buffer("coef", torch.zeros(n_feat + 1, spi * len(self.cv_idx)))
         self.register_buffer("resid_scale", torch.ones(len(self.cv_idx)))
+        self.register_buffer("bank_state", torch.zeros(0, n_tags + len(self.mv_idx)))
+        self.register_buffer("bank_err", torch.zeros(0, len(self.cv_idx)))
         self.register_buffer("flat_ref", torch.zeros(len(self.cv_idx)))
         self.register_buffer("lo", torch.full((n_tags,), -math.inf))
         self.register_buffer("hi", torch.full((n_tags,), math.inf))
@@ -77,13 +98,17 @@ class WindowCheck(nn.Module):
         return m * (m + 1) // 2 if self.quadratic else 0
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        """Checkpoints from before the second-order features and per-tag ranges still load
-        (and score as they did)."""
+        """Checkpoints from before the second-order features, per-tag ranges and the local
+        residual scale still load (and score as they did)."""
         coef = state_dict.get(prefix + "coef")
         if coef is not None and coef.shape != self.coef.shape:
             self.quadratic = False
             self.coef = torch.zeros_like(coef)
         state_dict.setdefault(prefix + "range_scale", torch.ones(self.n_tags))
+        state_dict.setdefault(prefix + "bank_state", self.bank_state[:0])
+        state_dict.setdefault(prefix + "bank_err", self.bank_err[:0])
+        self.bank_state = torch.zeros_like(state_dict[prefix + "bank_state"])
+        self.bank_err = torch.zeros_like(state_dict[prefix + "bank_err"])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,17 +118,37 @@ class WindowCheck(nn.Module):
         last = v[:, self.window - self.spi :]  # (B, spi, n)
         parts = [past, last[..., self.mv_idx].flatten(1)]
         if self.quadratic:
-            z = torch.cat([v[:, self.window - self.spi - 1], last[..., self.mv_idx].mean(1)], 1)
+            z = self._state(x)
             iu = torch.triu_indices(z.shape[1], z.shape[1], device=z.device)
             parts.append((z[:, :, None] * z[:, None, :])[:, iu[0], iu[1]])
         feats = torch.cat([*parts, torch.ones_like(past[:, :1])], 1)
         return feats, last[..., self.cv_idx].flatten(1)
 
-    def consistency(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, W, 2n) -> (B,) largest per-CV RMS residual of the last interval, over its median."""
+    def _state(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B, n + n_mv) where the plant is: the last sample before the window's
+        last interval (every tag) and the interval's mean MVs."""
+        v = x[..., : self.n_tags]
+        last_mv = v[:, self.window - self.spi :, self.mv_idx].mean(1)
+        return torch.cat([v[:, self.window - self.spi - 1], last_mv], 1)
+
+    def _residuals(self, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B, n_cv) RMS ridge residual of each CV over the last interval."""
         feats, y = self._split(x)
-        err = (y - feats @ self.coef).unflatten(1, (self.spi, len(self.cv_idx)))  # (B, spi, n_cv)
-        return (err.pow(2).mean(1).sqrt() / self.resid_scale).amax(1)
+        err = (y - feats @ coef).unflatten(1, (self.spi, len(self.cv_idx)))  # (B, spi, n_cv)
+        return err.pow(2).mean(1).sqrt()
+
+    def _scale_of(
+        self, x: torch.Tensor, bank: torch.Tensor, bank_err: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, W, 2n) -> (B, n_cv) residual scale: local to the bank, or global without one."""
+        if len(bank) == 0:
+            return self.resid_scale.expand(len(x), -1)
+        return local_rms(self._state(x), bank, bank_err, self.resid_scale)
+
+    def consistency(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, W, 2n) -> (B,) largest per-CV RMS residual of the last interval, over its scale."""
+        scale = self._scale_of(x, self.bank_state, self.bank_err)
+        return (self._residuals(x, self.coef) / scale).amax(1)
 
     def flatness(self, x: torch.Tensor) -> torch.Tensor:
         """(B, W, 2n) -> (B,) how much flatter than the quiet training windows the flattest CV is."""
@@ -135,46 +180,51 @@ class WindowCheck(nn.Module):
         scores = torch.stack([self.consistency(x), self.flatness(x), self.excess(x)], 1)
         return (scores / self.scale).amax(1)
 
-    def fit(self, x_train: torch.Tensor, x_cal: torch.Tensor, false_alarm: float) -> None:
+    def fit(
+        self, x_train: torch.Tensor, x_cal: torch.Tensor, false_alarm: float, local: bool = True
+    ) -> None:
         """Ridge, ranges and references on training windows (N, W, 2n, in time order);
-        thresholds (consistency at false_alarm / 2, liveness and range at false_alarm / 4) on the calibration windows and the training
-        windows scored out of fold (FOLDS contiguous stretches, each against a ridge and ranges
-        fitted without it): a short validation block alone gave too many false alarms later."""
-        from twin.model.ood import FOLDS, conformal_quantile
-
+        thresholds (consistency at false_alarm / 2, liveness and range at false_alarm / 4) on
+        the calibration windows and the training windows scored out of fold (FOLDS contiguous
+        stretches, each against a ridge, ranges and a residual bank fitted without it): a short
+        validation block alone gave too many false alarms later. `local`: the consistency
+        residual over its local scale (False: over its median alone, the check before it)."""
         self.coef, self.lo, self.hi = _fit_parts(x_train, self._split, self.n_tags)
         flat = _log_diff_std(x_train[..., self.cv_idx], self.spi)  # (N, n_cv)
         self.flat_ref = torch.quantile(flat, 0.05, dim=0)
         self.resid_scale = torch.ones(len(self.cv_idx))
+        self.bank_state = self.bank_state[:0]
+        self.bank_err = self.bank_err[:0]
         self.scale = torch.ones(3)
         self.range_scale = torch.ones(self.n_tags)
         with torch.no_grad():
-            parts: list[tuple[torch.Tensor, ...]] = [(x_cal, self.coef, self.lo, self.hi)]
+            full = (self.coef, self.lo, self.hi)
+            folds: list[torch.Tensor] = []
+            parts: list[tuple[torch.Tensor, ...]] = [(x_cal, *full)]
             for fold in torch.arange(len(x_train)).chunk(FOLDS):
                 rest = torch.ones(len(x_train), dtype=torch.bool)
                 rest[fold] = False
                 if rest.sum() > x_train[0, :, 0].numel():
+                    folds.append(fold)
                     parts.append(
                         (x_train[fold], *_fit_parts(x_train[rest], self._split, self.n_tags))
                     )
             resid, exc = [], []
             for x, coef, lo, hi in parts:
-                feats, y = self._split(x)
-                err = (y - feats @ coef).unflatten(1, (self.spi, len(self.cv_idx)))
-                resid.append(err.pow(2).mean(1).sqrt())  # (n, n_cv)
+                resid.append(self._residuals(x, coef))  # (n, n_cv)
                 self.lo, self.hi = lo, hi
                 exc.append(self._tag_excess(x))
-            self.coef, self.lo, self.hi = parts[0][1:]
-            # Residual scale and threshold from the validation block and the out-of-fold
+            self.coef, self.lo, self.hi = full
+            # Residual floor and threshold from the validation block and the out-of-fold
             # training windows together. Calibrated on the validation block alone the check
             # caught more (cstr seed 2: drift 100 % vs 71 %, bias 100 % vs 79 %, unmeasured
             # disturbance 100 % vs 0 %) but refused 7-21 % of normal cstr windows later on,
             # the very failure issue 11 was filed for; out-of-fold it refused 2.4 %.
-            r = torch.cat(resid)
-            self.resid_scale = r.median(0).values.clamp_min(1e-6)
+            self.resid_scale = torch.cat(resid).median(0).values.clamp_min(1e-6)
+            ratios = self._calibration_ratios(x_train, x_cal, folds, resid, local)
             # Consistency catches most faults (bias, drift, disturbances), so it gets half the
             # false-alarm budget; the liveness and range checks rarely fire on normal data.
-            cons = conformal_quantile((r / self.resid_scale).amax(1), 1 - false_alarm / 2)
+            cons = conformal_quantile(ratios.amax(1), 1 - false_alarm / 2)
             x_all = torch.cat([x_cal, x_train])
             flat_q = conformal_quantile(self.flatness(x_all), 1 - false_alarm / 4)
             tag_exc = torch.cat(exc)  # (N, n_tags)
@@ -198,6 +248,34 @@ class WindowCheck(nn.Module):
         # log unit of flatness (a CV e-fold flatter than the quiet training windows) and a
         # quarter of a standard deviation past a tag's covered range are the least they may be.
         self.scale = torch.tensor([cons, max(flat_q, 1.0), max(range_q, 1.0)])
+
+    def _calibration_ratios(
+        self,
+        x_train: torch.Tensor,
+        x_cal: torch.Tensor,
+        folds: list[torch.Tensor],
+        resid: list[torch.Tensor],
+        local: bool,
+    ) -> torch.Tensor:
+        """Residual over scale (n, n_cv) of the calibration windows and of each training fold
+        (resid: theirs, in that order). With `local`, keeps the bank: up to LOCAL_BANK training
+        windows' states and out-of-fold residuals; each fold is scaled by the bank outside it."""
+        if not local or not folds:
+            return torch.cat(resid) / self.resid_scale
+        seen = torch.cat(folds)  # training windows with an out-of-fold residual, in time order
+        oof = torch.cat(resid[1:])
+        idx = seen[torch.linspace(0, len(seen) - 1, min(LOCAL_BANK, len(seen))).long()]
+        pos = torch.searchsorted(seen, idx)
+        bank, bank_err = self._state(x_train[idx]), oof[pos].pow(2)
+        out = [resid[0] / self._scale_of(x_cal, bank, bank_err)]
+        for fold, r in zip(folds, resid[1:], strict=True):
+            keep = outside_fold(idx, fold)
+            if keep.sum() < LOCAL_K:
+                out.append(r / self.resid_scale)
+                continue
+            out.append(r / self._scale_of(x_train[fold], bank[keep], bank_err[keep]))
+        self.bank_state, self.bank_err = bank, bank_err
+        return torch.cat(out)
 
 
 def _fit_parts(x: torch.Tensor, split, n_tags: int) -> tuple[torch.Tensor, ...]:
