@@ -214,11 +214,13 @@ def _ood_markdown(ev: dict[str, Any]) -> list[str]:
         f"windows (calibrated for {ood['false_alarm_target']:.0%}, limit "
         f"{ood['false_alarm_limit']:.0%}).",
         "",
-        "| synthetic fault | size | detected within 5 intervals |",
-        "| --- | --- | --- |",
+        "| synthetic fault | size | detected within 5 intervals | median peak / threshold |",
+        "| --- | --- | --- | --- |",
     ]
+    margins = ood.get("detection_margin", {})  # cards written before it lack it
     for kind, rate in ood["detection"].items():
-        lines.append(f"| {kind} | {ood['faults'][kind]} | {rate:.0%} |")
+        peak = f"{margins[kind]:.2f}" if kind in margins else "-"
+        lines.append(f"| {kind} | {ood['faults'][kind]} | {rate:.0%} | {peak} |")
     return lines
 
 

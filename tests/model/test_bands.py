@@ -57,6 +57,9 @@ def test_trained_twin_reports_band_coverage_and_ood_rates():
     assert ood["false_alarm_target"] == cfg.ood_false_alarm
     assert 0 <= ood["false_alarm"] <= 0.1
     assert set(ood["detection"]) == {"stuck", "drift", "bias"}
+    assert set(ood["detection_margin"]) == set(ood["detection"])
+    for kind, rate in ood["detection"].items():  # the median onset detected <=> margin > 1
+        assert (ood["detection_margin"][kind] > 1) == (rate > 0.5) or rate == 0.5, kind
     # The readout verb applies the shift by rollout step: a rollout's band is wider than now's.
     tw = out.twin
     z0 = tw.net.encode(series.batch(series.anchors("test", 1)[:4], 1).windows[:, 0])

@@ -89,6 +89,9 @@ def test_cli_train_evaluate_models(tmp_path, capsys):
     assert set(ablation["nrmse"]) == {str(h) for h in card["evaluation"]["horizons"]}
     card_md = (Home.at(home).models_dir("lin") / "v002" / "card.md").read_text()
     assert "ablation: latent_losses_off" in card_md and "Out-of-distribution gate" in card_md
+    margins = card["evaluation"]["ood"]["detection_margin"]
+    for kind in ("stuck", "drift", "bias"):  # the card's row: rate, then the median peak
+        assert f" | {margins[kind]:.2f} |" in card_md.split(f"| {kind} |", 1)[1].split("\n")[0]
     assert main(["train", str(spec_path), "--quick", "--ablations", "no_such", *base]) == 2
 
     assert main(["evaluate", str(spec_path), "--json", *base]) == 0

@@ -60,6 +60,9 @@ def ood_table(ood: dict) -> Table:
     table.add_column("synthetic fault")
     table.add_column("size")
     table.add_column("detected within 5 intervals", justify="right")
+    table.add_column("median peak / threshold", justify="right")
+    margins = ood.get("detection_margin", {})  # reports from before it lack it
     for kind, rate in ood["detection"].items():
-        table.add_row(kind, ood["faults"][kind], f"{rate:.0%}")
+        peak = f"{margins[kind]:.2f}" if kind in margins else "-"
+        table.add_row(kind, ood["faults"][kind], f"{rate:.0%}", peak)
     return table
