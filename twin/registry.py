@@ -27,6 +27,7 @@ import torch
 
 from twin.arx import ArxModel
 from twin.errors import BadInput
+from twin.model.faults import DETECTION_COLUMNS, detection_rows
 from twin.model.obs_model import ObservationModel
 from twin.model.twin_model import TwinModel
 from twin.paths import Home
@@ -214,13 +215,10 @@ def _ood_markdown(ev: dict[str, Any]) -> list[str]:
         f"windows (calibrated for {ood['false_alarm_target']:.0%}, limit "
         f"{ood['false_alarm_limit']:.0%}).",
         "",
-        "| synthetic fault | size | detected within 5 intervals | median peak / threshold |",
-        "| --- | --- | --- | --- |",
+        "| " + " | ".join(DETECTION_COLUMNS) + " |",
+        "|" + " --- |" * len(DETECTION_COLUMNS),
     ]
-    margins = ood.get("detection_margin", {})  # cards written before it lack it
-    for kind, rate in ood["detection"].items():
-        peak = f"{margins[kind]:.2f}" if kind in margins else "-"
-        lines.append(f"| {kind} | {ood['faults'][kind]} | {rate:.0%} | {peak} |")
+    lines += ["| " + " | ".join(row) + " |" for row in detection_rows(ood)]
     return lines
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
+from twin.model.faults import DETECTION_COLUMNS, detection_rows
+
 
 def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
@@ -57,12 +59,8 @@ def ood_table(ood: dict) -> Table:
         f"(calibrated for {ood['false_alarm_target']:.0%}, limit {ood['false_alarm_limit']:.0%})",
         box=box.SIMPLE_HEAD,
     )
-    table.add_column("synthetic fault")
-    table.add_column("size")
-    table.add_column("detected within 5 intervals", justify="right")
-    table.add_column("median peak / threshold", justify="right")
-    margins = ood.get("detection_margin", {})  # reports from before it lack it
-    for kind, rate in ood["detection"].items():
-        peak = f"{margins[kind]:.2f}" if kind in margins else "-"
-        table.add_row(kind, ood["faults"][kind], f"{rate:.0%}", peak)
+    for i, heading in enumerate(DETECTION_COLUMNS):
+        table.add_column(heading, justify="right" if i >= 2 else "left")
+    for row in detection_rows(ood):
+        table.add_row(*row)
     return table

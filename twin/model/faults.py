@@ -43,3 +43,27 @@ def describe() -> dict:
         "drift": f"CV ramp of {DRIFT_SIGMA_PER_INTERVAL} training sigma per control interval",
         "bias": f"CV step of {BIAS_SIGMA} training sigma",
     }
+
+
+DETECTION_COLUMNS = (
+    "synthetic fault",
+    "size",
+    "detected within 5 intervals",
+    "median peak / threshold",
+)
+"""Headings of detection_rows, for the model card and `twin evaluate`'s table."""
+
+
+def detection_rows(ood: dict) -> list[tuple[str, str, str, str]]:
+    """A report's fault detection (twin.evaluate.ood_quality) as text rows under
+    DETECTION_COLUMNS; reports written before detection_margin show '-' in its column."""
+    margins = ood.get("detection_margin", {})
+    return [
+        (
+            kind,
+            ood["faults"][kind],
+            f"{rate:.0%}",
+            f"{margins[kind]:.2f}" if kind in margins else "-",
+        )
+        for kind, rate in ood["detection"].items()
+    ]

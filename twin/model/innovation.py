@@ -118,7 +118,6 @@ class InnovationCheck(nn.Module):
     ) -> None:
         """Bank from training windows (N, W, 2n, in time order); floor and threshold from the
         calibration windows and the training windows scored out of fold."""
-
         if x_train.shape[1] <= self.spi:
             return  # a one-interval window leaves nothing to predict the interval from: off
         with torch.no_grad():

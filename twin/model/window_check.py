@@ -267,9 +267,9 @@ class WindowCheck(nn.Module):
             return torch.cat(resid) / self.resid_scale
         seen = torch.cat(folds)  # training windows with an out-of-fold residual, in time order
         oof = torch.cat(resid[1:])
-        idx = seen[torch.linspace(0, len(seen) - 1, min(LOCAL_BANK, len(seen))).long()]
-        pos = torch.searchsorted(seen, idx)
-        bank, bank_err = self._state(x_train[idx]), oof[pos].pow(2)
+        pick = torch.linspace(0, len(seen) - 1, min(LOCAL_BANK, len(seen))).long()
+        idx = seen[pick]  # the bank's training-window indices
+        bank, bank_err = self._state(x_train[idx]), oof[pick].pow(2)
         out = [resid[0] / self._scale_of(x_cal, bank, bank_err)]
         for fold, r in zip(folds, resid[1:], strict=True):
             keep = outside_fold(idx, fold)
