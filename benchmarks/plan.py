@@ -21,10 +21,11 @@ The search's shortcuts (PlannerConfig.search_shortcuts: the trust ratio bounded 
 the bank's subset first, the refinement's best point picked on the costs it found when it
 evaluated each): every recorded decision is planned with them off (the baseline) and on,
 alternately in the same run, and the table gives the ratios of their p50 and p95 CPU times and
-the largest difference of the moves and costs they decide. The predictor's step function
-(twin.model.predictor._step: one step on the layers' tensors, not through their modules) is
-compared the same way against the step with the layers called as modules (`layers_as_modules`,
-the same arithmetic): its decisions must be the same bits.
+the largest difference of the moves and costs they decide. The predictor's rollout
+(twin.model.predictor._steps: the action's share of the first layer and of the linear term
+taken for the whole horizon before the loop) is compared the same way against the rollout that
+concatenated [z, a] at every step (`concatenated_steps`): the same sums up to float rounding, so
+its decisions may differ by a rounding, and the table gives by how much.
 
     python benchmarks/plan.py [--json] [--decisions N] [--repeats R] [--cases K,...]
 """
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
@@ -156,31 +158,33 @@ def compare(
 
 
 @contextmanager
-def layers_as_modules() -> Iterator[None]:
-    """The baseline of the step function: the predictor's step with its layers called as
-    modules, as it was before twin.model.predictor._step (the same arithmetic)."""
-
-    def forward(self: Predictor, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        za = torch.cat([z, a], dim=-1)
-        return z + self.linear(za) + self.net(za)
+def concatenated_steps() -> Iterator[None]:
+    """The baseline of the step function: the predictor's rollout as it was before the action's
+    share of the first layer was taken for the whole horizon at once (twin.model.predictor
+    ._steps): [z, a] concatenated at every step, the first layer and the linear term each a
+    product of it (on the layers' tensors, as then)."""
 
     def rollout(
         self: Predictor, z: torch.Tensor, a: torch.Tensor, drift: torch.Tensor | None = None
     ) -> torch.Tensor:
+        w_lin, w1, b1, w2, b2, w3, b3 = self._tensors()
         out = []
         for k in range(a.shape[1]):
-            z = self(z, a[:, k])
+            za = torch.cat([z, a[:, k]], dim=-1)
+            h = F.gelu(F.linear(za, w1, b1))
+            h = F.gelu(F.linear(h, w2, b2))
+            z = z + F.linear(za, w_lin) + F.linear(h, w3, b3)
             if drift is not None:
                 z = z + drift
             out.append(z)
         return torch.stack(out, dim=1)
 
-    saved = Predictor.forward, Predictor.rollout
-    Predictor.forward, Predictor.rollout = forward, rollout  # type: ignore[method-assign]
+    saved = Predictor.rollout
+    Predictor.rollout = rollout  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Predictor.forward, Predictor.rollout = saved  # type: ignore[method-assign]
+        Predictor.rollout = saved  # type: ignore[method-assign]
 
 
 def paired(
@@ -266,7 +270,7 @@ def time_plant(plant: str, scenario: str, decisions: int, repeats: int) -> dict:
         "observer_gains": tw.gains.source,
         "quality": compare(ctl, recorded, replace(ctl.config, **BEFORE)),  # type: ignore[arg-type]
         "shortcuts": paired(ctl, recorded, repeats, replace(ctl.config, search_shortcuts=False)),
-        "step_function": paired(ctl, recorded, repeats, ctl.config, layers_as_modules),
+        "step_function": paired(ctl, recorded, repeats, ctl.config, concatenated_steps),
     }
     return out
 
