@@ -16,8 +16,8 @@ class Predictor(nn.Module):
     long rollouts stable; a linear term next to the MLP captures the linear part of the
     dynamics exactly. Concatenation (rather than AdaLN) is enough at this size.
 
-    One step is written once, in `_steps`, on the layers' tensors: a rollout calls it H times,
-    and calling the layers as modules cost more than their arithmetic at the planner's batch
+    The rollout is written once, in `_steps`, on the layers' tensors (a step is its H = 1
+    case): calling the layers as modules cost more than their arithmetic at the planner's batch
     sizes (on one thread, 78 us a step for one plan, most of it module dispatch). The first
     layer and the linear term are split into their latent and action columns: the action's
     part of both (with the biases and the drift) is computed for the whole horizon before the
@@ -76,8 +76,8 @@ def _steps(
 
     What does not depend on z is taken for every step at once before the loop: the action's
     share of the first layer and of the linear term, the first and last biases and the drift.
-    A step is then three matrix products (two with their additions fused), two GELUs and one
-    addition."""
+    A step is then three matrix products with their additions fused (`addmm`), two GELUs and
+    one addition."""
     w_lin, w1, b1, w2, b2, w3, b3 = tensors
     d, hidden = z.shape[-1], w1.shape[0]
     w_z = torch.cat([w1[:, :d], w_lin[:, :d]]).t()  # (D, hidden + D)
