@@ -12,10 +12,11 @@ the machine this runs on is shared, and its load is recorded) and as wall time.
 Decision quality: every decision of the run is planned again from the same latent, observer
 estimate and warm start, once with the search as it was (`before`: the refinement's gradient by
 autograd through one rollout, no cap on its cost evaluations) and once as it is (`after`: the
-twin's predictions differentiated by central differences in one batched evaluation, at most 4
-evaluations per iteration + 1); the table gives the after planner's mean and worst change of
-predicted cost and the moves that break a limit or max_move (none may). The other speed-ups (the trust region's bounded k-NN, one
-predict per interval) change no decision (tests/plan/test_planning_speed.py).
+cost differentiated by central differences in one batched evaluation, at most 4 evaluations
+per iteration + 1); the table gives the after planner's mean and worst change of predicted
+cost and the moves that break a limit or max_move (none may). The other speed-ups (the trust
+region's bounded k-NN, one predict per interval) change no decision
+(tests/plan/test_planning_speed.py).
 
 The search's shortcuts (PlannerConfig.search_shortcuts: the trust ratio bounded on 32 rows of
 the bank's subset first, the refinement's best point picked on the costs it found when it
@@ -25,7 +26,10 @@ the largest difference of the moves and costs they decide. The predictor's rollo
 (twin.model.predictor._steps: the action's share of the first layer and of the linear term
 taken for the whole horizon before the loop) is compared the same way against the rollout that
 concatenated [z, a] at every step (`concatenated_steps`): the same sums up to float rounding, so
-its decisions may differ by a rounding, and the table gives by how much.
+its decisions may differ by a rounding, and the table gives by how much. The refinement's
+gradient (the cost itself differenced over the batch) is compared the same way against the
+gradient it replaced (`chained_differences`: the predictions differenced, the cost's gradient
+on them by autograd, chained): the two agree up to O(h^2) and rounding.
 
     python benchmarks/plan.py [--json] [--decisions N] [--repeats R] [--cases K,...]
 """
@@ -55,13 +59,16 @@ from _machine import machine_info  # noqa: E402
 from control import START, BenchConfig, prepare_twin  # noqa: E402
 
 import twin.plan.controller as controller_module  # noqa: E402
+import twin.plan.optimizer as optimizer_module  # noqa: E402
 from plants.base import Simulation  # noqa: E402
 from twin.model.predictor import Predictor  # noqa: E402
 from twin.plan.controller import PlanningController  # noqa: E402
-from twin.plan.moves import violations  # noqa: E402
+from twin.plan.cost import plan_cost  # noqa: E402
+from twin.plan.moves import decode, expand, violations  # noqa: E402
 from twin.plan.optimizer import plan  # noqa: E402
 from twin.plan.proposal import Proposal  # noqa: E402
 from twin.plan.settings import PlannerConfig  # noqa: E402
+from twin.plan.threads import limit_planning_threads  # noqa: E402
 from twin.spec import load_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -187,6 +194,48 @@ def concatenated_steps() -> Iterator[None]:
         Predictor.rollout = saved  # type: ignore[method-assign]
 
 
+@contextmanager
+def chained_differences() -> Iterator[None]:
+    """The baseline of the refinement's gradient: the twin's predictions differentiated by
+    central differences and the cost by autograd on them, chained (twin.plan.optimizer
+    ._differences before it differenced the cost itself)."""
+
+    def differences(
+        obj: optimizer_module.PlanObjective, x: np.ndarray, shape: torch.Size
+    ) -> tuple[float, np.ndarray, float]:
+        n = x.size
+        i = np.arange(n)
+        xs = np.tile(x, (2 * n + 1, 1))
+        xs[1 + 2 * i, i] += optimizer_module.DIFFERENCE_STEP
+        xs[2 + 2 * i, i] -= optimizer_module.DIFFERENCE_STEP
+        xs = np.clip(xs, -1.0, 1.0)
+        step = torch.as_tensor(xs[1 + 2 * i, i] - xs[2 + 2 * i, i], dtype=obj.dtype)
+        with torch.inference_mode():
+            x_all = torch.as_tensor(xs.reshape(-1, *shape), dtype=obj.dtype)
+            u = expand(decode(x_all, obj.problem), obj.config.blocks)
+            y, q, ratio = obj.predict(u, exact=False)
+            crossing = float(obj.crossing(q[:1])[0])
+        outputs = [t for t in (y, q, u.to(obj.dtype), ratio) if t is not None]
+        centre = [t[:1].clone().requires_grad_(True) for t in outputs]
+        with torch.enable_grad():
+            r0 = centre[3] if ratio is not None else None
+            total = plan_cost(centre[0], centre[1], centre[2], r0, obj.c, obj.config)["total"][0]
+            grads = torch.autograd.grad(total, centre, allow_unused=True)
+        g = torch.zeros(n, dtype=obj.dtype)
+        for t, dc in zip(outputs, grads, strict=True):
+            if dc is not None:
+                jac = (t[1::2] - t[2::2]) / step.reshape(-1, *[1] * (t.dim() - 1))
+                g = g + (jac * dc).flatten(1).sum(1)
+        return float(total.detach()), g.double().numpy(), crossing
+
+    saved = optimizer_module._differences
+    optimizer_module._differences = differences  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        optimizer_module._differences = saved  # type: ignore[assignment]
+
+
 def paired(
     ctl: PlanningController,
     recorded: list[Recorded],
@@ -271,6 +320,7 @@ def time_plant(plant: str, scenario: str, decisions: int, repeats: int) -> dict:
         "quality": compare(ctl, recorded, replace(ctl.config, **BEFORE)),  # type: ignore[arg-type]
         "shortcuts": paired(ctl, recorded, repeats, replace(ctl.config, search_shortcuts=False)),
         "step_function": paired(ctl, recorded, repeats, ctl.config, concatenated_steps),
+        "cost_differences": paired(ctl, recorded, repeats, ctl.config, chained_differences),
     }
     return out
 
@@ -289,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES), help="plant/scenario cases to time")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    limit_planning_threads(1)
     console = Console(stderr=args.json, width=160)
     results: dict = {
         "machine": machine_info(),
@@ -324,11 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         "shortcuts: max move / cost change",
         "step function: CPU p50 / p95 ratio",
         "step function: max move / cost change",
+        "cost differences: CPU p50 / p95 ratio",
+        "cost differences: max move / cost change",
         "load",
     ):
         table.add_column(col, justify="left" if col == "case" else "right")
     for case, r in results["cases"].items():
-        q, sc, sf = r["quality"], r["shortcuts"], r["step_function"]
+        q, sc, sf, cd = r["quality"], r["shortcuts"], r["step_function"], r["cost_differences"]
         table.add_row(
             case,
             str(r["horizon_intervals"]),
@@ -345,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{sc['max_move_difference_of_span']:.1e} / {sc['max_relative_cost_difference']:.1e}",
             f"{sf['ratio_p50']:.2f} / {sf['ratio_p95']:.2f}",
             f"{sf['max_move_difference_of_span']:.1e} / {sf['max_relative_cost_difference']:.1e}",
+            f"{cd['ratio_p50']:.2f} / {cd['ratio_p95']:.2f}",
+            f"{cd['max_move_difference_of_span']:.1e} / {cd['max_relative_cost_difference']:.1e}",
             f"{min(r['load_average_1min']):.1f}-{max(r['load_average_1min']):.1f}",
         )
     console.print(table)

@@ -76,11 +76,12 @@ def _steps(
 
     What does not depend on z is taken for every step at once before the loop: the action's
     share of the first layer and of the linear term, the first and last biases and the drift.
-    A step is then three matrix products with their additions fused (`addmm`), two GELUs and
-    one addition."""
+    The residual z is folded into the linear term's latent share (z (I + W) for z + z W). A
+    step is then three matrix products with their additions fused (`addmm`) and two GELUs."""
     w_lin, w1, b1, w2, b2, w3, b3 = tensors
     d, hidden = z.shape[-1], w1.shape[0]
-    w_z = torch.cat([w1[:, :d], w_lin[:, :d]]).t()  # (D, hidden + D)
+    eye = torch.eye(d, dtype=w_lin.dtype, device=w_lin.device)
+    w_z = torch.cat([w1[:, :d], w_lin[:, :d] + eye]).t()  # (D, hidden + D)
     from_a = F.linear(a, torch.cat([w1[:, d:], w_lin[:, d:]]))  # (B, H, hidden + D)
     tail = b3 if drift is None else b3 + drift  # (D,) or (B, D)
     from_a = from_a + torch.cat([b1.expand(*tail.shape[:-1], -1), tail], dim=-1).unsqueeze(-2)
@@ -88,10 +89,10 @@ def _steps(
     if torch.is_inference(z) and torch.is_grad_enabled():
         z = z.clone()  # a latent encoded under inference_mode cannot be saved for backward
     out = []
-    for k in range(a.shape[1]):
-        first = torch.addmm(from_a[:, k], z, w_z)  # (B, hidden + D)
+    for a_k in from_a.unbind(1):
+        first = torch.addmm(a_k, z, w_z)  # (B, hidden + D): [layer 1, z + linear term]
         h = F.gelu(first[:, :hidden])
         h = F.gelu(torch.addmm(b2, h, w2t))
-        z = torch.addmm(z + first[:, hidden:], h, w3t)
+        z = torch.addmm(first[:, hidden:], h, w3t)
         out.append(z)
     return torch.stack(out, dim=1)

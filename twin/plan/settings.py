@@ -35,12 +35,12 @@ class PlannerConfig:
     evaluations where 5-8 are usual: the slowest 5 % of the decisions (benchmarks/plan.py
     compares the planner with and without the cap)."""
     refine_gradient: str = "differences"
-    """How the refinement gets the cost's gradient: "differences", the twin's predictions
-    differentiated by central differences in one batched evaluation of 2 K n_mv + 1 plans and
-    the cost by autograd on them (the twin is smooth, the kinks are the cost's penalties; about
-    half the CPU time of a backward pass through a rollout on one thread, where the small
-    model's ops cost their dispatch), or "autograd", backpropagation through the rollout (the
-    planner before; benchmarks/plan.py compares the decisions of both)."""
+    """How the refinement gets the cost's gradient: "differences", the cost differentiated by
+    central differences, 2 K n_mv + 1 plans costed in one batched evaluation (the twin is
+    smooth and every cost term continuously differentiable; on one thread, where the small
+    model's ops cost their dispatch, about half the CPU time of a backward pass through a
+    rollout), or "autograd", backpropagation through the rollout (the planner before;
+    benchmarks/plan.py compares the decisions of both)."""
     search_shortcuts: bool = True
     """Shortcuts that leave the search's decisions as they are (up to float rounding): the
     trust ratio bounded on a coarse subset of the twin's bank first (twin.plan.gating
