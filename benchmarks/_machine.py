@@ -30,8 +30,10 @@ def cpu_model() -> str:
 
 
 def reference_loop_ms(repeats: int = 3) -> float:
-    """CPU milliseconds of a fixed pure-Python loop (REFERENCE_LOOP additions), the median of
-    `repeats` runs: how fast this host runs interpreted code right now.
+    """CPU milliseconds of the calling thread over a fixed pure-Python loop (REFERENCE_LOOP
+    additions), the median of `repeats` runs: how fast this host runs interpreted code right now.
+    The thread's time, not the process's: a library thread spinning beside it (scipy's BLAS
+    before twin.plan.threads) doubled the process's figure.
 
     Hosts of the same nominal size differ in speed (plan.py's decisions took 1.8x the CPU time
     on one 2-core host that they took on another), and a planning decision is mostly
@@ -39,11 +41,11 @@ def reference_loop_ms(repeats: int = 3) -> float:
     this figure (ratios measured within one run need no such help)."""
     runs = []
     for _ in range(repeats):
-        start = time.process_time()
+        start = time.thread_time()
         total = 0
         for i in range(REFERENCE_LOOP):
             total += i
-        runs.append((time.process_time() - start) * 1000.0)
+        runs.append((time.thread_time() - start) * 1000.0)
     return statistics.median(runs)
 
 

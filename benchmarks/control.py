@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from tqdm import tqdm
 
@@ -71,6 +70,7 @@ from twin.plan.controller import PlanningController  # noqa: E402
 from twin.plan.observer import MIN_GAIN, ObserverGains, settling_gain  # noqa: E402
 from twin.plan.proposal import NoProposal, Proposal  # noqa: E402
 from twin.plan.settings import PlannerConfig  # noqa: E402
+from twin.plan.threads import limit_planning_threads  # noqa: E402
 from twin.serve.fallback import ABSTAINS  # noqa: E402
 from twin.spec import PlantSpec, load_spec  # noqa: E402
 
@@ -558,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.truth and args.results == RESULTS:
         parser.error("--truth is a diagnostic: give it its own --results folder")
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(1)  # decisions are small: threads cost more than they give
+    limit_planning_threads(1)  # decisions are small: threads cost more than they give
     config = BenchConfig()
     if args.training:
         if "TWIN_BENCH_HOME" not in os.environ:

@@ -20,7 +20,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -36,6 +35,7 @@ from control import (  # noqa: E402
     score,
 )
 
+from twin.plan.threads import limit_planning_threads  # noqa: E402
 from twin.spec import load_spec  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "control_trace"
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", type=float, default=1e9, help="last minute shown")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    limit_planning_threads(1)
     cases = {c.key: c for c in SCENARIOS}
     if args.scenario not in cases:
         parser.error(f"{args.scenario!r} is not one of {', '.join(cases)}")

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,6 +54,7 @@ from plants.base import Simulation  # noqa: E402
 from twin import registry  # noqa: E402
 from twin.plan.observer import ObserverGains  # noqa: E402
 from twin.plan.settings import PlannerConfig  # noqa: E402
+from twin.plan.threads import limit_planning_threads  # noqa: E402
 from twin.spec import PlantSpec, load_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "tep_control.json"
@@ -300,7 +300,7 @@ def main() -> int:
     if args.combine:
         show(combine(args.combine), Console(width=170))
         return 0
-    torch.set_num_threads(1)
+    limit_planning_threads(1)
     console = Console(width=170)
     spec = load_spec("tep")
     home, twins = load_twins(args.twin_seeds)

@@ -59,6 +59,7 @@ from plants.base import Simulation  # noqa: E402
 from twin.plan.cost import CostTensors, plan_cost  # noqa: E402
 from twin.plan.problem import PlanProblem  # noqa: E402
 from twin.plan.settings import PlannerConfig  # noqa: E402
+from twin.plan.threads import limit_planning_threads  # noqa: E402
 from twin.spec import PlantSpec, load_spec  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "tep_oracle.json"
@@ -253,7 +254,7 @@ def main() -> int:
     ap.add_argument("--scenario-seeds", type=int, nargs="+", default=[7, 8, 9])
     ap.add_argument("--no-24h", action="store_true", help="skip the base case's 24 h scoring")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    limit_planning_threads(1)
     console = Console(width=170)
     spec = load_spec("tep")
     stored = json.loads(CONTROL_RESULTS.read_text(encoding="utf-8"))["scenarios"]

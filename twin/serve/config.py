@@ -40,10 +40,11 @@ class RuntimeConfig:
     process at low priority; quick: `twin train --quick`'s configs) and put the new version in
     shadow. Promotion stays gated and by hand (twin.serve.retrainer)."""
     planning_threads: int = 1
-    """torch's intra-op threads in `twin serve`. A decision's tensors are small: on a 2-core
-    machine under load, two threads waiting on each other made one plan of the faults suite's
-    twin take 1.5-18 s against 0.3-1.5 s on one (the control and plan benchmarks also plan on
-    one thread)."""
+    """torch's intra-op threads and the BLAS libraries' threads in `twin serve`
+    (twin.plan.threads). A decision's tensors are small: on a 2-core machine under load, two
+    torch threads waiting on each other made one plan of the faults suite's twin take 1.5-18 s
+    against 0.3-1.5 s on one, and scipy's BLAS kept a second core spinning while it planned
+    (the control and plan benchmarks also plan on one thread)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -320,9 +320,9 @@ class Runtime:
 
 def serve(spec: PlantSpec, home: Home, config: RuntimeConfig) -> RunSummary:
     """Run the serve loop until --steps are done or SIGINT/SIGTERM."""
-    import torch  # the planners' stack; loaded by the first proposal in any case
+    from twin.plan.threads import limit_planning_threads  # loads the planners' stack
 
-    torch.set_num_threads(config.planning_threads)
+    limit_planning_threads(config.planning_threads)
     runtime = Runtime(spec, home, config)
 
     async def main() -> RunSummary:
