@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
-import json, sys, time
+import json, time
 import torch
 from tests.plan.test_optimum import CFG, _problem, _static_model
 from twin.plan.optimizer import plan
